@@ -1,0 +1,96 @@
+"""The contract every layer class keeps.
+
+A layer type lives in one class, in Caffe's order: how many bottoms and tops it takes,
+setup() (read and validate its parameters once), infer() (the shape rule, pure, with the
+arithmetic explained in words), param_shapes() and macs() (for `netspec check`),
+forward() and backward() (array code written once for NumPy and CuPy through `xp`).
+
+Backward conventions, as in Caffe:
+  * a layer OVERWRITES bottom[i].diff for every i with propagate_down[i] true;
+  * it ACCUMULATES (+=) into the diffs of its parameter blobs (self.blobs), so iter_size
+    accumulation and shared weights work; the solver clears them;
+  * top[i].diff holds d(total loss)/d(top[i]); for a top with a loss weight w the executor
+    seeds it with w before backward starts.
+"""
+from .. import caffe_pb2
+from ..errors import LayerError
+
+
+class ShapeContext:
+    """What infer() may use beside the bottom shapes: the phase, and a place for words.
+
+    note(): the arithmetic behind a shape, shown by `netspec check --explain`.
+    warn(): something legal but suspicious (inexact division, ceil vs floor ...).
+    """
+
+    def __init__(self, phase=caffe_pb2.TEST):
+        self.phase = phase
+        self.notes = []
+        self.warnings = []
+
+    def note(self, message):
+        self.notes.append(message)
+
+    def warn(self, message):
+        self.warnings.append(message)
+
+
+class Layer:
+    type = ""               # Caffe's type string; set by @layer
+    bottoms = (1, 1)        # (min, max) number of bottoms; max None means any number
+    tops = (1, 1)           # (min, max) number of tops
+    loss = False            # a loss layer: its top 0 has loss_weight 1 unless the file says otherwise
+
+    def __init__(self, lp, phase=caffe_pb2.TEST):
+        self.lp = lp
+        self.name = lp.name
+        self.phase = phase
+        self.blobs = []     # learnable parameter Blobs, in Caffe's order; set by the executor
+        self.rng = None     # numpy.random.Generator for layers that draw randomness; set by the executor
+        self.setup()
+
+    # -- parameters and shapes (pure; no arrays) -------------------------------------------
+    def setup(self):
+        """Read and validate this layer's parameter message; raise LayerError."""
+
+    def infer(self, bottoms, ctx):
+        """Bottom shapes (tuples of ints) -> list of top shapes. Raise LayerError when wrong."""
+        raise NotImplementedError
+
+    def param_shapes(self, bottoms):
+        """Shapes of the learnable blobs, in Caffe's blob order (weights, then bias ...)."""
+        return []
+
+    def param_fillers(self):
+        """A FillerParameter for each learnable blob, aligned with param_shapes().
+        An unset filler in the file means Caffe's default, constant 0."""
+        return []
+
+    def macs(self, bottoms, tops):
+        """Multiply-accumulates of one forward pass."""
+        return 0
+
+    def window(self, bottoms):
+        """Spatial sliding window for receptive fields: a list of (kernel, stride, pad, dilation),
+        one per spatial axis, or None for a layer that keeps each position where it is."""
+        return None
+
+    # -- compute ---------------------------------------------------------------------------
+    def forward(self, xp, bottoms, tops):
+        """Compute tops[i].data from bottoms[i].data (and self.blobs)."""
+        raise NotImplementedError(f"{self.type} has no forward")
+
+    def backward(self, xp, tops, propagate_down, bottoms):
+        """Write bottoms[i].diff where propagate_down[i]; accumulate into self.blobs[j].diff."""
+        raise NotImplementedError(f"{self.type} has no backward")
+
+    # -- helpers for subclasses --------------------------------------------------------------
+    def fail(self, message, hint=None):
+        raise LayerError(message, hint)
+
+    @staticmethod
+    def canonical_axis(axis, ndim):
+        """Caffe's CanonicalAxisIndex: negative axes count from the end; out of range is an error."""
+        if not -ndim <= axis < ndim:
+            raise LayerError(f"axis {axis} is out of range for a {ndim}-d blob")
+        return axis % ndim if ndim else 0

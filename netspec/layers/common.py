@@ -1,0 +1,3 @@
+"""common layers."""
+from .base import Layer
+from .registry import layer

@@ -1,0 +1,3 @@
+"""data layers."""
+from .base import Layer
+from .registry import layer

@@ -1,0 +1,3 @@
+"""loss layers."""
+from .base import Layer
+from .registry import layer

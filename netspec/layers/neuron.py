@@ -1,0 +1,3 @@
+"""neuron layers."""
+from .base import Layer
+from .registry import layer

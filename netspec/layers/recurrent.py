@@ -1,0 +1,3 @@
+"""recurrent layers."""
+from .base import Layer
+from .registry import layer

@@ -1,0 +1,3 @@
+"""vision layers."""
+from .base import Layer
+from .registry import layer

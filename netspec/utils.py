@@ -1,0 +1,35 @@
+"""Small helpers shared by every stage."""
+import difflib
+import os
+import tempfile
+
+
+def closest(name, candidates, n=3):
+    """The candidates most like `name`, best first (for 'did you mean' hints)."""
+    return difflib.get_close_matches(str(name), [str(c) for c in candidates], n=n, cutoff=0.5)
+
+
+def did_you_mean(name, candidates):
+    """' (did you mean 'a' or 'b'?)' or '' when nothing is close."""
+    near = closest(name, candidates)
+    if not near:
+        return ""
+    return " (did you mean " + " or ".join(f"'{c}'" for c in near) + "?)"
+
+
+def atomic_write(path, data):
+    """Write bytes or text to `path` through a temporary file and a rename: never half-written."""
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    mode = "wb" if isinstance(data, (bytes, bytearray, memoryview)) else "w"
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix="." + os.path.basename(path) + ".", suffix=".tmp")
+    try:
+        with os.fdopen(fd, mode) as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
