@@ -8,6 +8,11 @@ from .errors import NetspecError
 
 # Subcommands in the order --help lists them; each module has add_parser(subparsers) and run(args).
 COMMANDS = [
+    "check",
+    "convert",
+    "upgrade",
+    "train",
+    "test",
 ]
 
 

@@ -1,11 +1,25 @@
-"""Readers and writers for nets, solvers and blobs (to be completed: see netspec/io)."""
-import re
-from dataclasses import dataclass, field
+"""Readers and writers for nets, solvers and blobs in every format netspec knows.
 
-from google.protobuf import text_format
+Formats come from the file extension: protobuf text (.prototxt, .pt, .txt, .prototext),
+binary (.caffemodel, .binaryproto, .solverstate, .pb, .bin), YAML (.yaml, .yml) and JSON
+(.json), all of the same schema (proto/caffe.proto). Nets and solvers are upgraded from
+legacy forms on load, as Caffe does, with a warning saying what changed. Errors are
+NetspecErrors naming file, line and column; writes are atomic.
+"""
+import os
+from dataclasses import dataclass, field
 
 from .. import caffe_pb2
 from ..errors import NetspecError
+from .formats import FORMATS, KINDS, detect_kind, dump, format_of, load, parse_text, save
+from .upgrade import needs_upgrade, upgrade_net, upgrade_solver
+
+__all__ = [
+    "NetSource", "read_net", "parse_net", "parse_net_text", "write_net", "read_solver",
+    "write_solver", "read_message", "write_message", "read_blobproto", "read_caffemodel",
+    "detect_kind", "format_of", "dump", "upgrade_net", "upgrade_solver", "needs_upgrade",
+    "FORMATS", "KINDS",
+]
 
 
 @dataclass
@@ -14,27 +28,84 @@ class NetSource:
     param: caffe_pb2.NetParameter
     path: str = None
     lines: list = field(default_factory=list)   # lines[i]: 1-based source line of param.layer[i], or None
+    warnings: list = field(default_factory=list)  # what was upgraded or read from a fork dialect
 
     def line_of(self, index):
         return self.lines[index] if index < len(self.lines) else None
 
 
-def read_net(path):
-    """Read a net file (any supported format) into a NetSource. Raises NetspecError."""
-    try:
-        with open(path) as f:
-            text = f.read()
-    except OSError as e:
-        raise NetspecError(f"cannot read net file: {e.strerror}", file=path) from None
-    return parse_net_text(text, path)
+def _net_source(loaded):
+    net = loaded.message
+    positions, warnings = upgrade_net(net, loaded.path, loaded.positions)
+    lines = [at[0] if at else None for at in positions]
+    return NetSource(net, loaded.path, lines, loaded.warnings + warnings)
+
+
+def read_net(path, fmt=None):
+    """Read a net (prototxt, YAML, JSON or binary) into an upgraded NetSource."""
+    return _net_source(load(path, caffe_pb2.NetParameter, fmt))
+
+
+def parse_net(source, fmt="text", path="<string>"):
+    """Parse a net held in memory: text for 'text'/'yaml'/'json', bytes for 'binary'."""
+    if fmt == "binary":
+        return _net_source(load(path, caffe_pb2.NetParameter, fmt, data=source))
+    return _net_source(parse_text(source, caffe_pb2.NetParameter, fmt, path))
 
 
 def parse_net_text(text, path="<string>"):
-    net = caffe_pb2.NetParameter()
-    try:
-        text_format.Parse(text, net)
-    except text_format.ParseError as e:
-        raise NetspecError(str(e), file=path) from None
-    lines = [text.count("\n", 0, m.start()) + 1
-             for m in re.finditer(r"^\s*layers?\s*\{", text, re.M)]
-    return NetSource(net, path, lines)
+    return parse_net(text, "text", path)
+
+
+def write_net(net, path):
+    """Write a NetParameter (or NetSource) in the format `path`'s extension names."""
+    save(net.param if isinstance(net, NetSource) else net, path)
+
+
+def read_solver(path, fmt=None, warnings=None):
+    """Read a solver file into an upgraded SolverParameter; upgrade notes go to `warnings`."""
+    loaded = load(path, caffe_pb2.SolverParameter, fmt)
+    notes = loaded.warnings + upgrade_solver(loaded.message, loaded.path)
+    if warnings is not None:
+        warnings.extend(notes)
+    return loaded.message
+
+
+def write_solver(solver, path):
+    save(solver, path)
+
+
+def read_message(path, cls, fmt=None):
+    """Read any message of the schema from `path`, as stored (no upgrade)."""
+    return load(path, cls, fmt).message
+
+
+def write_message(message, path, fmt=None):
+    """Write any message in the format of `path`'s extension (or `fmt`), atomically."""
+    save(message, path, fmt)
+
+
+def read_blobproto(path):
+    """A BlobProto file, such as an image mean (mean.binaryproto)."""
+    return read_message(path, caffe_pb2.BlobProto)
+
+
+def read_caffemodel(path):
+    """Trained weights: a NetParameter with blobs, upgraded from V0/V1 if needed."""
+    return read_net(path).param
+
+
+def read_kind(path, kind=None, fmt=None):
+    """(kind, message, warnings) for any file; nets and solvers upgraded. For the CLI."""
+    path = os.fspath(path)
+    kind = kind or detect_kind(path, fmt=fmt)
+    if kind not in KINDS:
+        raise NetspecError(f"found kind '{kind}'; expected one of " + ", ".join(KINDS))
+    if kind == "net":
+        source = read_net(path, fmt)
+        return kind, source.param, source.warnings
+    if kind == "solver":
+        notes = []
+        return kind, read_solver(path, fmt, notes), notes
+    loaded = load(path, KINDS[kind], fmt)
+    return kind, loaded.message, loaded.warnings

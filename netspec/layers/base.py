@@ -47,6 +47,7 @@ class Layer:
         self.phase = phase
         self.blobs = []     # learnable parameter Blobs, in Caffe's order; set by the executor
         self.rng = None     # numpy.random.Generator for layers that draw randomness; set by the executor
+        self.param_propagate_down = []   # per blob in self.blobs: its diff is wanted (lr_mult != 0); set by the executor
         self.setup()
 
     # -- parameters and shapes (pure; no arrays) -------------------------------------------
@@ -74,6 +75,14 @@ class Layer:
         """Spatial sliding window for receptive fields: a list of (kernel, stride, pad, dilation),
         one per spatial axis, or None for a layer that keeps each position where it is."""
         return None
+
+    def param_wanted(self, j):
+        """Whether blob j's diff is wanted: always, unless the executor said otherwise."""
+        return not self.param_propagate_down or bool(self.param_propagate_down[j])
+
+    def allow_force_backward(self, bottom_index):
+        """Caffe's AllowForceBackward: force_backward reaches this bottom (loss layers: not the labels)."""
+        return not (self.loss and bottom_index == 1)
 
     # -- compute ---------------------------------------------------------------------------
     def forward(self, xp, bottoms, tops):

@@ -1,3 +1,501 @@
-"""data layers."""
+"""Data layers: where a net's blobs come from (and, for HDF5Output, where they go).
+
+Layers that read files find their shapes at setup as Caffe does (the first Datum of an LMDB,
+an HDF5 file's dataset shapes, the first image of a list) and read ahead in a background
+thread (netspec.data.prefetch). What a batch holds is a pure function of the layer's seed and
+the batch's index, so a resumed run sees exactly the batches the uninterrupted one would:
+data_state() and set_data_state() carry (seed, batches read) through a snapshot.
+"""
+import os
+
+import numpy as np
+
+from .. import caffe_pb2
+from ..errors import LayerError, NetspecError
 from .base import Layer
 from .registry import layer
+
+
+def _put(xp, top, array):
+    """Copy a host batch into a top blob, in place when the shape allows."""
+    array = np.asarray(array, np.float32)
+    if top.data is not None and tuple(top.data.shape) == array.shape and top.data.dtype == array.dtype:
+        if xp is np:
+            np.copyto(top.data, array)
+        else:
+            top.data.set(array)
+    else:
+        top.data = xp.asarray(array)
+        top.diff = xp.zeros_like(top.data)
+
+
+def _as_layer_error(fn):
+    """Run fn(); a NetspecError from the data helpers becomes a LayerError (the shape pass
+    adds the layer's name, file and line)."""
+    try:
+        return fn()
+    except NetspecError as e:
+        raise LayerError(e.message, e.hint) from None
+
+
+class _Reading(Layer):
+    """A data layer that reads batches in a background thread."""
+    bottoms = (0, 0)
+    tops = (1, 2)
+
+    def setup(self):
+        self.batches = 0            # batches handed out so far
+        self.seed = None            # drawn from self.rng on first use
+        self._prefetcher = None
+        self.transformer = None
+
+    # -- what subclasses provide ---------------------------------------------------------
+    def producer(self):
+        """A function k -> tuple of arrays (one per top) for the k-th batch, called with
+        k = start, start+1, ... in the reading thread."""
+        raise NotImplementedError
+
+    # -- shared machinery ------------------------------------------------------------------
+    def _transformer(self):
+        if self.transformer is None:
+            from ..data.transform import Transformer
+            self.transformer = _as_layer_error(lambda: Transformer(self.lp.transform_param, self.phase))
+        return self.transformer
+
+    def _seed(self):
+        if self.seed is None:
+            rng = self.rng if self.rng is not None else np.random.default_rng()
+            self.seed = int(rng.integers(2 ** 62))
+        return self.seed
+
+    def batch_rng(self, k):
+        """The random stream of batch k (crops, mirrors): the same on every run with this seed."""
+        return np.random.default_rng([self._seed(), k])
+
+    def forward(self, xp, bottoms, tops):
+        if self._prefetcher is None:
+            from ..data.prefetch import Prefetcher
+            self._seed()
+            self._prefetcher = Prefetcher(self.producer(), self.batches,
+                                          self.prefetch_depth(), name=f"data:{self.name}")
+        try:
+            arrays = self._prefetcher.next()
+        except NetspecError as e:
+            raise NetspecError(e.message, layer=self.name, layer_type=self.type, hint=e.hint) from None
+        self.batches += 1
+        for top, array in zip(tops, arrays):
+            _put(xp, top, array)
+
+    def backward(self, xp, tops, propagate_down, bottoms):
+        pass
+
+    def prefetch_depth(self):
+        return 4
+
+    def data_state(self):
+        return {"seed": self._seed(), "batches": self.batches}
+
+    def set_data_state(self, state):
+        self.close()
+        self.seed, self.batches = int(state["seed"]), int(state["batches"])
+
+    def close(self):
+        if self._prefetcher is not None:
+            self._prefetcher.stop()
+            self._prefetcher = None
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:
+            pass
+
+    def _need_batch_size(self, value, message):
+        if not value:
+            self.fail(f"{message}.batch_size is not set (or 0)", hint=f"add {message} {{ batch_size: 64 }}")
+        return int(value)
+
+    def _rand_skip(self, rand_skip):
+        """Caffe skips a random number (below rand_skip) of records once, at the start."""
+        return int(np.random.default_rng([self._seed(), 1 << 20]).integers(rand_skip)) if rand_skip else 0
+
+    def _shapes(self, item_shape, batch_size):
+        shape = (batch_size,) + self._transformer().shape(item_shape)
+        return [shape, (batch_size,)][:len(self.lp.top)]
+
+
+def _order(n, epoch, seed, shuffle):
+    """The order of the n records in a given pass over them (a fresh shuffle every pass)."""
+    if not shuffle:
+        return np.arange(n)
+    return np.random.default_rng([seed, 2 << 20, epoch]).permutation(n)
+
+
+@layer("Data")
+class Data(_Reading):
+    """Datum records from an LMDB, in key order, wrapping at the end."""
+
+    def setup(self):
+        super().setup()
+        p = self.lp.data_param
+        self.batch_size = self._need_batch_size(p.batch_size, "data_param")
+        self.source = p.source
+        self._first = None
+        if p.backend == caffe_pb2.DataParameter.LEVELDB and not os.path.exists(os.path.join(p.source, "data.mdb")):
+            self.fail(f"data_param.source '{p.source}' is not an LMDB, and LevelDB databases are not supported "
+                      "(backend defaults to LEVELDB in Caffe's schema)",
+                      hint="convert the data to LMDB and set backend: LMDB")
+
+    def prefetch_depth(self):
+        return self.lp.data_param.prefetch
+
+    def _first_item(self):
+        if self._first is None:
+            from ..data.db import LMDBReader
+            from ..data.datum import datum_to_array, parse_datum
+            reader = _as_layer_error(lambda: LMDBReader(self.source, "data_param.source"))
+            value = reader.first_value()
+            reader.close()
+            t = self._transformer()
+            self._first = datum_to_array(parse_datum(value), t.force_color, t.force_gray)
+        return self._first
+
+    def infer(self, bottoms, ctx):
+        return self._shapes(self._first_item().shape, self.batch_size)
+
+    def producer(self):
+        from ..data.db import LMDBReader
+        from ..data.datum import datum_to_array, parse_datum
+        transform, size = self._transformer(), self.batch_size
+        start = self._rand_skip(self.lp.data_param.rand_skip)
+        reader = None
+
+        def produce(k):
+            nonlocal reader
+            if reader is None:
+                reader = LMDBReader(self.source, "data_param.source")
+                reader.seek(start + k * size)
+            datums = [parse_datum(reader.next_value()) for _ in range(size)]
+            items = [datum_to_array(d, transform.force_color, transform.force_gray) for d in datums]
+            try:
+                batch = np.stack(items)
+            except ValueError:
+                raise NetspecError(f"records of different shapes in one batch of '{self.source}' "
+                                   f"({items[0].shape} and others)", hint="use batch_size: 1, or "
+                                   "resize the images when converting (convert_imageset --resize_height/--resize_width)") from None
+            labels = np.array([d.label for d in datums], np.float32)
+            return transform(batch, self.batch_rng(k)), labels
+        return produce
+
+
+@layer("ImageData")
+class ImageData(_Reading):
+    """Images named in a list file ("path label" per line), read with Pillow."""
+
+    def setup(self):
+        super().setup()
+        p = self.lp.image_data_param
+        self.batch_size = self._need_batch_size(p.batch_size, "image_data_param")
+        self._lines = None
+        self._first_shape = None
+
+    def lines(self):
+        if self._lines is None:
+            p = self.lp.image_data_param
+            try:
+                with open(p.source) as f:
+                    raw = [line.strip() for line in f if line.strip()]
+            except OSError as e:
+                self.fail(f"cannot read image_data_param.source '{p.source}': {e.strerror}",
+                          hint="write a list file with one 'path label' per line")
+            lines = []
+            for i, line in enumerate(raw, 1):
+                path, _, label = line.rpartition(" ")
+                if not path or not label.lstrip("-").isdigit():
+                    self.fail(f"{p.source}:{i}: expected 'path label', found '{line}'")
+                lines.append((os.path.join(p.root_folder, path) if p.root_folder else path, int(label)))
+            if not lines:
+                self.fail(f"image_data_param.source '{p.source}' lists no images")
+            self._lines = lines
+        return self._lines
+
+    def _read(self, path):
+        from ..data.datum import read_image
+        p = self.lp.image_data_param
+        try:
+            return read_image(path, p.new_height, p.new_width, p.is_color)
+        except OSError as e:
+            raise NetspecError(f"cannot read image '{path}': {e.strerror or e}",
+                               hint="check image_data_param.root_folder and the paths in the list file") from None
+
+    def infer(self, bottoms, ctx):
+        if self._first_shape is None:
+            self._first_shape = _as_layer_error(lambda: self._read(self.lines()[0][0])).shape
+        return self._shapes(self._first_shape, self.batch_size)
+
+    def producer(self):
+        p, lines, transform, size = self.lp.image_data_param, self.lines(), self._transformer(), self.batch_size
+        start, n, seed = self._rand_skip(p.rand_skip), len(lines), self._seed()
+        orders = {}
+
+        def order(epoch):
+            if epoch not in orders:
+                orders.clear()
+                orders[epoch] = _order(n, epoch, seed, p.shuffle)
+            return orders[epoch]
+
+        def produce(k):
+            pos = start + k * size + np.arange(size)
+            picks = [lines[order(e)[i]] for e, i in zip(pos // n, pos % n)]
+            batch = np.stack([self._read(path) for path, _ in picks])
+            labels = np.array([label for _, label in picks], np.float32)
+            return transform(batch, self.batch_rng(k)), labels
+        return produce
+
+
+@layer("HDF5Data")
+class HDF5Data(_Reading):
+    """Rows of HDF5 datasets named by the tops, from the .h5 files listed in a text file."""
+    tops = (1, None)
+
+    def setup(self):
+        super().setup()
+        p = self.lp.hdf5_data_param
+        self.batch_size = self._need_batch_size(p.batch_size, "hdf5_data_param")
+        self._files = None
+
+    def files(self):
+        """[(path, rows)], with every file's datasets checked against the tops."""
+        if self._files is None:
+            import h5py
+            source = self.lp.hdf5_data_param.source
+            try:
+                with open(source) as f:
+                    paths = [line.strip() for line in f if line.strip()]
+            except OSError as e:
+                self.fail(f"cannot read hdf5_data_param.source '{source}': {e.strerror}",
+                          hint="it is a text file listing one .h5 path per line")
+            if not paths:
+                self.fail(f"hdf5_data_param.source '{source}' lists no files")
+            files, self.row_shapes = [], None
+            for path in paths:
+                try:
+                    with h5py.File(path, "r") as h5:
+                        shapes = {}
+                        for name in self.lp.top:
+                            if name not in h5:
+                                self.fail(f"HDF5 file '{path}' has no dataset '{name}' (it has: {', '.join(h5.keys())})",
+                                          hint="name the tops after the datasets")
+                            shapes[name] = h5[name].shape
+                except OSError as e:
+                    self.fail(f"cannot open HDF5 file '{path}' (listed in '{source}'): {e}")
+                rows = {s[0] for s in shapes.values()}
+                if len(rows) != 1:
+                    self.fail(f"datasets in '{path}' have different numbers of rows: {shapes}")
+                row_shapes = [tuple(shapes[name][1:]) for name in self.lp.top]
+                if self.row_shapes is not None and row_shapes != self.row_shapes:
+                    self.fail(f"'{path}' holds rows of shapes {row_shapes}, earlier files {self.row_shapes}")
+                self.row_shapes = row_shapes
+                files.append((path, rows.pop()))
+            self._files = files
+        return self._files
+
+    def infer(self, bottoms, ctx):
+        self.files()
+        return [(self.batch_size,) + s for s in self.row_shapes]
+
+    def producer(self):
+        import h5py
+        files, size, seed = self.files(), self.batch_size, self._seed()
+        shuffle = self.lp.hdf5_data_param.shuffle
+        total = sum(rows for _, rows in files)
+        cache = {}
+
+        def rows_of(file_index, epoch):
+            """The rows of one file, in this pass's order (kept while the pass reads it)."""
+            key = (file_index, epoch)
+            if key not in cache:
+                cache.clear()
+                with h5py.File(files[file_index][0], "r") as h5:
+                    arrays = [np.asarray(h5[name], np.float32) for name in self.lp.top]
+                order = _order(len(arrays[0]), epoch * len(files) + file_index, seed, shuffle)
+                cache[key] = [a[order] for a in arrays]
+            return cache[key]
+
+        def produce(k):
+            out = [[] for _ in self.lp.top]
+            for pos in range(k * size, (k + 1) * size):
+                epoch, offset = divmod(pos, total)
+                for f in _order(len(files), epoch, seed + 1, shuffle):
+                    if offset < files[f][1]:
+                        break
+                    offset -= files[f][1]
+                for col, rows in zip(out, rows_of(f, epoch)):
+                    col.append(rows[offset])
+            return tuple(np.stack(col) for col in out)
+        return produce
+
+
+@layer("HDF5Output")
+class HDF5Output(Layer):
+    """Appends its bottoms, as datasets "data" and "label", to hdf5_output_param.file_name.
+    (Caffe writes the datasets once per forward; here every batch is appended.)"""
+    bottoms = (2, 2)
+    tops = (0, 0)
+
+    def setup(self):
+        if not self.lp.hdf5_output_param.file_name:
+            self.fail("hdf5_output_param.file_name is not set")
+        self._file = None
+
+    def infer(self, bottoms, ctx):
+        return []
+
+    def forward(self, xp, bottoms, tops):
+        import h5py
+        from ..backend import to_numpy
+        if self._file is None:
+            self._file = h5py.File(self.lp.hdf5_output_param.file_name, "w")
+        for name, blob in zip(("data", "label"), bottoms):
+            array = to_numpy(blob.data)
+            if name not in self._file:
+                self._file.create_dataset(name, data=array, maxshape=(None,) + array.shape[1:])
+            else:
+                ds = self._file[name]
+                ds.resize(ds.shape[0] + len(array), axis=0)
+                ds[-len(array):] = array
+        self._file.flush()
+
+    def backward(self, xp, tops, propagate_down, bottoms):
+        pass
+
+
+@layer("MemoryData")
+class MemoryData(Layer):
+    """Batches from arrays given in Python: set_input_arrays(data, labels), as in pycaffe."""
+    bottoms = (0, 0)
+    tops = (2, 2)
+
+    def setup(self):
+        p = self.lp.memory_data_param
+        if not p.batch_size:
+            self.fail("memory_data_param.batch_size is not set (or 0)")
+        self.shape = (p.batch_size, p.channels, p.height, p.width)
+        self.data = self.labels = None
+        self.position = 0
+
+    def infer(self, bottoms, ctx):
+        return [self.shape, (self.shape[0],)]
+
+    def set_input_arrays(self, data, labels):
+        data, labels = np.asarray(data, np.float32), np.asarray(labels, np.float32).reshape(-1)
+        if data.shape[1:] != self.shape[1:]:
+            raise NetspecError(f"MemoryData '{self.name}' expects items of shape {self.shape[1:]}, got {data.shape[1:]}")
+        if len(data) != len(labels):
+            raise NetspecError(f"MemoryData '{self.name}': {len(data)} items but {len(labels)} labels")
+        if len(data) == 0 or len(data) % self.shape[0]:
+            raise NetspecError(f"MemoryData '{self.name}': {len(data)} items is not a multiple of the batch size {self.shape[0]}")
+        self.data, self.labels, self.position = data, labels, 0
+
+    def forward(self, xp, bottoms, tops):
+        if self.data is None:
+            raise NetspecError(f"MemoryData '{self.name}' has no data", hint="call set_input_arrays(data, labels) first")
+        end = self.position + self.shape[0]
+        _put(xp, tops[0], self.data[self.position:end])
+        _put(xp, tops[1], self.labels[self.position:end])
+        self.position = end % len(self.data)
+
+    def backward(self, xp, tops, propagate_down, bottoms):
+        pass
+
+    def data_state(self):
+        return {"position": self.position}
+
+    def set_data_state(self, state):
+        self.position = int(state["position"])
+
+
+@layer("Input")
+class Input(Layer):
+    """Blobs fed from outside (Net.forward(data=...)); forward leaves them as they are."""
+    bottoms = (0, 0)
+    tops = (1, None)
+
+    def setup(self):
+        shapes = self.lp.input_param.shape
+        if len(shapes) not in (1, len(self.lp.top)):
+            self.fail(f"{len(shapes)} shapes for {len(self.lp.top)} tops",
+                      hint="give one input_param.shape for all tops, or one per top")
+
+    def infer(self, bottoms, ctx):
+        shapes = [tuple(int(d) for d in s.dim) for s in self.lp.input_param.shape]
+        if not shapes:
+            self.fail("input_param has no shape", hint="add input_param { shape { dim: 1 dim: 3 dim: 224 dim: 224 } }")
+        return shapes * len(self.lp.top) if len(shapes) == 1 else shapes
+
+    def forward(self, xp, bottoms, tops):
+        pass
+
+    def backward(self, xp, tops, propagate_down, bottoms):
+        pass
+
+
+@layer("DummyData")
+class DummyData(Layer):
+    """Blobs filled by fillers: once for constant fillers, at every forward otherwise."""
+    bottoms = (0, 0)
+    tops = (1, None)
+
+    def setup(self):
+        p, n = self.lp.dummy_data_param, len(self.lp.top)
+        if len(p.data_filler) not in (0, 1, n):
+            self.fail(f"{len(p.data_filler)} data_fillers for {n} tops", hint="give 0, 1 or one per top")
+        legacy = [p.num, p.channels, p.height, p.width]
+        if any(len(f) for f in legacy):
+            if len(p.shape):
+                self.fail("both shape and the legacy num/channels/height/width are set", hint="keep shape only")
+            if any(len(f) not in (1, n) for f in legacy):
+                self.fail("num, channels, height and width must each be given once, or once per top")
+            self.shapes = [tuple(int(f[0 if len(f) == 1 else i]) for f in legacy) for i in range(n)]
+        else:
+            if len(p.shape) not in (1, n):
+                self.fail(f"{len(p.shape)} shapes for {n} tops", hint="give one shape for all tops, or one per top")
+            self.shapes = [tuple(int(d) for d in p.shape[0 if len(p.shape) == 1 else i].dim) for i in range(n)]
+        default = caffe_pb2.FillerParameter(type="constant", value=0)
+        fillers = list(p.data_filler) or [default]
+        self.fillers = [fillers[0 if len(fillers) == 1 else i] for i in range(n)]
+        self.filled = False
+
+    def infer(self, bottoms, ctx):
+        return list(self.shapes)
+
+    def forward(self, xp, bottoms, tops):
+        from ..fillers import fill
+        rng = self.rng if self.rng is not None else np.random.default_rng()
+        for top, shape, filler in zip(tops, self.shapes, self.fillers):
+            if filler.type != "constant" or not self.filled:
+                top.data = fill(xp, rng, shape, filler, top.data.dtype if top.data is not None else np.float32)
+        self.filled = True
+
+    def backward(self, xp, tops, propagate_down, bottoms):
+        pass
+
+
+@layer("WindowData")
+class WindowData(Layer):
+    """R-CNN window sampling: shapes only here; its forward is not supported."""
+    bottoms = (0, 0)
+    tops = (2, 2)
+
+    def setup(self):
+        p = self.lp.window_data_param
+        if not p.batch_size or not p.crop_size:
+            self.fail("window_data_param needs batch_size and crop_size")
+
+    def infer(self, bottoms, ctx):
+        p = self.lp.window_data_param
+        return [(p.batch_size, 3, p.crop_size, p.crop_size), (p.batch_size,)]
+
+    def forward(self, xp, bottoms, tops):
+        raise NetspecError("WindowData layers can be checked but not run", layer=self.name, layer_type=self.type,
+                           hint="convert the windows to an LMDB or HDF5 file and use a Data or HDF5Data layer")

@@ -1,0 +1,34 @@
+"""`netspec check`: every top's shape, the arithmetic behind it, the costs, and the problems.
+
+Exit status: 0 clean, 1 errors found (or warnings under --strict), 2 the file cannot be read
+or an argument is wrong.
+"""
+import sys
+
+from ..report import check, parse_input
+
+
+def add_parser(subparsers):
+    p = subparsers.add_parser(
+        "check", help="infer and check every shape; count params, MACs, memory, receptive fields",
+        description="Infer every top's shape, check the net, explain the arithmetic, and count "
+                    "parameters, multiply-accumulates, activation memory and receptive fields.")
+    p.add_argument("model", metavar="FILE", help="the net (.prototxt, .yaml, .json)")
+    p.add_argument("--input", action="append", default=[], metavar="NAME=N,C,H,W",
+                   help="shape of an input blob, overriding the data layer's (repeatable), e.g. data=10,3,227,227")
+    p.add_argument("--phase", type=str.upper, choices=["TRAIN", "TEST"],
+                   help="net phase (default: the file's state, else TEST)")
+    p.add_argument("--stage", action="append", default=[], help="net state stage (repeatable)")
+    p.add_argument("--level", type=int, help="net state level (default: the file's state, else 0)")
+    p.add_argument("--explain", action="store_true", help="show the arithmetic behind each shape")
+    p.add_argument("--json", action="store_true", help="print one JSON document (schema: docs/check-json.md)")
+    p.add_argument("--strict", action="store_true", help="treat warnings as errors")
+    return p
+
+
+def run(args):
+    inputs = dict(parse_input(text) for text in args.input)
+    report = check(args.model, inputs=inputs, phase=args.phase, stages=args.stage,
+                   level=args.level, strict=args.strict)
+    sys.stdout.write(report.to_json() + "\n" if args.json else report.format(explain=args.explain))
+    return report.exit_code

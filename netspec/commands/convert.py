@@ -1,0 +1,33 @@
+"""`netspec convert IN OUT`: a net, solver, blob or solver state from one format to another."""
+import sys
+
+from .. import io
+
+KIND_HELP = "what the file holds: net, solver, blob (e.g. a mean) or solverstate (default: detected)"
+
+
+def add_parser(subparsers):
+    parser = subparsers.add_parser(
+        "convert", help="convert between prototxt, binary, YAML and JSON",
+        description="Convert a net, solver, blob or solver state between formats, chosen by "
+                    "the file extensions: text (.prototxt .pt .txt .prototext), binary "
+                    "(.caffemodel .binaryproto .solverstate .pb .bin), YAML (.yaml .yml), "
+                    "JSON (.json). Legacy nets and solvers are upgraded on the way.")
+    parser.add_argument("input", metavar="IN", help="file to read")
+    parser.add_argument("output", metavar="OUT", help="file to write (its extension picks the format)")
+    parser.add_argument("--kind", choices=list(io.KINDS), help=KIND_HELP)
+    return parser
+
+
+def run(args):
+    io.format_of(args.output)                      # a bad output extension fails before reading
+    kind, message, warnings = io.read_kind(args.input, args.kind)
+    print_warnings("convert", warnings)
+    io.write_message(message, args.output)
+    print(f"wrote {args.output} ({kind}, {io.format_of(args.output)})")
+    return 0
+
+
+def print_warnings(command, warnings):
+    for warning in warnings:
+        print(f"netspec {command}: warning: {warning}", file=sys.stderr)

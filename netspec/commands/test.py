@@ -1,0 +1,54 @@
+"""`netspec test`: score a trained net, as `caffe test` does: every output blob, batch by
+batch, then the averages over the iterations."""
+import numpy as np
+
+
+def add_parser(subparsers):
+    p = subparsers.add_parser(
+        "test", help="score a trained net over N batches (as `caffe test`)",
+        description="Run a net forward for N batches and print each output per batch and on average.")
+    p.add_argument("--model", required=True, help="the net .prototxt")
+    p.add_argument("--weights", required=True, help="the trained .caffemodel")
+    p.add_argument("--iterations", type=int, default=50, help="batches to run (default 50, as Caffe)")
+    p.add_argument("--phase", choices=["TRAIN", "TEST"], default="TEST", help="net phase (default TEST)")
+    p.add_argument("--stage", action="append", default=[], help="a net stage (repeatable)")
+    p.add_argument("--level", type=int, default=0, help="net level")
+    p.add_argument("--backend", choices=["numpy", "cupy"], default="numpy")
+    p.add_argument("--seed", type=int, default=None, help="random seed")
+    p.add_argument("--log", help="also write the log to this file")
+    return p
+
+
+def run(args):
+    from ..net import Net
+    from ..trainer import Log, fmt
+    from ..errors import NetspecError
+    if args.iterations < 1:
+        raise NetspecError(f"--iterations must be at least 1, found {args.iterations}")
+    log = Log(args.log)
+    try:
+        net = Net(args.model, weights=args.weights, phase=args.phase, backend=args.backend,
+                  seed=args.seed, stages=args.stage, level=args.level)
+        log.info(f"Running for {args.iterations} iterations.")
+        sums, loss = {}, 0.0
+        for i in range(args.iterations):
+            outputs = net.forward()
+            loss += net.loss
+            for name in net.outputs:
+                values = np.ravel(outputs[name]).astype(np.float64)
+                sums[name] = sums.get(name, 0) + values
+                for v in values:
+                    log.info(f"Batch {i}, {name} = {fmt(v)}")
+        log.info(f"Loss: {fmt(loss / args.iterations)}")
+        weights = {id(blob): w for blob, w in net.loss_tops}
+        for name in net.outputs:
+            w = weights.get(id(net.blobs[name]), 0.0)
+            for mean in sums[name] / args.iterations:
+                extra = f" (* {fmt(w)} = {fmt(w * mean)} loss)" if w else ""
+                log.info(f"{name} = {fmt(mean)}{extra}")
+        for layer in net.layers:
+            if hasattr(layer, "close"):
+                layer.close()
+    finally:
+        log.close()
+    return 0

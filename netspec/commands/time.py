@@ -1,0 +1,130 @@
+"""`netspec time`: per-layer and whole-net forward/backward times, laid out as `caffe time`.
+
+Unlike Caffe's, the whole-net figures come from runs of their own (per-layer timers and
+their synchronisation do not inflate them), GPU work is synchronised before every timer
+stops, and the report says how the per-layer sum compares with the whole-net time.
+"""
+import time
+
+import numpy as np
+
+from ..errors import NetspecError
+
+
+def add_parser(subparsers):
+    p = subparsers.add_parser("time", help="time a net's forward and backward passes, layer by layer",
+                              description="Time forward and backward passes of a net, per layer and in total.")
+    p.add_argument("model", metavar="FILE", help="the net (.prototxt, .yaml, .json)")
+    p.add_argument("--iterations", "-n", type=int, default=50, help="timed iterations (default 50)")
+    p.add_argument("--backend", default="numpy", choices=["numpy", "cupy"], help="array backend (default numpy)")
+    p.add_argument("--phase", default="TRAIN", type=str.upper, choices=["TRAIN", "TEST"],
+                   help="net phase (default TRAIN, as `caffe time`)")
+    p.add_argument("--input", action="append", default=[], metavar="NAME=N,C,H,W",
+                   help="shape of an input blob (repeatable), e.g. data=10,3,227,227")
+    p.add_argument("--stage", action="append", default=[], help="net state stage (repeatable)")
+    p.add_argument("--level", type=int, default=0, help="net state level")
+    p.add_argument("--seed", type=int, default=0, help="seed for the weights and the random inputs")
+    return p
+
+
+def parse_inputs(specs):
+    """['data=10,3,227,227'] -> {'data': (10, 3, 227, 227)}."""
+    shapes = {}
+    for spec in specs:
+        name, _, dims = spec.partition("=")
+        try:
+            shapes[name.strip()] = tuple(int(d) for d in dims.replace("x", ",").split(",") if d.strip())
+        except ValueError:
+            dims = None
+        if not name.strip() or not dims or not shapes.get(name.strip()):
+            raise NetspecError(f"cannot read --input '{spec}'", hint="write NAME=N,C,H,W, e.g. data=10,3,227,227")
+    return shapes
+
+
+class Timer:
+    """Wall-clock milliseconds, with the GPU drained before each reading."""
+
+    def __init__(self, xp):
+        self.sync = (lambda: xp.cuda.Device().synchronize()) if xp is not np else (lambda: None)
+
+    def now(self):
+        self.sync()
+        return time.perf_counter()
+
+
+def fill_inputs(net, rng):
+    """Random values for the fed inputs; blobs read as labels (bottom 1 of a loss or an
+    Accuracy) get 0, a valid class for any net."""
+    labels = {node.bottoms[1] for node in net.nodes
+              if len(node.bottoms) > 1 and (node.layer.loss or node.layer.type == "Accuracy")}
+    feeds = {}
+    for name in net.inputs:
+        shape = net.blobs[name].shape
+        feeds[name] = np.zeros(shape) if name in labels else rng.standard_normal(shape)
+    return feeds
+
+
+def measure(net, iterations):
+    """Per-layer and whole-net mean times in ms: (layer_fwd, layer_bwd, total_fwd, total_bwd)."""
+    timer = Timer(net.xp)
+    net.run_forward()
+    net.run_backward()                       # warm-up: first-call costs stay out of the figures
+    steps = net.steps
+    layer_fwd, layer_bwd = np.zeros(len(steps)), np.zeros(len(steps))
+    for _ in range(iterations):
+        for i, step in enumerate(steps):
+            t0 = timer.now()
+            net.run_step(step, forward=True)
+            layer_fwd[i] += timer.now() - t0
+        for blob, w in net.loss_tops:
+            blob.diff.fill(w)
+        for i in range(len(steps) - 1, -1, -1):
+            t0 = timer.now()
+            net.run_step(steps[i], forward=False)
+            layer_bwd[i] += timer.now() - t0
+    total_fwd = total_bwd = 0.0
+    for _ in range(iterations):
+        t0 = timer.now()
+        net.run_forward()
+        t1 = timer.now()
+        net.run_backward()
+        t2 = timer.now()
+        total_fwd += t1 - t0
+        total_bwd += t2 - t1
+    scale = 1000.0 / iterations
+    return layer_fwd * scale, layer_bwd * scale, total_fwd * scale, total_bwd * scale
+
+
+def report(net, iterations, layer_fwd, layer_bwd, total_fwd, total_bwd):
+    lines = [f"Timing net '{net.name}' ({'TRAIN' if net.phase == 0 else 'TEST'} phase, {net.backend} backend) "
+             f"for {iterations} iterations.",
+             "Inputs: " + (", ".join(f"{n} {net.blobs[n].shape}" for n in net.inputs) or "none (the net's data layers)"),
+             "Average time per layer: "]
+    width = max([10] + [len(s.name) for s in net.steps])
+    for step, f, b in zip(net.steps, layer_fwd, layer_bwd):
+        lines.append(f"{step.name:>{width}}\tforward: {f:.5g} ms.")
+        lines.append(f"{step.name:>{width}}\tbackward: {b:.5g} ms.")
+    total = total_fwd + total_bwd
+    lines += [f"Average Forward pass: {total_fwd:.5g} ms.",
+              f"Average Backward pass: {total_bwd:.5g} ms.",
+              f"Average Forward-Backward: {total:.5g} ms.",
+              f"Total Time: {total * iterations:.5g} ms.",
+              "(whole-net passes timed in runs of their own, without per-layer timers)"]
+    sums = (layer_fwd.sum(), layer_bwd.sum())
+    for what, part, whole in (("Forward", sums[0], total_fwd), ("Backward", sums[1], total_bwd),
+                              ("Forward-Backward", sum(sums), total)):
+        share = f"{100.0 * part / whole:.1f}% of the whole-net time" if whole > 0 else "whole-net time is 0"
+        lines.append(f"Sum of per-layer {what} times: {part:.5g} ms ({share}).")
+    lines.append("*** Benchmark ends ***")
+    return "\n".join(lines)
+
+
+def run(args):
+    from ..net import Net
+    if args.iterations < 1:
+        raise NetspecError(f"--iterations must be at least 1, got {args.iterations}")
+    net = Net(args.model, phase=args.phase, backend=args.backend, inputs=parse_inputs(args.input) or None,
+              seed=args.seed, stages=args.stage, level=args.level)
+    net.forward(**fill_inputs(net, np.random.default_rng(args.seed)))
+    print(report(net, args.iterations, *measure(net, args.iterations)))
+    return 0

@@ -1,0 +1,111 @@
+"""`netspec train`: train a net from a Caffe solver file, as `caffe train` does."""
+import os
+import shutil
+import tempfile
+
+from .. import caffe_pb2
+from ..errors import NetspecError
+
+EXAMPLE_ITERATIONS = 300
+
+
+def add_parser(subparsers):
+    p = subparsers.add_parser(
+        "train", help="train a net from a solver file (as `caffe train`)",
+        description="Train from a Caffe solver file; logs in Caffe's format (parse_log.py reads them).")
+    p.add_argument("--solver", help="the solver .prototxt")
+    p.add_argument("--example", action="store_true",
+                   help="train LeNet on the Fashion-MNIST sample shipped with netspec (no download)")
+    p.add_argument("--iterations", type=int, default=None,
+                   help=f"with --example: iterations to train (default {EXAMPLE_ITERATIONS})")
+    p.add_argument("--weights", help="a .caffemodel to fine-tune from (copied by layer name)")
+    p.add_argument("--weights-legacy-reshape", action="store_true",
+                   help="with --weights: take blobs whose element count matches but whose shape is another (legacy) form")
+    p.add_argument("--snapshot", help="a .solverstate to resume from")
+    p.add_argument("--backend", choices=["numpy", "cupy"], default=None,
+                   help="array backend (default: cupy when the solver says GPU and one is present, else numpy)")
+    p.add_argument("--seed", type=int, default=None, help="random seed (overrides the solver's random_seed)")
+    p.add_argument("--log", help="also write the log to this file")
+    p.add_argument("--plot", help="write loss and accuracy curves to this PNG")
+    return p
+
+
+def run(args):
+    from ..trainer import Log, Trainer, copy_weights, read_solver, weights_table
+    if args.example == bool(args.solver):
+        raise NetspecError("give --solver SOLVER.prototxt, or --example")
+    if args.weights and args.snapshot:
+        raise NetspecError("--weights and --snapshot both given",
+                           hint="give a snapshot to resume training, or weights to fine-tune, not both")
+    log = Log(args.log)
+    workdir = None
+    try:
+        if args.example:
+            workdir = tempfile.mkdtemp(prefix="netspec-example-")
+            sp = example_solver(workdir, args.iterations or EXAMPLE_ITERATIONS, log)
+            solver_path = None
+        else:
+            sp, solver_path = read_solver(args.solver), args.solver
+        backend = args.backend or _default_backend(sp)
+        trainer = Trainer(sp, backend=backend, seed=args.seed, log=log, solver_path=solver_path)
+        if args.weights:
+            rows = copy_weights(trainer.net, args.weights, args.weights_legacy_reshape)
+            log.info(f"Fine-tuning from {args.weights}:\n" + weights_table(rows))
+            refused = [r for r in rows if r[1] == "refused"]
+            if refused:
+                raise NetspecError(
+                    f"{len(refused)} layer(s) in {args.weights} do not fit the net: "
+                    + "; ".join(f"'{name}' ({detail})" for name, _, detail in refused),
+                    hint="rename the layer in the net so it starts from its filler (the usual way to "
+                         "replace a classifier), or pass --weights-legacy-reshape if only the shape's form differs")
+        scores = trainer.solve(resume=args.snapshot)
+        if args.plot:
+            from ..curves import plot_curves
+            plot_curves(args.plot, trainer.train_curve, trainer.test_curves, title=trainer.net.name)
+            log.info(f"Curves written to {args.plot}")
+        if args.example and scores:
+            accuracy = scores[0].get("accuracy")
+            if accuracy is not None:
+                log.info(f"Test accuracy after {sp.max_iter} iterations: {100 * float(accuracy):.2f}% "
+                         "(1000 held-out Fashion-MNIST images)")
+    finally:
+        log.close()
+        if workdir:
+            shutil.rmtree(workdir, ignore_errors=True)
+    return 0
+
+
+def _default_backend(sp):
+    if sp.solver_mode == caffe_pb2.SolverParameter.GPU:
+        from ..backend import gpu_available
+        return "cupy" if gpu_available() else "numpy"
+    return "numpy"
+
+
+def example_solver(workdir, iterations, log):
+    """LeNet over LMDBs made from the shipped Fashion-MNIST sample; the net's shape check is
+    printed first."""
+    from google.protobuf import text_format
+    from ..data.convert import mnist_to_lmdb
+    from ..report import check
+    here = os.path.join(os.path.dirname(os.path.dirname(__file__)), "data", "example")
+    sources = {}
+    for split, name in (("train", "train"), ("t10k", "test")):
+        db = os.path.join(workdir, f"{name}_lmdb")
+        count = mnist_to_lmdb(os.path.join(here, f"{split}-images-idx3-ubyte.gz"),
+                              os.path.join(here, f"{split}-labels-idx1-ubyte.gz"), db)
+        log.info(f"Converted {count} {name} images of the shipped Fashion-MNIST sample to {db}")
+        sources[name] = db
+    with open(os.path.join(here, "lenet_train_test.prototxt")) as f:
+        net = text_format.Parse(f.read(), caffe_pb2.NetParameter())
+    for lp in net.layer:
+        if lp.type == "Data":
+            train = any(rule.phase == caffe_pb2.TRAIN for rule in lp.include)
+            lp.data_param.source = sources["train" if train else "test"]
+    print(check(net, phase="TRAIN").format(), flush=True)
+    sp = caffe_pb2.SolverParameter(
+        net_param=net, test_iter=[10], test_interval=iterations, test_initialization=False,
+        base_lr=0.01, momentum=0.9, weight_decay=0.0005, lr_policy="inv", gamma=0.0001, power=0.75,
+        display=50, max_iter=iterations, snapshot_after_train=False, solver_mode=caffe_pb2.SolverParameter.CPU,
+        random_seed=1)
+    return sp

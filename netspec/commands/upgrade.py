@@ -1,0 +1,31 @@
+"""`netspec upgrade IN OUT`: write a legacy net or solver in the current Caffe form."""
+from .. import io
+from ..errors import NetspecError
+from .convert import print_warnings
+
+
+def add_parser(subparsers):
+    parser = subparsers.add_parser(
+        "upgrade", help="upgrade a legacy (V0/V1) net or solver to the current form",
+        description="Upgrade a net (V0 or V1 layers, input/input_dim fields, legacy data "
+                    "transformation fields, old BatchNorm param specs, fork dialects such as "
+                    "Pooling ceil_mode) or a solver (solver_type enum) to the current Caffe "
+                    "form, as Caffe's upgrade_net_proto_text does. The output format follows "
+                    "OUT's extension; OUT may be IN.")
+    parser.add_argument("input", metavar="IN", help="net or solver file to read")
+    parser.add_argument("output", metavar="OUT", help="file to write")
+    parser.add_argument("--kind", choices=["net", "solver"],
+                        help="what the file holds (default: detected)")
+    return parser
+
+
+def run(args):
+    io.format_of(args.output)
+    kind, message, warnings = io.read_kind(args.input, args.kind)
+    if kind not in ("net", "solver"):
+        raise NetspecError(f"found {kind}; expected a net or a solver", file=args.input)
+    print_warnings("upgrade", warnings)
+    io.write_message(message, args.output)
+    state = "upgraded" if warnings else "already current; rewritten"
+    print(f"wrote {args.output} ({kind}, {state})")
+    return 0

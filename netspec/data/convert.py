@@ -1,0 +1,107 @@
+"""Dataset conversions, as Caffe's tools do them: IDX to LMDB (convert_mnist_data), image
+list or folder to LMDB (convert_imageset), LMDB to mean image (compute_image_mean)."""
+import os
+
+import numpy as np
+
+from ..errors import NetspecError
+from .datum import array_to_datum, datum_to_array, encode_image, parse_datum, read_image
+from .db import LMDBReader, write_lmdb
+from .idx import read_mnist
+
+
+def mnist_to_lmdb(images_path, labels_path, out_path):
+    """IDX images + labels -> LMDB of raw 1xHxW Datums keyed "%08d" (Caffe's key format)."""
+    images, labels = read_mnist(images_path, labels_path)
+
+    def items():
+        for i, (image, label) in enumerate(zip(images, labels)):
+            yield b"%08d" % i, array_to_datum(image[None], label).SerializeToString()
+    return write_lmdb(out_path, items())
+
+
+def read_list(list_path, root=""):
+    """A convert_imageset list ("path label" per line) or, for a folder, one class per sorted
+    sub-folder: [(relative path, label)]."""
+    if os.path.isdir(list_path):
+        classes = sorted(d for d in os.listdir(list_path) if os.path.isdir(os.path.join(list_path, d)))
+        if not classes:
+            raise NetspecError(f"folder '{list_path}' has no class sub-folders",
+                               hint="arrange images as FOLDER/<class>/<image>, or pass a list file")
+        return [(os.path.join(c, f), label) for label, c in enumerate(classes)
+                for f in sorted(os.listdir(os.path.join(list_path, c)))]
+    try:
+        with open(list_path) as f:
+            lines = [line.strip() for line in f if line.strip()]
+    except OSError as e:
+        raise NetspecError(f"cannot read list file '{list_path}': {e.strerror}") from None
+    out = []
+    for n, line in enumerate(lines, 1):
+        path, _, label = line.rpartition(" ")
+        if not path or not label.lstrip("-").isdigit():
+            raise NetspecError(f"{list_path}:{n}: expected 'path label', found '{line}'")
+        out.append((path, int(label)))
+    return out
+
+
+def imageset_to_lmdb(root, entries, out_path, height=0, width=0, gray=False, encoded=False,
+                     encode_type="", shuffle=False, seed=0, log=print):
+    """Images -> LMDB of Datums keyed "%08d_<path>", as convert_imageset: raw BGR pixels, or
+    encoded (the file's own bytes when no resize or re-encoding is needed)."""
+    entries = list(entries)
+    if shuffle:
+        entries = [entries[i] for i in np.random.default_rng(seed).permutation(len(entries))]
+
+    def items():
+        for i, (path, label) in enumerate(entries):
+            full = os.path.join(root, path)
+            if encoded and not (height or width) and _keeps_format(path, encode_type):
+                try:
+                    with open(full, "rb") as f:
+                        data = f.read()
+                except OSError as e:
+                    raise NetspecError(f"cannot read image '{full}': {e.strerror}") from None
+                pixels = None
+            else:
+                try:
+                    pixels = read_image(full, height, width, not gray)
+                except OSError as e:
+                    raise NetspecError(f"cannot read image '{full}': {e.strerror or e}") from None
+            if pixels is None or encoded:
+                from .. import caffe_pb2
+                if pixels is not None:
+                    data = encode_image(pixels, (encode_type or os.path.splitext(path)[1][1:] or "png").upper()
+                                        .replace("JPG", "JPEG"))
+                datum = caffe_pb2.Datum(data=data, label=label, encoded=True)
+            else:
+                datum = array_to_datum(pixels, label)
+            if (i + 1) % 1000 == 0:
+                log(f"Processed {i + 1} files.")
+            yield (b"%08d_" % i) + path.encode(), datum.SerializeToString()
+    count = write_lmdb(out_path, items())
+    log(f"Processed {count} files.")
+    return count
+
+
+def _keeps_format(path, encode_type):
+    ext = os.path.splitext(path)[1][1:].lower()
+    return not encode_type or encode_type.lower() == ext or {encode_type.lower(), ext} == {"jpg", "jpeg"}
+
+
+def compute_mean(db_path):
+    """The mean image (float32 C x H x W) over every Datum in an LMDB."""
+    reader = LMDBReader(db_path)
+    total, count = None, 0
+    try:
+        for _ in range(reader.size):
+            item = datum_to_array(parse_datum(reader.next_value()))
+            if total is None:
+                total = np.zeros(item.shape, np.float64)
+            elif item.shape != total.shape:
+                raise NetspecError(f"record {count} has shape {item.shape}, earlier ones {total.shape}",
+                                   hint="a mean needs images of one size (resize when converting)")
+            total += item
+            count += 1
+    finally:
+        reader.close()
+    return (total / count).astype(np.float32)

@@ -1,0 +1,94 @@
+"""LMDB databases of Datum records, read and written as Caffe's db_lmdb does.
+
+A database is a folder holding data.mdb (and lock.mdb). Records are read in key order;
+the reader wraps to the first record at the end, as Caffe's data layer does.
+"""
+import os
+import shutil
+import tempfile
+
+from ..errors import NetspecError
+
+MAP_SIZE = 1 << 40          # Caffe's LMDB map size (1 TB of address space, not of disk)
+
+
+def open_lmdb(path, what="database"):
+    """Open an LMDB folder read-only; a clear error when it is missing or not an LMDB."""
+    import lmdb
+    if not os.path.isdir(path):
+        raise NetspecError(f"{what} '{path}' does not exist or is not a folder",
+                           hint="convert your data first (tools/convert_mnist_data.py or "
+                                "tools/convert_imageset.py), or fix the path")
+    try:
+        return lmdb.open(path, readonly=True, lock=False, readahead=False, max_readers=126)
+    except lmdb.Error as e:
+        raise NetspecError(f"cannot open {what} '{path}' as an LMDB: {e}") from None
+
+
+class LMDBReader:
+    """Values in key order, one after another, wrapping around; seek by position."""
+
+    def __init__(self, path, what="database"):
+        self.path = path
+        self.env = open_lmdb(path, what)
+        self.size = self.env.stat()["entries"]
+        if self.size == 0:
+            raise NetspecError(f"{what} '{path}' is empty")
+        self.txn = self.env.begin(buffers=False)
+        self.cursor = self.txn.cursor()
+        self.cursor.first()
+        self.position = 0           # records read so far (not wrapped)
+
+    def first_value(self):
+        with self.env.begin() as txn:
+            cur = txn.cursor()
+            cur.first()
+            return cur.value()
+
+    def seek(self, position):
+        """Go to the record read after `position` records (wrapping)."""
+        self.cursor.first()
+        for _ in range(position % self.size):
+            self.cursor.next()
+        self.position = position
+
+    def next_value(self):
+        value = self.cursor.value()
+        if not self.cursor.next():
+            self.cursor.first()
+        self.position += 1
+        return value
+
+    def close(self):
+        self.txn.abort()
+        self.env.close()
+
+
+def write_lmdb(path, items, commit_every=1000):
+    """Write (key bytes, value bytes) pairs into a new LMDB at `path`, atomically:
+    built in a temporary folder beside it, then renamed. Refuses to overwrite."""
+    import lmdb
+    path = os.path.abspath(path)
+    if os.path.exists(path):
+        raise NetspecError(f"'{path}' already exists", hint="remove it or choose another output path")
+    parent = os.path.dirname(path)
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(dir=parent, prefix="." + os.path.basename(path) + ".")
+    count = 0
+    try:
+        env = lmdb.open(tmp, map_size=MAP_SIZE, subdir=True)
+        txn = env.begin(write=True)
+        for key, value in items:
+            txn.put(key, value)
+            count += 1
+            if count % commit_every == 0:
+                txn.commit()
+                txn = env.begin(write=True)
+        txn.commit()
+        env.sync()
+        env.close()
+        os.replace(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return count

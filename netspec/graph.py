@@ -1,0 +1,519 @@
+"""From a NetParameter to the graph the shape pass and the executor walk.
+
+Caffe's order of work, kept here: select the layers the net state admits (NetStateRule:
+phase, level, stages), give every top its loss weight, insert a Split layer for every blob
+read by more than one layer (named as Caffe's insert_splits.cpp names them), and check the
+wiring (bottoms nobody produced, tops produced twice, cycles, blob counts). Problems are
+collected as Issues, all of them, and the graph is built as far as it can be, so the shape
+pass can go on and report everything together; Graph.check() raises the first one.
+"""
+from dataclasses import dataclass, field
+
+from . import caffe_pb2
+from .errors import LayerError, NetspecError
+from .layers import layer_class
+from .utils import closest
+
+PHASES = {"TRAIN": caffe_pb2.TRAIN, "TEST": caffe_pb2.TEST}
+
+
+@dataclass
+class Issue:
+    """One error or warning, with where it happened and, when known, a fix."""
+    message: str
+    layer: str = None
+    type: str = None
+    line: int = None
+    file: str = None
+    hint: str = None
+
+    def where(self):
+        place = ":".join(str(p) for p in (self.file, self.line) if p is not None)
+        if self.layer is not None:
+            kind = f" ({self.type})" if self.type else ""
+            place = f"{place}: {self.layer}{kind}" if place else f"{self.layer}{kind}"
+        return place
+
+    def __str__(self):
+        head = self.where()
+        text = f"{head}: {self.message}" if head else self.message
+        return text + (f"\n  fix: {self.hint}" if self.hint else "")
+
+    def to_dict(self):
+        return {"layer": self.layer, "type": self.type, "line": self.line,
+                "message": self.message, "hint": self.hint}
+
+    def to_error(self):
+        return NetspecError(self.message, file=self.file, line=self.line, layer=self.layer,
+                            layer_type=self.type, hint=self.hint)
+
+
+@dataclass
+class Node:
+    """One layer of the graph in execution order (an implicit Split is a node too)."""
+    index: int
+    lp: caffe_pb2.LayerParameter
+    layer: object                      # the Layer instance, or None when it could not be made
+    bottoms: list
+    tops: list
+    line: int = None
+    loss_weights: list = field(default_factory=list)   # one float per top
+    needs_backward: bool = False
+    propagate_down: list = field(default_factory=list)  # one bool per bottom
+    split: bool = False                # inserted by the graph, not written in the file
+
+    @property
+    def name(self):
+        return self.lp.name
+
+    @property
+    def type(self):
+        return self.lp.type
+
+    def in_place(self, j):
+        """Top j overwrites bottom j (Caffe's only in-place form: same name, same index)."""
+        return j < len(self.bottoms) and self.tops[j] == self.bottoms[j]
+
+
+@dataclass
+class Graph:
+    nodes: list
+    excluded: list                     # (layer name, reason) for layers the net state leaves out
+    inputs: list                       # blobs the caller feeds (tops of Input layers)
+    outputs: list                      # blobs nobody reads after they are made
+    errors: list
+    warnings: list
+    notices: list = field(default_factory=list)   # what the reader upgraded or read from a dialect
+    phase: int = caffe_pb2.TEST
+    stages: tuple = ()
+    level: int = 0
+    path: str = None
+    name: str = ""
+    force_backward: bool = False
+
+    def node(self, name):
+        for n in self.nodes:
+            if n.name == name:
+                return n
+        raise KeyError(name)
+
+    def consumers(self):
+        """blob name -> nodes that read it."""
+        readers = {}
+        for n in self.nodes:
+            for b in n.bottoms:
+                readers.setdefault(b, []).append(n)
+        return readers
+
+    @property
+    def has_loss(self):
+        return any(w for n in self.nodes for w in n.loss_weights)
+
+    def check(self):
+        """Raise the first error as a NetspecError (for callers that cannot go on)."""
+        if self.errors:
+            raise self.errors[0].to_error()
+        return self
+
+
+# -- phase, level and stage ---------------------------------------------------------------
+
+def phase_value(phase):
+    """caffe_pb2.TRAIN/TEST from an int or the words 'TRAIN'/'TEST' (any case)."""
+    if isinstance(phase, str):
+        try:
+            return PHASES[phase.upper()]
+        except KeyError:
+            raise NetspecError(f"unknown phase '{phase}'", hint="use TRAIN or TEST") from None
+    if phase not in PHASES.values():
+        raise NetspecError(f"unknown phase {phase!r}", hint="use TRAIN or TEST")
+    return phase
+
+
+def phase_name(phase):
+    return caffe_pb2.Phase.Name(phase)
+
+
+def net_state(param, phase=None, stages=(), level=None):
+    """The state the rules are judged against: the file's `state` as defaults, the caller's
+    phase and level instead of them when given, the caller's stages added to the file's."""
+    state = caffe_pb2.NetState()
+    state.CopyFrom(param.state)
+    if phase is not None:
+        state.phase = phase_value(phase)
+    if level is not None:
+        state.level = level
+    for s in stages:
+        if s not in state.stage:
+            state.stage.append(s)
+    return state
+
+
+def rule_text(rule):
+    parts = []
+    if rule.HasField("phase"):
+        parts.append(f"phase: {phase_name(rule.phase)}")
+    if rule.HasField("min_level"):
+        parts.append(f"min_level: {rule.min_level}")
+    if rule.HasField("max_level"):
+        parts.append(f"max_level: {rule.max_level}")
+    parts += [f'stage: "{s}"' for s in rule.stage]
+    parts += [f'not_stage: "{s}"' for s in rule.not_stage]
+    return "{ " + " ".join(parts) + " }"
+
+
+def state_text(state):
+    stages = ", ".join(state.stage) or "none"
+    return f"phase {phase_name(state.phase)}, level {state.level}, stages: {stages}"
+
+
+def rule_met(state, rule):
+    """Caffe's StateMeetsRule: every condition the rule sets holds."""
+    if rule.HasField("phase") and rule.phase != state.phase:
+        return False
+    if rule.HasField("min_level") and state.level < rule.min_level:
+        return False
+    if rule.HasField("max_level") and state.level > rule.max_level:
+        return False
+    if any(s not in state.stage for s in rule.stage):
+        return False
+    return not any(s in state.stage for s in rule.not_stage)
+
+
+def exclusion(lp, state):
+    """Why the state leaves this layer out, or None when it is kept (Caffe's FilterNet)."""
+    kept = not lp.include
+    for rule in lp.exclude:
+        if rule_met(state, rule):
+            return f"exclude {rule_text(rule)} matches the net state ({state_text(state)})"
+    for rule in lp.include:
+        if rule_met(state, rule):
+            kept = True
+    if not kept:
+        rules = " or ".join(rule_text(r) for r in lp.include)
+        return f"include {rules} does not match the net state ({state_text(state)})"
+    return None
+
+
+# -- building -------------------------------------------------------------------------------
+
+def build_graph(source, phase=None, stages=(), level=None, insert_splits=True):
+    """The checked graph of a net in a state.
+
+    source: a NetSource, a NetParameter, or a path. phase: caffe_pb2.TRAIN/TEST or 'TRAIN'/'TEST';
+    phase and level left as None take the file's `state` (TEST and 0 when it has none).
+    """
+    param, path, lines, notices = _unpack(source)
+    state = net_state(param, phase, stages, level)
+    graph = Graph([], [], [], [], [], [], notices, phase=state.phase, stages=tuple(state.stage),
+                  level=state.level, path=path, name=param.name,
+                  force_backward=param.force_backward)
+    nodes = []
+    for lp, line in _declared_layers(param, lines):
+        if lp.include and lp.exclude:
+            graph.errors.append(Issue("a layer may have include rules or exclude rules, not both",
+                                      lp.name, lp.type, line, path,
+                                      "keep one kind of rule: Caffe refuses this layer"))
+            continue
+        reason = exclusion(lp, state)
+        if reason:
+            graph.excluded.append((lp.name, reason))
+            continue
+        nodes.append(_make_node(graph, len(nodes), lp, line))
+    _check_names(graph, nodes)
+    _check_bottoms(graph, nodes)
+    if insert_splits:
+        nodes = _insert_splits(graph, nodes)
+    graph.nodes = nodes
+    _check_tops(graph)
+    _mark_backward(graph)
+    graph.inputs = [t for n in nodes if n.type == "Input" for t in n.tops]
+    graph.outputs = _outputs(nodes)
+    return graph
+
+
+def _unpack(source):
+    from .io import NetSource, read_net
+    if isinstance(source, (str, bytes)) or hasattr(source, "__fspath__"):
+        source = read_net(source)
+    notices = []
+    if isinstance(source, NetSource):
+        param, path, lines = source.param, source.path, list(source.lines)
+        notices = [str(w) for w in getattr(source, "warnings", [])]
+    elif isinstance(source, caffe_pb2.NetParameter):
+        param, path, lines = source, None, []
+    else:
+        raise TypeError(f"build_graph takes a NetSource, NetParameter or path, not {type(source).__name__}")
+    if len(param.layers) and not len(param.layer):
+        raise NetspecError("this net is in the legacy V1 format ('layers' blocks)", file=path,
+                           hint="read it with netspec.io.read_net, which upgrades it")
+    return param, path, lines, notices
+
+
+def _declared_layers(param, lines):
+    """(LayerParameter, line) in file order; legacy `input:` fields become an Input layer
+    named 'input' at the front, as Caffe's UpgradeNetInput does."""
+    if len(param.input):
+        yield _legacy_input_layer(param), None
+    for i, lp in enumerate(param.layer):
+        yield lp, lines[i] if i < len(lines) else None
+
+
+def _legacy_input_layer(param):
+    lp = caffe_pb2.LayerParameter(name="input", type="Input", top=list(param.input))
+    if len(param.input_shape):
+        for s in param.input_shape:
+            lp.input_param.shape.add().CopyFrom(s)
+    elif len(param.input_dim):
+        dims = list(param.input_dim)
+        for i in range(len(param.input)):
+            lp.input_param.shape.add(dim=dims[4 * i:4 * i + 4])
+    return lp
+
+
+def _make_node(graph, index, lp, line):
+    node = Node(index, lp, None, list(lp.bottom), list(lp.top), line)
+    issue = lambda msg, hint=None: Issue(msg, lp.name, lp.type, line, graph.path, hint)  # noqa: E731
+    try:
+        cls = layer_class(lp.type)
+        node.layer = cls(lp, lp.phase if lp.HasField("phase") else graph.phase)
+    except LayerError as e:
+        graph.errors.append(issue(e.message, e.hint))
+        cls = None
+    if cls is not None:
+        for what, have, (low, high) in (("bottom", node.bottoms, cls.bottoms), ("top", node.tops, cls.tops)):
+            if len(have) < low or (high is not None and len(have) > high):
+                graph.errors.append(issue(f"takes {_count_text(low, high, what)}, got {len(have)}",
+                                          f"give it {_count_text(low, high, what)}"))
+    if len(lp.propagate_down) not in (0, len(node.bottoms)):
+        graph.errors.append(issue(f"{len(lp.propagate_down)} propagate_down values for "
+                                  f"{len(node.bottoms)} bottoms", "give propagate_down once per bottom, or not at all"))
+    node.loss_weights = _loss_weights(graph, node, cls, issue)
+    return node
+
+
+def _count_text(low, high, what):
+    if high == low:
+        return f"{low} {what}{'s' if low != 1 else ''}"
+    if high is None:
+        return f"at least {low} {what}{'s' if low != 1 else ''}"
+    return f"{low} to {high} {what}s"
+
+
+def _loss_weights(graph, node, cls, issue):
+    """Caffe's rule: the file's loss_weight, one per top; else 1 for top 0 of a loss layer."""
+    given = list(node.lp.loss_weight)
+    if given:
+        if len(given) != len(node.tops):
+            graph.errors.append(issue(
+                f"{len(given)} loss_weight values for {len(node.tops)} tops",
+                "give loss_weight once per top, or not at all"))
+            given = (given + [0.0] * len(node.tops))[:len(node.tops)]
+        return given
+    weights = [0.0] * len(node.tops)
+    if cls is not None and cls.loss and weights:
+        weights[0] = 1.0
+    return weights
+
+
+def _check_names(graph, nodes):
+    seen = {}
+    for n in nodes:
+        first = seen.setdefault(n.name, n)
+        if first is not n:
+            where = f" (line {first.line})" if first.line else ""
+            graph.warnings.append(Issue(f"the layer name '{n.name}' is used before{where}", n.name, n.type,
+                                        n.line, graph.path, "weights are matched by layer name: rename one"))
+
+
+def _check_bottoms(graph, nodes):
+    """Every bottom must be made by an earlier layer; say what was meant, or why not."""
+    made, producer_of = set(), {}
+    for n in nodes:
+        for t in n.tops:
+            producer_of.setdefault(t, n)
+    for n in nodes:
+        for j, b in enumerate(n.bottoms):
+            if b not in made:
+                graph.errors.append(_missing_bottom(graph, n, j, b, made, producer_of))
+        made.update(n.tops)
+
+
+def _missing_bottom(graph, node, j, blob, made, producer_of):
+    later = producer_of.get(blob)
+    issue = lambda msg, hint: Issue(msg, node.name, node.type, node.line, graph.path, hint)  # noqa: E731
+    if later is None:
+        near = closest(blob, made)
+        if near:
+            return issue(f"bottom '{blob}' (bottom {j}) is produced by no layer before it",
+                         "did you mean " + " or ".join(f"'{c}'" for c in near) + "?")
+        return issue(f"bottom '{blob}' (bottom {j}) is produced by no layer before it",
+                     "add a layer with this top (or an Input layer) before it")
+    path = _dependency_path(later, node, producer_of)
+    if path:
+        loop = " -> ".join([node.name] + [p.name for p in path])
+        return issue(f"cycle: bottom '{blob}' comes from '{later.name}', which depends on this layer ({loop})",
+                     "a net is a directed acyclic graph: break the loop")
+    where = f" (line {later.line})" if later.line else ""
+    return issue(f"bottom '{blob}' is produced only later, by '{later.name}'{where}",
+                 f"layers run in file order: move '{later.name}' above '{node.name}'")
+
+
+def _dependency_path(start, target, producer_of):
+    """Layers from `start` back through its bottoms' producers to `target`, or None."""
+    stack, seen = [(start, [start])], set()
+    while stack:
+        n, path = stack.pop()
+        if n is target:
+            return path
+        if id(n) in seen:
+            continue
+        seen.add(id(n))
+        for b in n.bottoms:
+            p = producer_of.get(b)
+            if p is not None and p is not n:
+                stack.append((p, path + [p]))
+    return None
+
+
+def split_layer_name(layer_name, blob, top_index):
+    return f"{blob}_{layer_name}_{top_index}_split"
+
+
+def split_blob_name(layer_name, blob, top_index, split_index):
+    return f"{blob}_{layer_name}_{top_index}_split_{split_index}"
+
+
+def _insert_splits(graph, nodes):
+    """Caffe's InsertSplits: a blob read more than once (a nonzero explicit loss_weight counts
+    as a reader) is fanned out by a Split layer right after the layer that made it."""
+    last_top, source_of, readers = {}, {}, {}
+    for n in nodes:
+        for j, b in enumerate(n.bottoms):
+            if b in last_top:
+                source_of[(n.index, j)] = last_top[b]
+                readers[last_top[b]] = readers.get(last_top[b], 0) + 1
+        for j, t in enumerate(n.tops):
+            last_top[t] = (n.index, j)
+        for j, w in enumerate(n.lp.loss_weight[:len(n.tops)]):
+            if w:
+                key = last_top[n.tops[j]]
+                readers[key] = readers.get(key, 0) + 1
+    by_index = {n.index: n for n in nodes}
+    next_split = {}
+    out = []
+    for n in nodes:
+        for j, b in enumerate(n.bottoms):
+            src = source_of.get((n.index, j))
+            if src is not None and readers[src] > 1:
+                k = next_split.get(src, 0)
+                next_split[src] = k + 1
+                n.bottoms[j] = split_blob_name(by_index[src[0]].name, b, src[1], k)
+        out.append(n)
+        for j, t in enumerate(n.tops):
+            count = readers.get((n.index, j), 0)
+            if count > 1:
+                weight = n.loss_weights[j] if n.lp.loss_weight else 0.0
+                out.append(_split_node(graph, n, j, t, count, weight))
+                if weight:
+                    n.loss_weights[j] = 0.0     # the Split's top 0 carries it now
+                    next_split[(n.index, j)] = 1
+    for i, n in enumerate(out):
+        n.index = i
+    return out
+
+
+def _split_node(graph, producer, j, blob, count, loss_weight):
+    tops = [split_blob_name(producer.name, blob, j, k) for k in range(count)]
+    lp = caffe_pb2.LayerParameter(name=split_layer_name(producer.name, blob, j), type="Split",
+                                  bottom=[blob], top=tops)
+    node = Node(-1, lp, None, [blob], tops, producer.line, [0.0] * count, split=True)
+    node.loss_weights[0] = loss_weight
+    try:
+        node.layer = layer_class("Split")(lp, graph.phase)
+    except LayerError as e:
+        graph.errors.append(Issue(e.message, lp.name, "Split", producer.line, graph.path, e.hint))
+    return node
+
+
+def _check_tops(graph):
+    """A top name is made once, except by a layer that writes it in place (top j == bottom j)."""
+    made_by = {}
+    for n in graph.nodes:
+        for j, t in enumerate(n.tops):
+            if n.in_place(j):
+                continue
+            first = made_by.get(t)
+            if first is not None:
+                where = f" (line {first.line})" if first.line else ""
+                hint = "give this top its own name"
+                if t in n.lp.bottom:
+                    hint = (f"'{t}' is read by other layers too, so it was split and cannot be "
+                            "overwritten in place here: give this top its own name")
+                graph.errors.append(Issue(f"top '{t}' is already produced by '{first.name}'{where}",
+                                          n.name, n.type, n.line, graph.path, hint))
+            else:
+                made_by[t] = n
+
+
+def _mark_backward(graph):
+    """Caffe's Net::Init bookkeeping: which layers and bottoms need a backward pass."""
+    needs_blob = set()
+    for n in graph.nodes:
+        blob_needs = [b in needs_blob for b in n.bottoms]
+        given = list(n.lp.propagate_down)
+        n.propagate_down = [given[j] if j < len(given) else blob_needs[j] for j in range(len(n.bottoms))]
+        need = any(blob_needs)
+        if n.layer is not None:
+            specs = n.lp.param
+            for p in range(len(n.layer.param_fillers())):
+                need |= (specs[p].lr_mult if p < len(specs) else 1.0) != 0
+        n.needs_backward = need
+        if need:
+            needs_blob.update(n.tops)
+    under_loss, skip = set(), set()
+    for n in reversed(graph.nodes):
+        contributes = any(w for w in n.loss_weights) or any(t in under_loss for t in n.tops)
+        skip_down = all(t in skip for t in n.tops)
+        if n.needs_backward and skip_down:
+            n.needs_backward = False
+            n.propagate_down = [False] * len(n.bottoms)
+        if not contributes:
+            n.needs_backward = False
+        for j, b in enumerate(n.bottoms):
+            if contributes:
+                under_loss.add(b)
+            else:
+                n.propagate_down[j] = False
+            if not n.propagate_down[j]:
+                skip.add(b)
+    if graph.force_backward:
+        for n in graph.nodes:
+            n.needs_backward = True
+            n.propagate_down = [pd or (n.layer is not None and n.layer.allow_force_backward(j))
+                                for j, pd in enumerate(n.propagate_down)]
+
+
+def contributes_to_loss(graph):
+    """Names of the layers whose output reaches some nonzero loss weight."""
+    under_loss, names = set(), set()
+    for n in reversed(graph.nodes):
+        if any(n.loss_weights) or any(t in under_loss for t in n.tops):
+            names.add(n.name)
+            under_loss.update(n.bottoms)
+    return names
+
+
+def _outputs(nodes):
+    """Blobs whose last version nobody reads: what Caffe lists as the net's outputs."""
+    live = {}
+    for n in nodes:
+        for b in n.bottoms:
+            live.pop(b, None)
+        for t in n.tops:
+            live[t] = True
+    return list(live)
+
+
+__all__ = ["Graph", "Node", "Issue", "build_graph", "phase_value", "phase_name",
+           "contributes_to_loss", "split_blob_name", "split_layer_name"]

@@ -1,0 +1,179 @@
+"""Binary protobuf (.caffemodel, .binaryproto, .solverstate): read with a kind check, write.
+
+Protobuf parses almost any bytes as almost any message, so before parsing we walk the
+top-level fields of the wire format: that finds truncation, text given where binary was
+expected, and a file of another kind (a solverstate given as a caffemodel), and says which.
+"""
+from google.protobuf import message as protobuf_message
+from google.protobuf.descriptor import FieldDescriptor as FD
+
+from .. import caffe_pb2
+from ..errors import NetspecError
+
+KINDS = {
+    "net": caffe_pb2.NetParameter,
+    "solver": caffe_pb2.SolverParameter,
+    "blob": caffe_pb2.BlobProto,
+    "solverstate": caffe_pb2.SolverState,
+}
+DESCRIBE = {
+    "net": "a net (NetParameter: .prototxt or .caffemodel)",
+    "solver": "a solver (SolverParameter)",
+    "blob": "a blob (BlobProto, e.g. a mean .binaryproto)",
+    "solverstate": "a solver snapshot (SolverState, .solverstate)",
+}
+
+_VARINT, _FIXED64, _LENGTH, _FIXED32 = 0, 1, 2, 5
+_WIRE_OF_TYPE = {
+    FD.TYPE_DOUBLE: _FIXED64, FD.TYPE_FIXED64: _FIXED64, FD.TYPE_SFIXED64: _FIXED64,
+    FD.TYPE_FLOAT: _FIXED32, FD.TYPE_FIXED32: _FIXED32, FD.TYPE_SFIXED32: _FIXED32,
+    FD.TYPE_STRING: _LENGTH, FD.TYPE_BYTES: _LENGTH, FD.TYPE_MESSAGE: _LENGTH,
+}
+
+
+class _Broken(Exception):
+    def __init__(self, why, offset):
+        super().__init__(why)
+        self.why, self.offset = why, offset
+
+
+def _varint(data, i):
+    value, shift = 0, 0
+    while True:
+        if i >= len(data):
+            raise _Broken("truncated", i)
+        byte = data[i]
+        value |= (byte & 0x7F) << shift
+        i += 1
+        if not byte & 0x80:
+            return value, i
+        shift += 7
+        if shift >= 70:
+            raise _Broken("a malformed number", i)
+
+
+def wire_fields(data):
+    """[(field number, wire type)] of the top-level fields; raises _Broken."""
+    fields, i = [], 0
+    while i < len(data):
+        start = i
+        key, i = _varint(data, i)
+        number, wire = key >> 3, key & 7
+        if number == 0:
+            raise _Broken("field number 0", start)
+        if wire == _VARINT:
+            _, i = _varint(data, i)
+        elif wire == _FIXED64:
+            i += 8
+        elif wire == _FIXED32:
+            i += 4
+        elif wire == _LENGTH:
+            length, i = _varint(data, i)
+            i += length
+        else:
+            raise _Broken(f"wire type {wire}", start)
+        if i > len(data):
+            raise _Broken("truncated", start)
+        fields.append((number, wire))
+    return fields
+
+
+def fit(fields, cls):
+    """(wrong, unknown, right): how many top-level fields do not fit `cls`, are unknown, fit."""
+    wrong = unknown = right = 0
+    by_number = cls.DESCRIPTOR.fields_by_number
+    for number, wire in fields:
+        fd = by_number.get(number)
+        if fd is None:
+            unknown += 1
+            continue
+        expected = _WIRE_OF_TYPE.get(fd.type, _VARINT)
+        packed = fd.is_repeated and expected != _LENGTH and wire == _LENGTH
+        if wire == expected or packed:
+            right += 1
+        else:
+            wrong += 1
+    return wrong, unknown, right
+
+
+def looks_like_text(data):
+    try:
+        text = data[:4096].decode("utf-8")
+    except UnicodeDecodeError as e:
+        if e.start < 4090:       # a character cut at the 4096-byte boundary is fine
+            return False
+        text = data[:e.start].decode("utf-8")
+    return all(ch.isprintable() or ch in "\t\r\n" for ch in text)
+
+
+def fitting_kinds(data):
+    """The kinds whose schema fits the file's top-level fields, best first."""
+    try:
+        fields = wire_fields(data)
+    except _Broken:
+        return []
+    scored = [(fit(fields, cls), kind) for kind, cls in KINDS.items()]
+    return [kind for (wrong, unknown, right), kind in
+            sorted(scored, key=lambda s: (s[0][1], -s[0][2])) if wrong == 0 and right > 0]
+
+
+def guess_kind(data):
+    kinds = fitting_kinds(data)
+    return kinds[0] if kinds else None
+
+
+def describe(cls):
+    """Words for a message class: 'a net (NetParameter ...)', or its schema name."""
+    for kind, known in KINDS.items():
+        if known is cls:
+            return DESCRIBE[kind]
+    return f"a {cls.DESCRIPTOR.name}"
+
+
+def parse(data, cls, path):
+    """Parse binary `data` as a `cls` message. Returns (message, warnings); raises NetspecError."""
+    what = describe(cls)
+    if not data:
+        raise NetspecError(f"the file is empty; expected {what} in binary form", file=path)
+    try:
+        fields = wire_fields(data)
+    except _Broken as e:
+        raise _broken_error(e, data, what, path) from None
+    wrong, unknown, right = fit(fields, cls)
+    if wrong or not right:
+        other = guess_kind(data)
+        if other and KINDS[other] is not cls:
+            raise NetspecError(f"found {DESCRIBE[other]}; expected {what}", file=path,
+                               hint=f"check the file name, or read it as '{other}' (--kind {other})")
+        raise NetspecError(f"the top-level fields do not match {what}: "
+                           f"{wrong} of {len(fields)} have the wrong wire type", file=path,
+                           hint="is this file from another program, or corrupted?")
+    message = cls()
+    try:
+        message.ParseFromString(data)
+    except (protobuf_message.DecodeError, ValueError, RecursionError) as e:
+        raise NetspecError(f"corrupt or truncated {what}: {e}", file=path) from None
+    warnings = []
+    if unknown:
+        warnings.append(f"{path}: {unknown} top-level field(s) unknown to Caffe's schema were kept "
+                        "as unknown fields (a fork's extension?)")
+    return message, warnings
+
+
+def _broken_error(e, data, what, path):
+    if looks_like_text(data):
+        return NetspecError(f"found text; expected {what} in binary form", file=path,
+                            hint="give a text file a text extension (.prototxt, .yaml, .json)")
+    if e.why == "truncated":
+        return NetspecError(f"truncated: the field at byte {e.offset} runs past the end of the file "
+                            f"({len(data)} bytes); expected {what}", file=path,
+                            hint="the file was cut short; copy or download it again")
+    return NetspecError(f"not a binary protobuf: {e.why} at byte {e.offset}; expected {what}",
+                        file=path)
+
+
+def serialize(message, path):
+    try:
+        return message.SerializeToString()
+    except protobuf_message.EncodeError as e:
+        raise NetspecError(f"cannot write: {e}", file=path) from None

@@ -1,0 +1,455 @@
+"""YAML and JSON of the Caffe schema: the same field names as the prototxt, nested as maps.
+
+Both readers keep where every key and list item starts, so a wrong field is reported at
+its own line and column, and every layer keeps its line. YAML is read with a SafeLoader
+subclass (no Python objects can be built); JSON is read by a small strict parser.
+"""
+import base64
+import binascii
+import json
+import math
+import re
+import struct
+
+import yaml
+from google.protobuf.descriptor import FieldDescriptor as FD
+
+from .. import caffe_pb2
+from ..errors import NetspecError
+from . import dialects
+from .text import suggest
+
+
+
+class Mapping(dict):
+    """A dict that remembers where it and each of its keys start: (line, column), 1-based."""
+    where = (None, None)
+
+    def __init__(self, where=(None, None)):
+        super().__init__()
+        self.where, self.keys_at = where, {}
+
+
+class Sequence(list):
+    """A list that remembers where it and each of its items start."""
+    where = (None, None)
+
+    def __init__(self, where=(None, None)):
+        super().__init__()
+        self.where, self.items_at = where, []
+
+
+# --- YAML --------------------------------------------------------------------------------
+
+class _LocatingLoader(yaml.SafeLoader):
+    """SafeLoader that builds Mapping/Sequence (with positions) instead of dict/list."""
+
+
+def _mark(mark):
+    return mark.line + 1, mark.column + 1
+
+
+def _construct_map(loader, node):
+    mapping = Mapping(_mark(node.start_mark))
+    yield mapping
+    loader.flatten_mapping(node)
+    for key_node, value_node in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        where = _mark(key_node.start_mark)
+        if not isinstance(key, (str, int, float, bool)) or key is None:
+            raise _LocatedProblem(f"found a {type(key).__name__} as a key; expected a field name", where)
+        if key in mapping:
+            raise _LocatedProblem(f"found key '{key}' a second time in one map; expected each key once",
+                                  where)
+        mapping[key] = loader.construct_object(value_node, deep=True)
+        mapping.keys_at[key] = where
+
+
+def _construct_seq(loader, node):
+    seq = Sequence(_mark(node.start_mark))
+    yield seq
+    for item in node.value:
+        seq.append(loader.construct_object(item, deep=True))
+        seq.items_at.append(_mark(item.start_mark))
+
+
+_LocatingLoader.add_constructor("tag:yaml.org,2002:map", _construct_map)
+_LocatingLoader.add_constructor("tag:yaml.org,2002:seq", _construct_seq)
+
+
+class _LocatedProblem(Exception):
+    def __init__(self, message, where):
+        super().__init__(message)
+        self.message, self.where = message, where
+
+
+def load_yaml(text, path):
+    try:
+        return yaml.load(text, Loader=_LocatingLoader)
+    except _LocatedProblem as e:
+        raise NetspecError(e.message, file=path, line=e.where[0], column=e.where[1]) from None
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        what = " ".join(p for p in (e.context, e.problem) if p) or "malformed YAML"
+        line, col = (mark.line + 1, mark.column + 1) if mark else (None, None)
+        raise NetspecError(f"malformed YAML: {what}", file=path, line=line, column=col) from None
+    except (yaml.YAMLError, RecursionError, ValueError) as e:
+        raise NetspecError(f"malformed YAML: {e}", file=path) from None
+
+
+# --- JSON --------------------------------------------------------------------------------
+
+_SPACE = re.compile(r"[ \t\n\r]*")
+_NUMBER = re.compile(r"-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][-+]?\d+)?")
+_LITERALS = {"true": True, "false": False, "null": None,
+             "NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
+
+
+class _JsonReader:
+    """Strict JSON with positions: every object and array knows where its parts start."""
+
+    def __init__(self, text, path):
+        self.text, self.path = text, path
+
+    def where(self, i):
+        line = self.text.count("\n", 0, i) + 1
+        return line, i - (self.text.rfind("\n", 0, i) + 1) + 1
+
+    def fail(self, i, expected):
+        found = "end of file" if i >= len(self.text) else f"'{self.text[i:i + 12].split()[0]}'"
+        line, col = self.where(i)
+        raise NetspecError(f"malformed JSON: found {found}; expected {expected}",
+                           file=self.path, line=line, column=col)
+
+    def skip(self, i):
+        return _SPACE.match(self.text, i).end()
+
+    def document(self):
+        value, end = self.value(self.skip(0))
+        end = self.skip(end)
+        if end != len(self.text):
+            self.fail(end, "end of file")
+        return value
+
+    def value(self, i):
+        ch = self.text[i:i + 1]
+        if ch == "{":
+            return self.object(i)
+        if ch == "[":
+            return self.array(i)
+        if ch == '"':
+            return self.string(i)
+        for word, value in _LITERALS.items():
+            if self.text.startswith(word, i):
+                return value, i + len(word)
+        m = _NUMBER.match(self.text, i)
+        if m and m.group():
+            number = m.group()
+            return (float(number) if any(c in number for c in ".eE") else int(number)), m.end()
+        self.fail(i, "a value (object, array, string, number, true, false or null)")
+
+    def string(self, i):
+        try:
+            return json.decoder.scanstring(self.text, i + 1, True)
+        except json.JSONDecodeError as e:
+            self.fail(e.pos, f"a valid string ({e.msg})")
+
+    def object(self, i):
+        mapping = Mapping(self.where(i))
+        i = self.skip(i + 1)
+        if self.text.startswith("}", i):
+            return mapping, i + 1
+        while True:
+            if not self.text.startswith('"', i):
+                self.fail(i, "a quoted key")
+            key, end = self.string(i)
+            if key in mapping:
+                line, col = self.where(i)
+                raise NetspecError(f"found key '{key}' a second time in one object; expected each "
+                                   "key once", file=self.path, line=line, column=col)
+            mapping.keys_at[key] = self.where(i)
+            i = self.skip(end)
+            if not self.text.startswith(":", i):
+                self.fail(i, "':' after the key")
+            mapping[key], i = self.value(self.skip(i + 1))
+            i = self.skip(i)
+            if self.text.startswith("}", i):
+                return mapping, i + 1
+            if not self.text.startswith(",", i):
+                self.fail(i, "',' or '}'")
+            i = self.skip(i + 1)
+
+    def array(self, i):
+        seq = Sequence(self.where(i))
+        i = self.skip(i + 1)
+        if self.text.startswith("]", i):
+            return seq, i + 1
+        while True:
+            seq.items_at.append(self.where(i))
+            item, i = self.value(i)
+            seq.append(item)
+            i = self.skip(i)
+            if self.text.startswith("]", i):
+                return seq, i + 1
+            if not self.text.startswith(",", i):
+                self.fail(i, "',' or ']'")
+            i = self.skip(i + 1)
+
+
+def load_json(text, path):
+    try:
+        return _JsonReader(text, path).document()
+    except RecursionError:
+        raise NetspecError("malformed JSON: nested too deeply", file=path) from None
+
+
+# --- data <-> message --------------------------------------------------------------------
+
+_INT_RANGE = {
+    FD.TYPE_INT32: (-2**31, 2**31 - 1), FD.TYPE_SINT32: (-2**31, 2**31 - 1),
+    FD.TYPE_SFIXED32: (-2**31, 2**31 - 1), FD.TYPE_UINT32: (0, 2**32 - 1),
+    FD.TYPE_FIXED32: (0, 2**32 - 1), FD.TYPE_INT64: (-2**63, 2**63 - 1),
+    FD.TYPE_SINT64: (-2**63, 2**63 - 1), FD.TYPE_SFIXED64: (-2**63, 2**63 - 1),
+    FD.TYPE_UINT64: (0, 2**64 - 1), FD.TYPE_FIXED64: (0, 2**64 - 1),
+}
+_FLOAT_WORDS = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf, "infinity": math.inf,
+                "-infinity": -math.inf}
+
+
+class _Filler:
+    """Builds a message from Mapping/Sequence data, with located errors and dialect warnings."""
+
+    def __init__(self, path):
+        self.path, self.warnings = path, []
+
+    def error(self, message, where, layer=None, hint=None):
+        line, col = where if where else (None, None)
+        return NetspecError(message, file=self.path, line=line, column=col, layer=layer, hint=hint)
+
+    def fill(self, message, data, where, layer=None):
+        desc = message.DESCRIPTOR
+        if not isinstance(data, dict):
+            raise self.error(f"found {_describe(data)}; expected a map of {desc.name} fields",
+                             where, layer)
+        keys_at = getattr(data, "keys_at", {})
+        for key, value in data.items():
+            at = keys_at.get(key, where)
+            fd = desc.fields_by_name.get(key) if isinstance(key, str) else None
+            if fd is None:
+                self.unknown(message, data, key, value, at, layer)
+            elif value is not None:
+                self.set_field(message, fd, value, at, layer)
+
+    def unknown(self, message, data, key, value, at, layer):
+        if isinstance(message, caffe_pb2.PoolingParameter) and key == "ceil_mode":
+            where = (self.path,) + tuple(at)
+            mode = dialects.ceil_mode_to_round_mode(value, where, layer)
+            if data.get("round_mode") is not None:
+                raise self.error("found both ceil_mode and round_mode in one pooling_param; "
+                                 "expected one of them", at, layer)
+            message.round_mode = caffe_pb2.PoolingParameter.RoundMode.Value(mode)
+            self.warnings.append(dialects.ceil_mode_warning(value, mode, where, layer))
+            return
+        names = [f.name for f in message.DESCRIPTOR.fields]
+        raise self.error(f"found unknown field '{key}' in {message.DESCRIPTOR.name}; expected "
+                         "one of its fields", at, layer, suggest(str(key), names))
+
+    def set_field(self, message, fd, value, at, layer):
+        if fd.is_repeated:
+            items = value if isinstance(value, list) else [value]
+            items_at = getattr(value, "items_at", None) or [at] * len(items)
+            target = getattr(message, fd.name)
+            for item, item_at in zip(items, items_at):
+                if fd.message_type is not None:
+                    self.fill_child(target.add(), fd, item, item_at, layer)
+                else:
+                    target.append(self.scalar(fd, item, item_at, layer))
+        elif fd.message_type is not None:
+            child = getattr(message, fd.name)
+            child.SetInParent()
+            self.fill_child(child, fd, value, at, layer)
+        else:
+            setattr(message, fd.name, self.scalar(fd, value, at, layer))
+
+    def fill_child(self, child, fd, data, at, layer):
+        if fd.name in ("layer", "layers") and isinstance(data, dict) and layer is None:
+            layer = data.get("name") if isinstance(data.get("name"), str) else None
+        self.fill(child, data, at, layer)
+
+    def scalar(self, fd, value, at, layer):
+        try:
+            return _convert(fd, value)
+        except (ValueError, TypeError, binascii.Error) as e:
+            raise self.error(f"{fd.name}: {e}", at, layer,
+                             _enum_hint(fd, value) if fd.enum_type else None) from None
+
+
+def _describe(value):
+    if isinstance(value, dict):
+        return "a map"
+    if isinstance(value, list):
+        return "a list"
+    if value is None:
+        return "nothing"
+    return f"{type(value).__name__} {value!r}"
+
+
+def _enum_hint(fd, value):
+    return suggest(str(value), [v.name for v in fd.enum_type.values])
+
+
+def _convert(fd, value):
+    """A YAML/JSON value as the Python value of field `fd`; ValueError says found/expected."""
+    kind = fd.type
+    if kind == FD.TYPE_BOOL:
+        if isinstance(value, bool):
+            return value
+        raise ValueError(f"found {_describe(value)}; expected true or false")
+    if kind in _INT_RANGE:
+        return _integer(value, *_INT_RANGE[kind])
+    if kind in (FD.TYPE_FLOAT, FD.TYPE_DOUBLE):
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):
+            word = value.strip().lower()
+            if word in _FLOAT_WORDS:
+                return _FLOAT_WORDS[word]
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        raise ValueError(f"found {_describe(value)}; expected a number")
+    if kind == FD.TYPE_STRING:
+        if isinstance(value, str):
+            return value
+        if isinstance(value, int) and not isinstance(value, bool):
+            return str(value)
+        raise ValueError(f"found {_describe(value)}; expected a string")
+    if kind == FD.TYPE_BYTES:
+        if isinstance(value, str):
+            return base64.b64decode(value.encode("ascii", "strict"), validate=True)
+        raise ValueError(f"found {_describe(value)}; expected base64 text")
+    if kind == FD.TYPE_ENUM:
+        names = [v.name for v in fd.enum_type.values]
+        if isinstance(value, str) and value in fd.enum_type.values_by_name:
+            return fd.enum_type.values_by_name[value].number
+        if isinstance(value, int) and not isinstance(value, bool) and value in fd.enum_type.values_by_number:
+            return value
+        raise ValueError(f"found {_describe(value)}, not a value of {fd.enum_type.name}; "
+                         "expected one of " + ", ".join(names))
+    raise ValueError(f"unsupported field type {kind}")
+
+
+def _integer(value, low, high):
+    number = None
+    if isinstance(value, int) and not isinstance(value, bool):
+        number = value
+    elif isinstance(value, float) and value.is_integer():
+        number = int(value)
+    elif isinstance(value, str) and re.fullmatch(r"\s*[-+]?\d+\s*", value):
+        number = int(value)
+    if number is None:
+        raise ValueError(f"found {_describe(value)}; expected an integer")
+    if not low <= number <= high:
+        raise ValueError(f"found {number}; expected an integer from {low} to {high}")
+    return number
+
+
+def to_message(data, cls, path):
+    """Build a `cls` message from loaded YAML/JSON. Returns (message, warnings)."""
+    message = cls()
+    if data is None:
+        return message, []
+    filler = _Filler(path)
+    filler.fill(message, data, getattr(data, "where", None))
+    return message, filler.warnings
+
+
+def positions(data):
+    """Top-level field -> [(line, col)] of each value (each item, for lists)."""
+    found = {}
+    if not isinstance(data, Mapping):
+        return found
+    for key, value in data.items():
+        if isinstance(value, Sequence):
+            found[key] = list(value.items_at)
+        else:
+            found[key] = [data.keys_at[key]]
+    return found
+
+
+def to_data(message):
+    """The message as plain dicts and lists (field names as in the prototxt)."""
+    out = {}
+    for fd, value in message.ListFields():
+        if fd.is_extension:
+            continue
+        if fd.is_repeated:
+            out[fd.name] = [_plain(fd, v) for v in value]
+        else:
+            out[fd.name] = _plain(fd, value)
+    return out
+
+
+def _plain(fd, value):
+    if fd.message_type is not None:
+        return to_data(value)
+    if fd.type == FD.TYPE_ENUM:
+        known = fd.enum_type.values_by_number.get(value)
+        return known.name if known else value
+    if fd.type == FD.TYPE_BYTES:
+        return base64.b64encode(value).decode("ascii")
+    if fd.type in (FD.TYPE_FLOAT, FD.TYPE_DOUBLE):
+        if not math.isfinite(value):
+            return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+        return shortest_float32(value) if fd.type == FD.TYPE_FLOAT else value
+    return value
+
+
+def shortest_float32(value):
+    """The shortest decimal that reads back as the same float32 (0.1, not 0.10000000149)."""
+    single = struct.unpack("f", struct.pack("f", value))[0]
+    for digits in range(6, 10):
+        short = float(f"{single:.{digits}g}")
+        if struct.pack("f", short) == struct.pack("f", single):
+            return short
+    return single
+
+
+# --- writing -----------------------------------------------------------------------------
+
+def _scalar_list(value):
+    return isinstance(value, list) and all(not isinstance(v, (dict, list)) for v in value)
+
+
+class _Dumper(yaml.SafeDumper):
+    """Block style, but lists of numbers or names on one line (dim: [1, 3, 224, 224])."""
+
+
+def _represent_list(dumper, value):
+    return dumper.represent_sequence("tag:yaml.org,2002:seq", value, flow_style=_scalar_list(value))
+
+
+_Dumper.add_representer(list, _represent_list)
+
+
+def format_yaml(message):
+    return yaml.dump(to_data(message), Dumper=_Dumper, sort_keys=False, allow_unicode=True,
+                     default_flow_style=False, width=100)
+
+
+def format_json(message):
+    return _json(to_data(message), 0) + "\n"
+
+
+def _json(value, depth):
+    pad, inner = "  " * depth, "  " * (depth + 1)
+    if isinstance(value, dict):
+        if not value:
+            return "{}"
+        body = ",\n".join(f"{inner}{json.dumps(k)}: {_json(v, depth + 1)}" for k, v in value.items())
+        return "{\n" + body + "\n" + pad + "}"
+    if isinstance(value, list) and not _scalar_list(value):
+        body = ",\n".join(inner + _json(v, depth + 1) for v in value)
+        return "[\n" + body + "\n" + pad + "]"
+    return json.dumps(value, ensure_ascii=False)

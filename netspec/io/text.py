@@ -1,0 +1,243 @@
+"""Protobuf text format (.prototxt): parse with located errors, print, and scan positions.
+
+protobuf's own parser does the parsing; a light token scan beside it finds where each
+top-level field (every `layer`) starts, the name of each layer, and fork dialects, which
+the parser cannot report.
+"""
+import re
+from dataclasses import dataclass, field
+
+from google.protobuf import text_format
+
+from ..errors import NetspecError
+from ..utils import closest
+from . import dialects
+
+_TOKEN = re.compile(r"""
+    (?P<space>(?:\s|\#[^\n]*)+)
+  | (?P<ident>[A-Za-z_][0-9A-Za-z_+-]*)
+  | (?P<number>(?:[0-9+-]|\.[0-9])[0-9A-Za-z_.+-]*)
+  | (?P<string>"(?:[^"\n\\]|\\.)*(?:"|\\?$)|'(?:[^'\n\\]|\\.)*(?:'|\\?$))
+  | (?P<char>.)
+""", re.VERBOSE | re.MULTILINE)
+
+
+def tokens(text):
+    """(kind, token, line, column) for each token, 1-based positions; comments skipped."""
+    line, line_start = 1, 0
+    for m in _TOKEN.finditer(text):
+        kind = m.lastgroup
+        if kind != "space":
+            yield kind, m.group(), line, m.start() - line_start + 1
+        newlines = m.group().count("\n")
+        if newlines:
+            line += newlines
+            line_start = m.start() + m.group().rfind("\n") + 1
+
+
+@dataclass
+class Frame:
+    """One open message while scanning: its field path and per-field occurrence counts."""
+    path: tuple
+    counts: dict = field(default_factory=dict)
+    list_field: str = None          # inside `field: [ ... ]`
+    list_start: bool = False        # no item of that list seen yet
+
+    def occurrence(self, name):
+        index = self.counts.get(name, 0)
+        self.counts[name] = index + 1
+        return index
+
+
+@dataclass
+class Scan:
+    """What the token scan learned: where top-level fields start, layer names, dialect uses."""
+    positions: dict = field(default_factory=dict)     # top-level field -> [(line, col)]
+    names: dict = field(default_factory=dict)         # (field, index) -> layer name
+    scalars: list = field(default_factory=list)       # (path, field, value, line, col, spans)
+
+
+def scan(text):
+    """Walk the tokens of a text message, tolerant of errors (the parser reports those)."""
+    result = Scan()
+    stack = [Frame(())]
+    last = None                 # the last field name seen: [name, index, spans]
+    expecting_value = False
+    for kind, tok, line, col in tokens(text):
+        frame, span = stack[-1], (line, col, len(tok))
+        if kind == "char" and tok in "{<":
+            name, index = _opened(frame, last)
+            if len(stack) == 1 and frame.list_field:
+                _note_list_item(result.positions.setdefault(name, []), frame, (line, col))
+            stack.append(Frame(frame.path + ((name, index),)))
+            expecting_value = False
+        elif kind == "char" and tok in "}>":
+            if len(stack) > 1:
+                stack.pop()
+            expecting_value = False
+        elif kind == "char" and tok == "[" and expecting_value and last:
+            frame.list_field, expecting_value = last[0], False
+            frame.counts[last[0]] -= 1          # each item counts as one occurrence
+            frame.list_start = True
+        elif kind == "char" and tok == "]":
+            frame.list_field = None
+        elif kind == "char" and tok == ":":
+            expecting_value = True
+            if last:
+                last[2].append(span)
+        elif expecting_value:
+            if last and kind != "char":
+                last[2].append(span)
+                result.scalars.append((frame.path, last[0], tok, last[2]))
+                _note_name(result, frame, last[0], tok)
+            expecting_value = False
+        elif kind == "ident" and not frame.list_field:
+            last = [tok, frame.occurrence(tok), [span]]
+            if len(stack) == 1:
+                result.positions.setdefault(tok, []).append((line, col))
+    return result
+
+
+def _note_list_item(positions, frame, where):
+    """The first item of `layer: [{...}, ...]` takes the place of the field name's position."""
+    if frame.list_start and positions:
+        positions[-1] = where
+    else:
+        positions.append(where)
+    frame.list_start = False
+
+
+def _opened(frame, last):
+    """(field, index) of a message opened by '{': the last field, or the next list item."""
+    if frame.list_field:
+        return frame.list_field, frame.occurrence(frame.list_field)
+    if last is None:
+        return None, 0
+    return last[0], last[1]
+
+
+def _note_name(result, frame, field_name, tok):
+    if field_name == "name" and len(frame.path) == 1 and tok[:1] in "\"'":
+        result.names.setdefault(frame.path[0], tok[1:-1])
+
+
+def parse(text, cls, path):
+    """Parse text into a new `cls` message. Returns (message, Scan, warnings)."""
+    text = text.lstrip("\ufeff")
+    found = scan(text)
+    text, fixes, warnings = dialects.rewrite_text(text, found, path)
+    message = cls()
+    try:
+        text_format.Parse(text, message, allow_unknown_field=False)
+    except text_format.ParseError as e:
+        raise located_error(e, text, path, found, message) from None
+    except (ValueError, TypeError, OverflowError, RecursionError) as e:
+        raise NetspecError(f"cannot parse this file as protobuf text: {e}", file=path) from None
+    dialects.apply_fixes(message, fixes)
+    return message, found, warnings
+
+
+def format_message(message):
+    """Text format as Caffe writes it (layer blocks, two-space indent)."""
+    return text_format.MessageToString(message, as_utf8=True)
+
+
+# --- errors ----------------------------------------------------------------------------
+
+_LOCATION = re.compile(r"^\d+(?::\d+)? : (?:'.*?': )?", re.S)
+
+
+def located_error(error, text, path, found, message):
+    """Turn protobuf's ParseError into one NetspecError: file:line:col, found, expected."""
+    line, col = error.GetLine(), error.GetColumn()
+    detail = _LOCATION.sub("", str(error), count=1)
+    source_line = text.split("\n")[line - 1] if line and line <= text.count("\n") + 1 else ""
+    token = _token_at(source_line, col)
+    if _EXPECTED.match(detail) and _at_end(text, line, col):
+        token = None
+    message_text, hint = explain(detail, token, message)
+    layer = _layer_at(found, line, col)
+    excerpt = f"\n    {source_line.strip()}" if source_line.strip() else ""
+    return NetspecError(message_text + excerpt, file=path, line=line, column=col,
+                        layer=layer, hint=hint)
+
+
+def _at_end(text, line, col):
+    """True when only the token at (line, col) and blanks or comments follow it: protobuf
+    reports an unexpected end of file at the last token."""
+    if not line:
+        return True
+    lines = text.split("\n")
+    rest = "\n".join([lines[line - 1][(col or 1) - 1:]] + lines[line:])
+    return sum(1 for _ in tokens(rest)) <= 1
+
+
+def _token_at(source_line, col):
+    if not col or col > len(source_line):
+        return None
+    m = _TOKEN.match(source_line, col - 1)
+    return m.group() if m and m.lastgroup != "space" else None
+
+
+def _layer_at(found, line, col):
+    """The name of the top-level layer holding (line, col), if any."""
+    if not line:
+        return None
+    best = None
+    for field_name in ("layer", "layers"):
+        for index, start in enumerate(found.positions.get(field_name, ())):
+            if start <= (line, col or 0) and (best is None or start > best[0]):
+                best = (start, found.names.get((field_name, index)))
+    return best[1] if best else None
+
+
+_UNKNOWN_FIELD = re.compile(r'Message type "([\w.]+)" has no field named "([^"]*)"')
+_UNKNOWN_ENUM = re.compile(r'Enum type "([\w.]+)" has no value named (\S+?)\.?$')
+_EXPECTED = re.compile(r'^Expected "(.*)"\.$')
+_DUPLICATE = re.compile(r'Message type "([\w.]+)" should not have multiple "(\w+)" fields')
+
+
+def explain(detail, token, message):
+    """(message, hint) in words for a protobuf text parse error."""
+    pool = message.DESCRIPTOR.file.pool
+    found = "end of file" if token is None else f"'{token}'"
+    m = _UNKNOWN_FIELD.search(detail)
+    if m:
+        desc = pool.FindMessageTypeByName(m.group(1))
+        names = [f.name for f in desc.fields]
+        return (f"found unknown field '{m.group(2)}' in {desc.name}; expected one of its fields",
+                suggest(m.group(2), names))
+    m = _UNKNOWN_ENUM.search(detail)
+    if m:
+        enum = pool.FindEnumTypeByName(m.group(1))
+        names = [v.name for v in enum.values]
+        return (f"found '{m.group(2)}', not a value of {_short(enum.full_name)}; expected one of "
+                + ", ".join(names), suggest(m.group(2), names))
+    m = _DUPLICATE.search(detail)
+    if m:
+        return (f"found a second '{m.group(2)}' in {_short(m.group(1))}; expected it at most once "
+                "(it is not a repeated field)", f"keep one '{m.group(2)}'")
+    m = _EXPECTED.match(detail)
+    if m:
+        return f"found {found}; expected '{m.group(1)}'", None
+    if detail.startswith("Expected string"):
+        return f"found {found}; expected a quoted string", f'write it as "{token}"' if token else None
+    if detail.startswith("Couldn't parse integer"):
+        return f"found {found}; expected an integer", None
+    if detail.startswith("Couldn't parse float") or detail.startswith("Expected double"):
+        return f"found {found}; expected a number", None
+    if detail.startswith("Value out of range"):
+        return f"found {found}; the value is out of range for this field's type", None
+    if detail.startswith("Expected identifier or number") or detail.startswith("Expected identifier"):
+        return f"found {found}; expected a field name", None
+    return f"{detail.rstrip('.')} (found {found})", None
+
+
+def suggest(name, names):
+    """A hint naming the closest valid names (always some, so the user sees what is valid)."""
+    near = closest(name, names) or closest(name, names, n=3, cutoff=0.0)
+    return "did you mean " + " or ".join(f"'{n}'" for n in near) + "?"
+
+
+def _short(full_name):
+    return full_name.split(".", 1)[1] if full_name.startswith("caffe.") else full_name

@@ -1,0 +1,369 @@
+"""The executor: a checked net lowered to steps over Blobs, run forward and backward.
+
+    net = netspec.Net("deploy.prototxt", weights="x.caffemodel", phase="TEST", backend="numpy")
+    out = net.forward(data=images)          # {output blob name: NumPy array}
+    net.backward()                          # diffs of every blob and parameter
+    net.blobs["conv1"].data, net.params["conv1"][0].diff
+
+One Blob per blob name (an in-place top is its bottom's Blob); parameter Blobs are filled
+from the layers' fillers with a seeded generator, shared by ParamSpec name. Feeding an input
+of another shape re-runs the shape pass and re-allocates what changed.
+"""
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import caffe_pb2
+from .backend import get_xp, to_numpy
+from .blob import Blob
+from .errors import LayerError, NetspecError
+from .fillers import fill
+from .plan import loss_weights, net_outputs, param_specs, plan_backward
+from .utils import atomic_write, did_you_mean
+from .weights import array_to_proto, proto_shape, proto_to_array, read_weights, shapes_match
+
+# Caffe's BatchNorm keeps running statistics in its blobs; the solver never updates them.
+STATISTICS_LAYERS = ("BatchNorm",)
+
+
+@dataclass
+class ParamSlot:
+    """A learnable parameter Blob and how the solver treats it."""
+    blob: Blob
+    layer: str
+    index: int
+    lr_mult: float = 1.0
+    decay_mult: float = 1.0
+    name: str = ""
+    has_lr: bool = False
+    has_decay: bool = False
+
+
+class Step:
+    """One layer of the plan, bound to its Blobs."""
+    __slots__ = ("node", "layer", "bottoms", "tops", "propagate_down", "needs_backward", "feeds_only")
+
+    def __init__(self, node, bottoms, tops):
+        self.node, self.layer = node, node.layer
+        self.bottoms, self.tops = bottoms, tops
+        self.propagate_down, self.needs_backward, self.feeds_only = [], False, False
+
+    @property
+    def name(self):
+        return self.layer.name
+
+
+def load_source(model):
+    """A NetSource from a path, a NetSource, or a NetParameter."""
+    from .io import NetSource, read_net
+    if isinstance(model, caffe_pb2.NetParameter):
+        return NetSource(model)
+    if isinstance(model, NetSource):
+        return model
+    return read_net(str(model))
+
+
+class Net:
+    def __init__(self, model, weights=None, phase="TEST", backend="numpy", inputs=None, seed=None,
+                 stages=(), level=0, dtype="float32"):
+        from .graph import build_graph, phase_value
+        self.xp = get_xp(backend)
+        self.backend = "cupy" if self.xp is not np else "numpy"
+        self.phase = phase_value(phase)
+        self.dtype = np.dtype(dtype)
+        self.source = load_source(model)
+        self.name = self.source.param.name
+        self.graph = build_graph(self.source, phase=self.phase, stages=tuple(stages), level=level)
+        self.shapes = self._infer(inputs)      # raises every error of the graph and shape pass
+        self.nodes = list(self.graph.nodes)
+        self.layers = [n.layer for n in self.nodes]
+        self.layer_names = [layer.name for layer in self.layers]
+        self.outputs = net_outputs(self.nodes)
+        self.inputs = list(getattr(self.graph, "inputs", []))
+        self.loss = None
+        self._seeds = np.random.SeedSequence(seed)
+        filler_seed, *layer_seeds = self._seeds.spawn(len(self.layers) + 1)
+        for layer, s in zip(self.layers, layer_seeds):
+            layer.rng = np.random.default_rng(s)
+        self.blobs = {}
+        self._allocate()
+        self.steps = self._bind()
+        self._make_params(np.random.default_rng(filler_seed))
+        self._plan_backward()
+        self.loss_tops = [(self.blobs[t], w) for node in self.nodes
+                          for t, w in zip(node.tops, loss_weights(node)) if w != 0]
+        if weights:
+            self.copy_from(weights)
+
+    # -- lowering ------------------------------------------------------------------------
+    def _infer(self, inputs):
+        """Blob shapes from the shape pass; every error it finds, together, as one NetspecError."""
+        from .shapes import infer_shapes
+        result = infer_shapes(self.graph, inputs=dict(inputs) if inputs else None, stats=False, suggest=False)
+        errors = list(result.errors)
+        if len(errors) == 1:
+            raise errors[0].to_error()
+        if errors:
+            text = "\n".join(str(e) for e in errors)
+            raise NetspecError(f"the net does not check ({len(errors)} errors):\n{text}",
+                               file=self.source.path, hint="`netspec check` explains each one")
+        return {name: tuple(int(d) for d in shape) for name, shape in result.blob_shapes.items()}
+
+    def _allocate(self):
+        """A Blob for each blob name; arrays made anew only where a shape changed."""
+        xp = self.xp
+        for node in self.nodes:
+            for name in node.tops:
+                shape = self.shapes[name]
+                blob = self.blobs.get(name)
+                if blob is None:
+                    self.blobs[name] = Blob.zeros(xp, shape, self.dtype)
+                elif blob.shape != shape:
+                    blob.data, blob.diff = xp.zeros(shape, self.dtype), xp.zeros(shape, self.dtype)
+
+    def _bind(self):
+        return [Step(node, [self.blobs[b] for b in node.bottoms], [self.blobs[t] for t in node.tops])
+                for node in self.nodes]
+
+    def _bottom_shapes(self, node):
+        return [self.shapes[b] for b in node.bottoms]
+
+    def _make_params(self, rng):
+        """Fill each layer's parameter Blobs; a ParamSpec name seen before shares its Blob."""
+        self.learnable_params, owners = [], {}
+        for node in self.nodes:
+            layer, lp = node.layer, node.lp
+            shapes = [tuple(s) for s in layer.param_shapes(self._bottom_shapes(node))]
+            if len(lp.param) > len(shapes):
+                raise self._error(node, f"{len(lp.param)} param specs given, but the layer has "
+                                        f"{len(shapes)} parameter blob(s)", hint="remove the extra `param { }` entries")
+            fillers = list(layer.param_fillers()) + [None] * len(shapes)
+            specs = param_specs(lp, len(shapes))
+            statistics = layer.type in STATISTICS_LAYERS
+            layer.blobs = []
+            for j, (shape, spec) in enumerate(zip(shapes, specs)):
+                if statistics and spec.lr_mult != 0 and j < len(lp.param) and spec.HasField("lr_mult"):
+                    raise self._error(node, f"param {j} has lr_mult {spec.lr_mult:g}, but batch normalization "
+                                            "statistics cannot be learned", hint="set lr_mult: 0 or drop the param spec")
+                owner = owners.get(spec.name) if spec.name else None
+                if owner is not None:
+                    layer.blobs.append(self._share(node, j, spec, shape, owner))
+                    continue
+                blob = Blob(fill(self.xp, rng, shape, fillers[j], self.dtype), self.xp.zeros(shape, self.dtype))
+                layer.blobs.append(blob)
+                slot = ParamSlot(blob, layer.name, j, 0.0 if statistics else spec.lr_mult, spec.decay_mult,
+                                 spec.name, spec.HasField("lr_mult"), spec.HasField("decay_mult"))
+                if spec.name:
+                    owners[spec.name] = slot
+                if not statistics:
+                    self.learnable_params.append(slot)
+
+    def _share(self, node, j, spec, shape, owner):
+        """Caffe's AppendParam for a named parameter seen before: check, then share the owner's Blob."""
+        if spec.share_mode == caffe_pb2.ParamSpec.PERMISSIVE:
+            if int(np.prod(shape)) != owner.blob.count:
+                raise self._error(node, f"shared parameter '{spec.name}' has {int(np.prod(shape))} values here "
+                                        f"but {owner.blob.count} in layer '{owner.layer}'",
+                                  hint="shared blobs must have the same count (share_mode: PERMISSIVE)")
+        elif shape != owner.blob.shape:
+            raise self._error(node, f"shared parameter '{spec.name}' has shape {shape} here but "
+                                    f"{owner.blob.shape} in layer '{owner.layer}'",
+                              hint="give both layers the same parameter shape, or set share_mode: PERMISSIVE")
+        for field, has in (("lr_mult", "has_lr"), ("decay_mult", "has_decay")):
+            if spec.HasField(field):
+                if getattr(owner, has) and getattr(spec, field) != getattr(owner, field):
+                    raise self._error(node, f"shared parameter '{spec.name}' has {field} {getattr(spec, field):g} "
+                                            f"here but {getattr(owner, field):g} in layer '{owner.layer}'",
+                                      hint=f"give every sharer the same {field}")
+                setattr(owner, field, getattr(spec, field))
+                setattr(owner, has, True)
+        return owner.blob
+
+    def _plan_backward(self):
+        mults = [[0.0 if layer.type in STATISTICS_LAYERS else spec.lr_mult
+                  for spec in param_specs(node.lp, len(layer.blobs))]
+                 for node, layer in zip(self.nodes, self.layers)]
+        plan = plan_backward(self.nodes, mults, self.source.param.force_backward)
+        for i, step in enumerate(self.steps):
+            step.propagate_down = plan.bottoms[i]
+            step.needs_backward = plan.layer[i] and (any(plan.bottoms[i]) or any(plan.params[i]))
+            step.layer.param_propagate_down = plan.params[i]
+        self._mark_fed()
+
+    def _mark_fed(self):
+        """Layers whose tops are all fed inputs and that take no bottoms do not run."""
+        feedable = set(self.feedable())
+        for step in self.steps:
+            step.feeds_only = not step.node.bottoms and bool(step.node.tops) and (
+                step.layer.type == "Input" or set(step.node.tops) <= self._fed)
+        self._feedable = feedable
+
+    _fed = frozenset()
+
+    def feedable(self):
+        """Names forward() accepts: the net's inputs and the tops of layers without bottoms."""
+        names = list(self.inputs)
+        for node in self.nodes:
+            if not node.bottoms:
+                names += [t for t in node.tops if t not in names]
+        return names
+
+    def _error(self, node, message, hint=None):
+        return NetspecError(message, file=self.source.path, line=getattr(node, "line", None),
+                            layer=node.layer.name, layer_type=node.layer.type, hint=hint)
+
+    # -- running -------------------------------------------------------------------------
+    def forward(self, **feeds):
+        """Run the net on the given inputs; a dict of the output blobs as NumPy arrays."""
+        self._feed(feeds)
+        self.run_forward()
+        self.loss = float(sum(w * self.xp.sum(blob.data) for blob, w in self.loss_tops)) if self.loss_tops else 0.0
+        return {name: to_numpy(self.blobs[name].data) for name in self.outputs}
+
+    def backward(self):
+        """Backward from every loss; a dict of the inputs' diffs as NumPy arrays.
+        Parameter diffs accumulate (clear_param_diffs() zeroes them, as the solver does)."""
+        self.run_backward()
+        return {name: to_numpy(self.blobs[name].diff) for name in self.inputs if name in self.blobs}
+
+    def run_forward(self):
+        """Every layer's forward on the Blobs as they are (no feeding, no copies out)."""
+        self._run(self.steps, forward=True)
+
+    def run_backward(self):
+        """Seed each loss top's diff with its weight, then every needed layer's backward."""
+        for blob, w in self.loss_tops:
+            blob.diff.fill(w)
+        self._run(reversed(self.steps), forward=False)
+
+    def run_step(self, step, forward=True):
+        """One layer's forward (or backward, where it needs one): for per-layer timing."""
+        self._run((step,), forward)
+
+    def _run(self, steps, forward):
+        xp = self.xp
+        step = None
+        try:
+            for step in steps:
+                if forward:
+                    if not step.feeds_only:
+                        step.layer.forward(xp, step.bottoms, step.tops)
+                elif step.needs_backward:
+                    step.layer.backward(xp, step.tops, step.propagate_down, step.bottoms)
+        except LayerError as e:
+            raise self._error(step.node, f"{'forward' if forward else 'backward'}: {e.message}", e.hint) from None
+
+    def _feed(self, feeds):
+        if not feeds:
+            return
+        unknown = [k for k in feeds if k not in self._feedable]
+        if unknown:
+            raise NetspecError(f"'{unknown[0]}' is not an input of net '{self.name}'"
+                               f"{did_you_mean(unknown[0], self._feedable)}",
+                               file=self.source.path, hint="inputs: " + ", ".join(self._feedable))
+        arrays = {k: self.xp.asarray(v, dtype=self.dtype) for k, v in feeds.items()}
+        changed = {k: a.shape for k, a in arrays.items() if self.blobs[k].shape != a.shape}
+        if changed:
+            self.reshape(**changed)
+        for k, a in arrays.items():
+            self.blobs[k].data[...] = a
+        if not set(arrays) <= self._fed:
+            self._fed = frozenset(self._fed | set(arrays))
+            self._mark_fed()
+
+    def reshape(self, **input_shapes):
+        """Re-run the shape pass for new input shapes and re-allocate the blobs that change.
+        forward() calls this itself when an input's shape differs."""
+        shapes = {name: self.blobs[name].shape for name in self._feedable if name in self.blobs}
+        shapes.update({k: tuple(int(d) for d in v) for k, v in input_shapes.items()})
+        self.shapes = self._infer(shapes)
+        for node in self.nodes:
+            wanted = [tuple(s) for s in node.layer.param_shapes(self._bottom_shapes(node))]
+            have = [b.shape for b in node.layer.blobs]
+            if wanted != have:
+                raise self._error(node, f"with inputs {shapes} its parameters would need shapes {wanted}, "
+                                        f"but they are {have}", hint="feed inputs of the size the net was made for")
+        self._allocate()
+
+    def clear_param_diffs(self):
+        for layer in self.layers:
+            for blob in layer.blobs:
+                blob.diff.fill(0)
+
+    def first_nonfinite(self, diff=False):
+        """(layer name, blob name) of the first top, in forward order, holding NaN or inf; else None."""
+        xp = self.xp
+        for step in self.steps:
+            for name, blob in zip(step.node.tops, step.tops):
+                values = blob.diff if diff else blob.data
+                if not bool(xp.isfinite(values).all()):
+                    return step.name, name
+        return None
+
+    # -- parameters --------------------------------------------------------------------------
+    @property
+    def params(self):
+        """{layer name: [parameter Blob, ...]} for layers that have parameters (as pycaffe)."""
+        return {layer.name: layer.blobs for layer in self.layers if layer.blobs}
+
+    def layer(self, name):
+        for layer in self.layers:
+            if layer.name == name:
+                return layer
+        raise NetspecError(f"net '{self.name}' has no layer '{name}'{did_you_mean(name, self.layer_names)}")
+
+    def share_with(self, other):
+        """Use `other`'s parameter Blobs in the layers of the same name (Caffe's ShareTrainedLayersWith):
+        a TEST net sees each update of its TRAIN net."""
+        by_name = {layer.name: layer for layer in other.layers}
+        for node in self.nodes:
+            layer, source = node.layer, by_name.get(node.layer.name)
+            if source is None or not layer.blobs:
+                continue
+            if len(source.blobs) != len(layer.blobs):
+                raise self._error(node, f"has {len(layer.blobs)} parameter blobs but the net it shares with "
+                                        f"has {len(source.blobs)}")
+            for j, (mine, theirs) in enumerate(zip(layer.blobs, source.blobs)):
+                if mine.shape != theirs.shape:
+                    raise self._error(node, f"parameter {j} has shape {mine.shape} here but {theirs.shape} "
+                                            "in the net it shares with")
+            layer.blobs = list(source.blobs)
+
+    def copy_from(self, path):
+        """Load weights by layer name from a .caffemodel (Caffe's CopyTrainedLayersFrom);
+        layers the file lacks keep their values, layers only the file has are ignored."""
+        found = read_weights(path)
+        for node in self.nodes:
+            layer = node.layer
+            if layer.name not in found:
+                continue
+            protos = found[layer.name]
+            if len(protos) != len(layer.blobs):
+                raise self._error(node, f"the weights file has {len(protos)} blob(s) for this layer, "
+                                        f"the net has {len(layer.blobs)}", hint=f"check that {path} was trained for this net")
+            for j, (blob, bp) in enumerate(zip(layer.blobs, protos)):
+                if not shapes_match(blob.shape, bp):
+                    raise self._error(node, f"parameter {j}: the weights file has shape {proto_shape(bp)}, "
+                                            f"the net expects {blob.shape}",
+                                      hint=f"check num_output and kernel sizes against {path}")
+                blob.data[...] = self.xp.asarray(proto_to_array(bp, blob.shape), dtype=self.dtype)
+
+    def to_proto(self, write_diff=False):
+        """A NetParameter with every layer and its blobs, as Caffe's Net::ToProto writes it."""
+        param = caffe_pb2.NetParameter(name=self.name)
+        for node in self.nodes:
+            lp = param.layer.add()
+            lp.CopyFrom(node.lp)
+            if not lp.HasField("phase"):
+                lp.phase = self.phase
+            del lp.blobs[:]
+            for blob in node.layer.blobs:
+                array_to_proto(to_numpy(blob.data), to_numpy(blob.diff) if write_diff else None, lp.blobs.add())
+        return param
+
+    def save(self, path, write_diff=False):
+        """Write the weights as a binary .caffemodel (atomically)."""
+        atomic_write(path, self.to_proto(write_diff).SerializeToString())
+
+    def __repr__(self):
+        return f"Net('{self.name}', {len(self.layers)} layers, phase={caffe_pb2.Phase.Name(self.phase)}, backend={self.backend})"

@@ -1,0 +1,178 @@
+"""Pooling with Caffe's exact semantics, N-d over the trailing axes of (N, C, *spatial).
+
+  * MAX: windows are clipped to the image, so padding never wins; ties go to the first
+    element in row-major order (Caffe compares with a strict >). The argmax is kept as the
+    tap's flat index inside the kernel, and backward routes each gradient there.
+  * AVE: sums the in-image part of each window and divides by the window clipped to the
+    PADDED input (not by the kernel area, and not by the in-image count).
+  * STOCHASTIC (Caffe has it on the GPU only; no padding): TRAIN picks one element of each
+    window with probability proportional to its (non-negative) value; TEST outputs the
+    probability-weighted average sum(x^2)/sum(x) (0 where the sum is not positive).
+
+NumPy loops over the kernel taps only (see windows.taps). 2-d MAX and AVE run as CuPy kernels
+where xp is cupy (netspec.ops.cuda).
+"""
+import numpy
+
+from .windows import ave_divisor, flat_tap
+
+WHOLE = (slice(None), slice(None))
+
+
+def _cuda(xp, in_shape):
+    if xp is not numpy and len(in_shape) == 2:
+        from . import cuda
+        return cuda
+    return None
+
+
+def _is_global(in_shape, out_shape, win):
+    return tuple(win.kernel) == tuple(in_shape) and not any(win.pad) and all(o == 1 for o in out_shape)
+
+
+# -- MAX ---------------------------------------------------------------------------------------
+def max_pool(xp, x, win, out_shape):
+    """-> (y, argmax): argmax holds, per output, the flat index of the winning kernel tap."""
+    in_shape, out_shape = x.shape[2:], tuple(out_shape)
+    gpu = _cuda(xp, in_shape)
+    if gpu:
+        return gpu.max_pool(x, win, out_shape)
+    if _is_global(in_shape, out_shape, win):
+        flat = x.reshape(x.shape[:2] + (-1,))
+        arg = flat.argmax(axis=-1)
+        y = xp.take_along_axis(flat, arg[..., None], axis=-1)
+        return y.reshape(x.shape[:2] + out_shape), arg.astype(numpy.int32).reshape(x.shape[:2] + out_shape)
+    y = xp.full(x.shape[:2] + out_shape, -xp.inf, dtype=x.dtype)
+    arg = xp.zeros(y.shape, dtype=numpy.int32)
+    for tap, out_slices, in_slices in win.taps(in_shape, out_shape):
+        index = flat_tap(tap, win.kernel)
+        src, best = x[WHOLE + in_slices], y[WHOLE + out_slices]
+        wins = src > best
+        xp.copyto(best, src, where=wins)
+        xp.copyto(arg[WHOLE + out_slices], index, where=wins)
+    return y, arg
+
+
+def max_pool_backward(xp, dy, arg, in_shape, win):
+    """dx: each output's gradient goes to its argmax; overlapping windows add up."""
+    in_shape = tuple(in_shape)
+    gpu = _cuda(xp, in_shape)
+    if gpu:
+        return gpu.max_pool_backward(dy, arg, in_shape, win)
+    n_c = dy.shape[:2]
+    if _is_global(in_shape, dy.shape[2:], win):
+        dx = xp.zeros(n_c + (numpy.prod(in_shape, dtype=int),), dtype=dy.dtype)
+        xp.put_along_axis(dx, arg.reshape(n_c + (1,)), dy.reshape(n_c + (1,)), axis=-1)
+        return dx.reshape(n_c + in_shape)
+    dx = xp.zeros(n_c + in_shape, dtype=dy.dtype)
+    for tap, out_slices, in_slices in win.taps(in_shape, dy.shape[2:]):
+        index = flat_tap(tap, win.kernel)
+        dx[WHOLE + in_slices] += dy[WHOLE + out_slices] * (arg[WHOLE + out_slices] == index)
+    return dx
+
+
+def argmax_to_input_index(xp, arg, in_shape, win):
+    """Caffe's MAX mask (the optional second top): the argmax as a flat index h*W + w into its
+    input channel, instead of a kernel tap."""
+    out_shape = arg.shape[2:]
+    index = xp.zeros(arg.shape, dtype=numpy.int64)
+    rest = arg.astype(numpy.int64)
+    for axis in reversed(range(len(in_shape))):
+        k, s, p = win.kernel[axis], win.stride[axis], win.pad[axis]
+        tap = rest % k
+        rest //= k
+        shape = [1] * arg.ndim
+        shape[2 + axis] = out_shape[axis]
+        start = (xp.arange(out_shape[axis]) * s - p).reshape(shape)
+        stride_in = int(numpy.prod(in_shape[axis + 1:], dtype=int))
+        index += (start + tap) * stride_in
+    return index
+
+
+# -- AVE ---------------------------------------------------------------------------------------
+def _divisor(xp, in_shape, out_shape, win, dtype):
+    vectors = ave_divisor(in_shape, out_shape, win.kernel, win.stride, win.pad)
+    div = numpy.ones((), dtype=numpy.float64)
+    for v in vectors:
+        div = numpy.multiply.outer(div, numpy.asarray(v, dtype=numpy.float64))
+    return xp.asarray(div, dtype=dtype)
+
+
+def ave_pool(xp, x, win, out_shape):
+    in_shape, out_shape = x.shape[2:], tuple(out_shape)
+    gpu = _cuda(xp, in_shape)
+    if gpu:
+        return gpu.ave_pool(x, win, out_shape)
+    if _is_global(in_shape, out_shape, win):
+        return x.mean(axis=tuple(range(2, x.ndim)), keepdims=True)
+    y = xp.zeros(x.shape[:2] + out_shape, dtype=x.dtype)
+    for _, out_slices, in_slices in win.taps(in_shape, out_shape):
+        y[WHOLE + out_slices] += x[WHOLE + in_slices]
+    y /= _divisor(xp, in_shape, out_shape, win, x.dtype)
+    return y
+
+
+def ave_pool_backward(xp, dy, in_shape, win):
+    in_shape = tuple(in_shape)
+    gpu = _cuda(xp, in_shape)
+    if gpu:
+        return gpu.ave_pool_backward(dy, in_shape, win)
+    n_c = dy.shape[:2]
+    if _is_global(in_shape, dy.shape[2:], win):
+        size = numpy.prod(in_shape, dtype=int)
+        return xp.broadcast_to(dy / size, n_c + in_shape)
+    share = dy / _divisor(xp, in_shape, dy.shape[2:], win, dy.dtype)
+    dx = xp.zeros(n_c + in_shape, dtype=dy.dtype)
+    for _, out_slices, in_slices in win.taps(in_shape, dy.shape[2:]):
+        dx[WHOLE + in_slices] += share[WHOLE + out_slices]
+    return dx
+
+
+# -- STOCHASTIC ---------------------------------------------------------------------------------
+def stochastic_pool_train(xp, x, win, out_shape, uniform):
+    """-> (y, argmax tap). `uniform` holds one U[0, 1) draw per output: the element picked is
+    the first whose running window sum reaches uniform * (window sum), as in Caffe."""
+    in_shape, out_shape = x.shape[2:], tuple(out_shape)
+    taps = win.taps(in_shape, out_shape)
+    total = xp.zeros(x.shape[:2] + out_shape, dtype=x.dtype)
+    for _, out_slices, in_slices in taps:
+        total[WHOLE + out_slices] += x[WHOLE + in_slices]
+    threshold = uniform.astype(x.dtype) * total
+    running = xp.zeros_like(total)
+    done = xp.zeros(total.shape, dtype=bool)
+    y = xp.zeros_like(total)
+    arg = xp.zeros(total.shape, dtype=numpy.int32)
+    for tap, out_slices, in_slices in taps:
+        src = x[WHOLE + in_slices]
+        cum = running[WHOLE + out_slices]
+        cum += src
+        hit = (cum >= threshold[WHOLE + out_slices]) & ~done[WHOLE + out_slices]
+        xp.copyto(y[WHOLE + out_slices], src, where=hit)
+        xp.copyto(arg[WHOLE + out_slices], flat_tap(tap, win.kernel), where=hit)
+        done[WHOLE + out_slices] |= hit
+    return y, arg
+
+
+def stochastic_pool_test(xp, x, win, out_shape):
+    """-> (y, window sums): y = sum(x^2) / sum(x) where sum(x) > 0, else 0."""
+    in_shape, out_shape = x.shape[2:], tuple(out_shape)
+    total = xp.zeros(x.shape[:2] + out_shape, dtype=x.dtype)
+    squares = xp.zeros_like(total)
+    for _, out_slices, in_slices in win.taps(in_shape, out_shape):
+        src = x[WHOLE + in_slices]
+        total[WHOLE + out_slices] += src
+        squares[WHOLE + out_slices] += src * src
+    positive = total > 0
+    y = xp.where(positive, squares / xp.where(positive, total, 1), 0).astype(x.dtype)
+    return y, total
+
+
+def stochastic_pool_test_backward(xp, x, y, total, dy, win):
+    """Gradient of sum(x^2)/sum(x): (2*x_i - y) / sum(x) for each element of the window."""
+    in_shape = x.shape[2:]
+    positive = total > 0
+    share = xp.where(positive, dy / xp.where(positive, total, 1), 0)
+    dx = xp.zeros_like(x)
+    for _, out_slices, in_slices in win.taps(in_shape, dy.shape[2:]):
+        dx[WHOLE + in_slices] += share[WHOLE + out_slices] * (2 * x[WHOLE + in_slices] - y[WHOLE + out_slices])
+    return dx

@@ -1,0 +1,274 @@
+"""`netspec check` as objects: the report of a net's shapes, costs and problems.
+
+check() runs the graph builder and the shape pass; Report holds the answer in the terms a
+reader wants (per-layer rows, totals, parameters and MACs grouped by layer type, layers left
+out, errors and warnings apart), prints it as a table, and gives it as one JSON document
+whose schema is documented in docs/check-json.md.
+"""
+import json
+from dataclasses import dataclass, field
+
+from .errors import NetspecError
+from .graph import build_graph, phase_name
+from .shapes import infer_shapes
+
+SCHEMA = "netspec-check/1"
+
+
+@dataclass
+class Report:
+    path: str
+    phase: int
+    stages: tuple
+    level: int
+    layers: list                    # shapes.LayerResult, in execution order (implicit Splits too)
+    excluded: list                  # (layer name, reason)
+    inputs: dict                    # blob -> shape of every source top (data and Input layers)
+    outputs: list                   # blobs nobody reads
+    found_errors: list              # Issues
+    found_warnings: list            # Issues
+    notices: list = field(default_factory=list)   # what the reader upgraded (legacy forms, dialects)
+    strict: bool = False
+    totals: dict = field(default_factory=dict)
+    by_type: list = field(default_factory=list)
+
+    # -- verdict ----------------------------------------------------------------------------
+    @property
+    def errors(self):
+        """Errors; under strict, the warnings too."""
+        return self.found_errors + (self.found_warnings if self.strict else [])
+
+    @property
+    def warnings(self):
+        return [] if self.strict else self.found_warnings
+
+    @property
+    def ok(self):
+        return not self.errors
+
+    @property
+    def exit_code(self):
+        return 0 if self.ok else 1
+
+    def layer(self, name):
+        for r in self.layers:
+            if r.name == name:
+                return r
+        raise KeyError(name)
+
+    def shape(self, blob):
+        """The shape of a blob (after its last writer), or None when unknown."""
+        shape = None
+        for r in self.layers:
+            for t, s in zip(r.node.tops, r.top_shapes):
+                if t == blob:
+                    shape = s
+        return shape
+
+    # -- JSON -------------------------------------------------------------------------------
+    def to_dict(self):
+        return {
+            "schema": SCHEMA,
+            "file": self.path,
+            "state": {"phase": phase_name(self.phase), "stages": list(self.stages), "level": self.level},
+            "ok": self.ok,
+            "inputs": {k: _shape_list(v) for k, v in self.inputs.items()},
+            "outputs": list(self.outputs),
+            "layers": [_layer_dict(r) for r in self.layers],
+            "totals": dict(self.totals),
+            "by_type": [dict(row) for row in self.by_type],
+            "excluded": [{"name": n, "reason": why} for n, why in self.excluded],
+            "errors": [e.to_dict() for e in self.errors],
+            "warnings": [w.to_dict() for w in self.warnings],
+            "notices": list(self.notices),
+        }
+
+    def to_json(self, indent=2):
+        return json.dumps(self.to_dict(), indent=indent)
+
+    # -- text -------------------------------------------------------------------------------
+    def format(self, explain=False):
+        """The report as text for a terminal."""
+        return "\n".join(_text(self, explain)) + "\n"
+
+    __str__ = format
+
+
+def check(path_or_param, inputs=None, phase="TEST", stages=(), level=0, strict=False):
+    """Check a net: a path, a NetSource, a NetParameter, or a NetSpec (anything with to_proto()).
+
+    inputs: {blob: shape} for data or Input layers' tops. phase: 'TRAIN'/'TEST' or
+    caffe_pb2.TRAIN/TEST; None (and level None) take the file's own `state`.
+    Raises NetspecError when the net cannot be read or an argument is wrong.
+    """
+    source = path_or_param.to_proto() if hasattr(path_or_param, "to_proto") else path_or_param
+    graph = build_graph(source, phase=phase, stages=tuple(stages), level=level)
+    result = infer_shapes(graph, inputs)
+    report = Report(
+        path=graph.path, phase=graph.phase, stages=graph.stages, level=graph.level,
+        layers=result.layers, excluded=list(graph.excluded),
+        inputs={t: s for r in result.layers if not r.node.bottoms for t, s in zip(r.node.tops, r.top_shapes)},
+        outputs=list(graph.outputs), found_errors=result.errors, found_warnings=result.warnings,
+        notices=list(graph.notices), strict=strict)
+    report.totals = {"layers": sum(not r.node.split for r in result.layers), **result.stats}
+    report.by_type = _by_type(result.layers, report.totals)
+    return report
+
+
+def _by_type(layers, totals):
+    groups = {}
+    for r in layers:
+        if r.node.split:
+            continue
+        g = groups.setdefault(r.type, {"type": r.type, "layers": 0, "params": 0, "macs": 0, "memory": 0})
+        g["layers"] += 1
+        g["params"] += r.param_count
+        g["macs"] += r.macs
+        g["memory"] += r.memory
+    rows = sorted(groups.values(), key=lambda g: (-g["params"], -g["macs"], g["type"]))
+    for g in rows:
+        g["params_percent"] = _percent(g["params"], totals.get("params", 0))
+        g["macs_percent"] = _percent(g["macs"], totals.get("macs", 0))
+    return rows
+
+
+def _percent(part, whole):
+    return round(100.0 * part / whole, 1) if whole else 0.0
+
+
+def _shape_list(shape):
+    return None if shape is None else list(shape)
+
+
+def _layer_dict(r):
+    return {
+        "name": r.name,
+        "type": r.type,
+        "line": r.node.line,
+        "implicit": r.node.split,
+        "bottoms": list(r.node.bottoms),
+        "tops": {t: _shape_list(s) for t, s in zip(r.node.tops, r.top_shapes)},
+        "in_place": [t for j, t in enumerate(r.node.tops) if r.node.in_place(j)],
+        "params": {"count": r.param_count, "shapes": [list(s) for s in r.param_shapes],
+                   "shared": [{"index": j, "name": name, "owner": owner} for j, name, owner in r.shared]},
+        "macs": r.macs,
+        "memory": r.memory,
+        "receptive_field": {t: (f.to_dict() if f else None) for t, f in r.receptive_fields.items()},
+        "loss_weights": list(r.node.loss_weights),
+        "notes": list(r.notes),
+    }
+
+
+# -- the text form --------------------------------------------------------------------------------
+
+def human(n, unit=""):
+    """3.9G, 61.0M, 4.1K, 812 (powers of 1000) or, with unit 'B', bytes in KiB/MiB/GiB."""
+    if unit == "B":
+        for scale, suffix in ((1 << 30, "GiB"), (1 << 20, "MiB"), (1 << 10, "KiB")):
+            if n >= scale:
+                return f"{n / scale:.1f} {suffix}"
+        return f"{n} B"
+    for scale, suffix in ((10 ** 9, "G"), (10 ** 6, "M"), (10 ** 3, "K")):
+        if abs(n) >= scale:
+            return f"{n / scale:.1f}{suffix}"
+    return str(n)
+
+
+def dims(shape):
+    if shape is None:
+        return "?"
+    return "x".join(str(d) for d in shape) if shape else "scalar"
+
+
+def _field_text(f):
+    if f is None:
+        return ""
+    if f.whole:
+        return f"whole input ({dims(f.size)})" if f.size else "whole input"
+    return f"{dims(f.size)} /{dims(f.stride)}" if len(set(f.stride)) > 1 else \
+        f"{dims(f.size)} /{f.stride[0]}" if f.stride else ""
+
+
+def _rows(report):
+    rows = []
+    for r in report.layers:
+        if r.node.split:
+            continue
+        tops = list(zip(r.node.tops, r.top_shapes)) or [("", None)]
+        for k, (t, s) in enumerate(tops):
+            first = k == 0
+            rf = _field_text(r.receptive_fields.get(t))
+            shape = dims(s) if t else "-"
+            if t and r.node.in_place(k):
+                shape += " (in place)"
+            rows.append([r.name if first else "", r.type if first else "",
+                         f"{t}: {shape}" if len(tops) > 1 else shape,
+                         human(r.param_count) if first and r.param_count else "",
+                         human(r.macs) if first and r.macs else "",
+                         human(r.memory, "B") if first and r.memory else "", rf, r if first else None])
+    return rows
+
+
+def _text(report, explain):
+    state = f"phase {phase_name(report.phase)}"
+    if report.stages:
+        state += ", stages " + ", ".join(report.stages)
+    if report.level:
+        state += f", level {report.level}"
+    yield f"{report.path or 'net'} ({state})"
+    for notice in report.notices:
+        yield f"note: {notice}"
+    header = ["layer", "type", "output", "params", "MACs", "memory", "receptive field"]
+    rows = _rows(report)
+    widths = [max([len(header[c])] + [len(row[c]) for row in rows]) for c in range(len(header))]
+    line = lambda cells: "  ".join(  # noqa: E731
+        c.rjust(w) if i in (3, 4, 5) else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
+    yield line(header)
+    yield line(["-" * w for w in widths])
+    for row in rows:
+        yield line(row[:7])
+        if explain and row[7] is not None:
+            for note in row[7].notes:
+                yield f"    {note}"
+    t = report.totals
+    if t:
+        yield ""
+        params = f"{t.get('params', 0):,} params" + (f" ({human(t['params'])})" if t.get("params", 0) >= 1000 else "")
+        yield (f"total: {t.get('layers', 0)} layers, {params}, "
+               f"{human(t.get('macs', 0))} MACs, {human(t.get('memory', 0), 'B')} of activations (float32)")
+        for g in report.by_type:
+            if g["params"] or g["macs"]:
+                yield (f"  {g['type']}: {human(g['params'])} params, {g['params_percent']}%; "
+                       f"{human(g['macs'])} MACs, {g['macs_percent']}%")
+    if report.outputs:
+        yield f"outputs: {', '.join(report.outputs)}"
+    if report.excluded:
+        yield ""
+        yield f"left out in this state ({len(report.excluded)}):"
+        for name, why in report.excluded:
+            yield f"  {name}: {why}"
+    for title, issues in (("warning", report.warnings), ("error", report.errors)):
+        if issues:
+            yield ""
+            for issue in issues:
+                yield f"{title}: {issue}"
+    yield ""
+    n_err, n_warn = len(report.errors), len(report.warnings)
+    yield "clean" if report.ok and not n_warn else f"{n_err} error(s), {n_warn} warning(s)"
+
+
+def parse_input(text):
+    """'data=10,3,227,227' (or 10x3x227x227) -> ('data', (10, 3, 227, 227))."""
+    name, sep, dims_text = text.partition("=")
+    parts = dims_text.replace("x", ",").split(",") if sep else []
+    try:
+        shape = tuple(int(p) for p in parts)
+    except ValueError:
+        shape = ()
+    if not name or not shape or any(d <= 0 for d in shape):
+        raise NetspecError(f"--input '{text}' is not NAME=N,C,H,W",
+                           hint="write e.g. --input data=10,3,227,227 (positive integers)")
+    return name, shape
+
+
+__all__ = ["Report", "check", "parse_input", "human"]

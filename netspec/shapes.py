@@ -1,0 +1,407 @@
+"""The shape pass: every top's shape, the checks, the words, and what each layer costs.
+
+Pure: it walks the graph in order and asks each layer's infer() for its tops' shapes; no
+arrays are made. A layer that fails becomes an error naming file:line, layer and type, and
+the pass goes on where it can (tops of a failed layer are unknown, and layers that read them
+are skipped quietly), so every independent error is reported at once, as ONNX does.
+"""
+from dataclasses import dataclass, field
+from math import prod
+
+from . import caffe_pb2
+from .errors import LayerError, NetspecError
+from .graph import Issue, contributes_to_loss
+from .layers.base import ShapeContext
+from .utils import did_you_mean
+
+BYTES_PER_VALUE = 4          # float32 activations
+SEARCH_RADIUS = 32           # how far from the given input size the clean-size search looks
+MULTI_BOTTOM_TYPES = ("Eltwise", "Concat", "Crop", "Scale", "Bias")
+LABELLED_DATA_TYPES = ("Data", "ImageData", "WindowData", "MemoryData")
+
+
+@dataclass
+class ReceptiveField:
+    """What one output position sees of the net's input, per spatial axis."""
+    size: tuple
+    stride: tuple
+    whole: bool = False      # the output has no spatial axes left: it sees the whole input
+    extent: tuple = ()       # the spatial size of the input it is measured against
+
+    def to_dict(self):
+        return {"size": list(self.size), "stride": list(self.stride), "whole_input": self.whole}
+
+
+@dataclass
+class LayerResult:
+    node: object
+    bottom_shapes: list
+    top_shapes: list                     # a tuple per top, or None when unknown
+    notes: list = field(default_factory=list)
+    warnings: list = field(default_factory=list)
+    errors: list = field(default_factory=list)          # Issues
+    param_shapes: list = field(default_factory=list)
+    param_count: int = 0                 # learnable values this layer adds (shared ones once)
+    shared: list = field(default_factory=list)          # (blob index, spec name, first owner)
+    macs: int = 0
+    memory: int = 0                      # bytes of new activations (in-place and Split tops: 0)
+    receptive_fields: dict = field(default_factory=dict)   # top -> ReceptiveField or None
+
+    @property
+    def name(self):
+        return self.node.name
+
+    @property
+    def type(self):
+        return self.node.type
+
+    @property
+    def tops(self):
+        return dict(zip(self.node.tops, self.top_shapes))
+
+
+@dataclass
+class ShapeResult:
+    graph: object
+    layers: list                         # LayerResult per graph node, in execution order
+    blob_shapes: dict                    # blob -> shape tuple (known ones)
+    errors: list                         # Issues: the graph's, then the layers'
+    warnings: list
+    stats: dict = field(default_factory=dict)   # totals: params, macs, memory
+
+    @property
+    def ok(self):
+        return not self.errors
+
+    def layer(self, name):
+        for r in self.layers:
+            if r.name == name:
+                return r
+        raise KeyError(name)
+
+    def check(self):
+        """Raise the first error as a NetspecError (for callers that cannot go on)."""
+        if self.errors:
+            raise self.errors[0].to_error()
+        return self
+
+
+def infer_shapes(graph, inputs=None, *, stats=True, suggest=True):
+    """Run the shape pass. inputs: {blob: shape} for the tops of data and Input layers.
+
+    stats: count params, MACs, memory and receptive fields. suggest: when operands of a
+    multi-input layer disagree, search input sizes nearby for which the whole net is clean.
+    """
+    inputs = _check_inputs(graph, inputs)
+    results, shapes = _propagate(graph, inputs)
+    errors = list(graph.errors) + [e for r in results for e in r.errors]
+    warnings = list(graph.warnings)
+    for r in results:
+        warnings += [_issue(graph, r.node, w) for w in r.warnings]
+    result = ShapeResult(graph, results, shapes, errors, warnings)
+    warnings += _wiring_warnings(graph)
+    if stats:
+        _count(result)
+    if suggest:
+        _suggest_sizes(result, inputs)
+    return result
+
+
+# -- the walk -----------------------------------------------------------------------------
+
+def _check_inputs(graph, inputs):
+    """Normalise {name: shape}; a name that is no input of this net is the caller's mistake."""
+    if not inputs:
+        return {}
+    sources = [t for n in graph.nodes if not n.bottoms for t in n.tops]
+    normal = {}
+    for name, shape in inputs.items():
+        if name not in sources:
+            raise NetspecError(f"--input {name}: this net has no input blob '{name}'{did_you_mean(name, sources)}",
+                               file=graph.path,
+                               hint="inputs are tops of data or Input layers: " + (", ".join(sources) or "none"))
+        try:
+            shape = tuple(int(d) for d in shape)
+        except (TypeError, ValueError):
+            raise NetspecError(f"--input {name}: shape {shape!r} is not a list of integers") from None
+        if any(d <= 0 for d in shape):
+            raise NetspecError(f"--input {name}: every dimension must be positive, got {shape}")
+        normal[name] = shape
+    return normal
+
+
+def _propagate(graph, inputs, stop_at_error=False):
+    shapes, results = {}, []
+    for node in graph.nodes:
+        bottoms = [shapes.get(b) for b in node.bottoms]
+        r = LayerResult(node, bottoms, [None] * len(node.tops))
+        results.append(r)
+        if node.layer is None or any(b is None for b in bottoms):
+            continue            # already reported: the layer could not be made, or a bottom is unknown
+        ctx = ShapeContext(node.layer.phase)
+        try:
+            tops = _infer(node, bottoms, ctx, inputs)
+        except LayerError as e:
+            r.errors.append(_issue(graph, node, e.message, e.hint))
+        else:
+            r.top_shapes = tops
+            for t, s in zip(node.tops, tops):
+                shapes[t] = s
+            _check_sizes(graph, r)
+        r.notes, r.warnings = ctx.notes, ctx.warnings
+        if stop_at_error and r.errors:
+            break
+    return results, shapes
+
+
+def _infer(node, bottoms, ctx, inputs):
+    """The layer's rule, with --input shapes in place of a source layer's own."""
+    given = [inputs.get(t) for t in node.tops]
+    if node.bottoms or not any(given):
+        return _call_infer(node, bottoms, ctx)
+    try:
+        own = _call_infer(node, bottoms, ctx)
+    except LayerError as e:
+        given = _labels_beside(node, given)
+        if all(given):
+            ctx.note(f"shapes from --input (without them: {e.message})")
+            return given
+        missing = [t for t, g in zip(node.tops, given) if not g]
+        raise LayerError(f"{e.message}; the shape of {', '.join(repr(m) for m in missing)} is still unknown",
+                         _input_hint(missing)) from None
+    for t, g, o in zip(node.tops, given, own):
+        if g and g != o:
+            ctx.note(f"{t}: {_dims(g)} from --input (the file gives {_dims(o)})")
+    return [g or o for g, o in zip(given, own)]
+
+
+def _labels_beside(node, given):
+    """Caffe's image data layers give top 1 (the labels) the shape (N,): with the data's
+    shape given, the labels' follows."""
+    if node.type in LABELLED_DATA_TYPES and len(given) == 2 and given[0] and not given[1]:
+        return [given[0], given[0][:1]]
+    return given
+
+
+def _call_infer(node, bottoms, ctx):
+    try:
+        tops = node.layer.infer(list(bottoms), ctx)
+    except LayerError as e:
+        if not node.bottoms:
+            hint = _input_hint(node.tops)
+            raise LayerError(f"the shape of {', '.join(repr(t) for t in node.tops)} is unknown: {e.message}",
+                             f"{e.hint}; or {hint}" if e.hint else hint) from None
+        raise
+    tops = [tuple(int(d) for d in s) for s in tops]
+    if len(tops) != len(node.tops):
+        raise LayerError(f"its shape rule gave {len(tops)} shapes for {len(node.tops)} tops")
+    return tops
+
+
+def _input_hint(tops):
+    flags = " ".join(f"--input {t}=N,C,H,W" for t in tops)
+    return f"give the shape: netspec check FILE {flags} (in Python: inputs={{'{tops[0]}': (N, C, H, W)}})"
+
+
+def _check_sizes(graph, r):
+    """The fallback for sizes that reach zero or below, whatever rule let them through."""
+    for t, s in zip(r.node.tops, r.top_shapes):
+        if any(d <= 0 for d in s):
+            r.errors.append(_issue(graph, r.node, f"top '{t}' would be {_dims(s)}: a size reached zero or below",
+                                   "the input is too small for this stack of layers: give a larger input, "
+                                   "or reduce kernel, stride or depth"))
+            r.top_shapes = [None] * len(r.node.tops)
+
+
+def _issue(graph, node, message, hint=None):
+    return Issue(message, node.name, node.type, node.line, graph.path, hint)
+
+
+def _dims(shape):
+    return "x".join(str(d) for d in shape) if shape else "scalar"
+
+
+# -- warnings about wiring ------------------------------------------------------------------
+
+def _wiring_warnings(graph):
+    """Tops nobody uses; layers with parameters that reach no loss (they would never learn)."""
+    readers = graph.consumers()
+    out = []
+    for n in graph.nodes:
+        used = [t in readers or bool(w) for t, w in zip(n.tops, n.loss_weights)]
+        if any(used):
+            for t, u in zip(n.tops, used):
+                if not u and t in graph.outputs:
+                    out.append(_issue(graph, n, f"top '{t}' is used by no layer",
+                                      "read it, drop it, or end it in a Silence layer"))
+    if graph.has_loss and graph.phase == caffe_pb2.TRAIN:
+        reach = contributes_to_loss(graph)
+        for n in graph.nodes:
+            if n.name not in reach and n.layer is not None and n.layer.param_fillers() and n.bottoms:
+                out.append(_issue(graph, n, "reaches no loss: its parameters get no gradient and never learn",
+                                  "connect its output to a loss, or remove it"))
+    return out
+
+
+# -- statistics -------------------------------------------------------------------------------
+
+def _count(result):
+    owners, fields = {}, {}
+    for r in result.layers:
+        known = r.top_shapes and all(s is not None for s in r.top_shapes)
+        if r.node.layer is None or not known:
+            continue
+        _params(result, r, owners)
+        r.macs = int(r.node.layer.macs(r.bottom_shapes, r.top_shapes))
+        r.memory = sum(BYTES_PER_VALUE * prod(s) for j, s in enumerate(r.top_shapes)
+                       if not r.node.in_place(j) and not r.node.split)
+        _receptive_fields(r, fields)
+    result.stats = {key: sum(getattr(r, attr) for r in result.layers)
+                    for key, attr in (("params", "param_count"), ("macs", "macs"), ("memory", "memory"))}
+
+
+def _params(result, r, owners):
+    """Learnable blobs; a blob shared through a ParamSpec name counts once, at its first owner."""
+    node = r.node
+    try:
+        r.param_shapes = [tuple(int(d) for d in s) for s in node.layer.param_shapes(r.bottom_shapes)]
+    except LayerError as e:
+        r.errors.append(_issue(result.graph, node, e.message, e.hint))
+        result.errors.append(r.errors[-1])
+        return
+    specs = node.lp.param
+    if len(specs) > len(r.param_shapes):
+        r.errors.append(_issue(result.graph, node, f"{len(specs)} param specs for {len(r.param_shapes)} "
+                               "learnable blobs", f"give at most {len(r.param_shapes)} param {{ }} blocks"))
+        result.errors.append(r.errors[-1])
+    for j, shape in enumerate(r.param_shapes):
+        name = specs[j].name if j < len(specs) else ""
+        if not name:
+            r.param_count += prod(shape)
+            continue
+        first = owners.setdefault(name, (node.name, shape))
+        if first[0] == node.name and first[1] is shape:
+            r.param_count += prod(shape)
+            continue
+        r.shared.append((j, name, first[0]))
+        permissive = specs[j].share_mode == specs[j].PERMISSIVE
+        same = prod(shape) == prod(first[1]) if permissive else shape == first[1]
+        if not same:
+            r.errors.append(_issue(result.graph, node, f"param '{name}' is {_dims(shape)} here but "
+                                   f"{_dims(first[1])} in '{first[0]}', which it shares",
+                                   "shared parameters need the same shape (the same count with share_mode: PERMISSIVE)"))
+            result.errors.append(r.errors[-1])
+
+
+def _receptive_fields(r, fields):
+    """Compose the sliding windows from the input: size += (extent-1)*stride; stride *= step."""
+    node = r.node
+    if not node.bottoms:
+        for t, s in zip(node.tops, r.top_shapes):
+            fields[t] = _source_field(s)
+            r.receptive_fields[t] = fields[t]
+        return
+    below = [fields.get(b) for b in node.bottoms]
+    known = [f for f in below if f is not None]
+    window = node.layer.window(r.bottom_shapes)
+    for t, s in zip(node.tops, r.top_shapes):
+        fields[t] = _field_of_top(s, known, below[0] if below else None, window)
+        r.receptive_fields[t] = fields[t]
+
+
+def _source_field(shape):
+    spatial = len(shape) - 2
+    return ReceptiveField((1,) * spatial, (1,) * spatial, extent=tuple(shape[2:])) if spatial > 0 else None
+
+
+def _field_of_top(shape, known, first, window):
+    if not known:
+        return None
+    if len(shape) < 3 or any(f.whole for f in known):
+        return _whole(known)
+    if window is not None:
+        if first is None or len(window) != len(first.size):
+            return _whole(known)
+        size = tuple(f + (d * (k - 1)) * st for f, st, (k, _, _, d) in zip(first.size, first.stride, window))
+        stride = tuple(st * w[1] for st, w in zip(first.stride, window))
+        return ReceptiveField(size, stride, extent=first.extent)
+    same = [f for f in known if len(f.size) == len(shape) - 2]
+    if not same:
+        return _whole(known)
+    size = tuple(max(axis) for axis in zip(*(f.size for f in same)))
+    stride = tuple(max(axis) for axis in zip(*(f.stride for f in same)))
+    return ReceptiveField(size, stride, extent=same[0].extent)
+
+
+def _whole(known):
+    extent = known[0].extent
+    return ReceptiveField(extent, extent, whole=True, extent=extent)
+
+
+# -- the nearest clean input sizes --------------------------------------------------------------
+
+def _suggest_sizes(result, inputs):
+    """When operands of a multi-input layer disagree, name the nearest input sizes (below and
+    above) for which the whole net checks clean, by re-running the pure pass on sizes nearby."""
+    graph = result.graph
+    clash = [e for r in result.layers if len(r.node.bottoms) > 1 and r.type in MULTI_BOTTOM_TYPES
+             for e in r.errors]
+    if not clash or graph.errors:
+        return
+    image = _image_input(result)
+    if image is None:
+        return
+    name, shape = image
+    below, above = nearest_clean_sizes(graph, inputs, name, shape)
+    spatial = shape[2:]
+    if below is None and above is None:
+        text = f"no {name} size within {SEARCH_RADIUS} of {_dims(spatial)} checks clean"
+    else:
+        found = [f"{_dims(s[2:])}" for s in (below, above) if s is not None]
+        text = f"the whole net checks clean with {name} at {' or '.join(found)} (now {_dims(spatial)})"
+    for e in clash:
+        e.hint = f"{e.hint}; {text}" if e.hint else text
+
+
+def _image_input(result):
+    for r in result.layers:
+        if r.node.bottoms:
+            continue
+        for t, s in zip(r.node.tops, r.top_shapes):
+            if s is not None and len(s) >= 3:
+                return t, s
+    return None
+
+
+def nearest_clean_sizes(graph, inputs, name, shape, radius=SEARCH_RADIUS):
+    """(smaller shape, larger shape) nearest to `shape` for which the pass finds no error;
+    square inputs stay square, others move one axis at a time."""
+    def clean(candidate):
+        trial = dict(inputs, **{name: candidate})
+        results, _ = _propagate(graph, trial, stop_at_error=True)
+        return not any(r.errors for r in results)
+
+    spatial = list(shape[2:])
+    found = []
+    for sign in (-1, 1):
+        hit = None
+        for step in range(1, radius + 1):
+            for candidate in _moves(shape, spatial, sign * step):
+                if min(candidate[2:]) > 0 and clean(candidate):
+                    hit = candidate
+                    break
+            if hit:
+                break
+        found.append(hit)
+    return tuple(found)
+
+
+def _moves(shape, spatial, delta):
+    head = tuple(shape[:2])
+    if len(set(spatial)) == 1:
+        yield head + tuple(d + delta for d in spatial)
+        return
+    for axis in range(len(spatial)):
+        moved = list(spatial)
+        moved[axis] += delta
+        yield head + tuple(moved)

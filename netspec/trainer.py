@@ -1,0 +1,460 @@
+"""Training from a solver file, as `caffe train` does it.
+
+The train net and the test nets come from the solver's net fields; the test nets share the
+train net's parameter Blobs. The loop follows Caffe's Solver::Step: test every test_interval
+iterations, run forward/backward iter_size times, display the smoothed loss every `display`
+iterations, update, snapshot every `snapshot` iterations.
+
+Logs are in glog's line format, so Caffe's tools/extra/parse_log.py reads them; at a terminal
+a progress line (iteration, loss, lr, images/s, time left) is kept below them.
+
+A snapshot writes <prefix>_iter_N.caffemodel, <prefix>_iter_N.solverstate (Caffe's
+SolverState: iter, current_step, learned_net, history) and beside it
+<prefix>_iter_N.solverstate.rng.json: the seed, the random-generator state of every layer and
+the number of batches each data layer has read. Caffe ignores that file; with it a resumed
+run takes the very steps the uninterrupted one would (the same weights, bit for bit, on the CPU).
+"""
+import json
+import math
+import os
+import sys
+import time
+from datetime import datetime
+
+import numpy as np
+
+from . import caffe_pb2
+from .errors import NetspecError
+from .solver import Solver
+from .utils import atomic_write
+
+RNG_SUFFIX = ".rng.json"
+
+
+# -- logging --------------------------------------------------------------------------------------
+class Log:
+    """glog-style lines ("I1126 16:22:09.123456 4242 solver.py] ...") to a stream and a file,
+    and a live progress line at a terminal only."""
+
+    def __init__(self, path=None, stream=None, progress=None):
+        self.stream = stream if stream is not None else sys.stdout
+        self.file = open(path, "a") if path else None
+        self.show_progress = self.stream.isatty() if progress is None else progress
+        self._progress_shown = False
+
+    def _line(self, level, message):
+        now = datetime.now()
+        return f"{level}{now:%m%d %H:%M:%S.%f} {os.getpid()} solver.py] {message}"
+
+    def info(self, message, level="I"):
+        self._clear_progress()
+        for part in str(message).split("\n"):
+            line = self._line(level, part)
+            print(line, file=self.stream, flush=True)
+            if self.file:
+                self.file.write(line + "\n")
+                self.file.flush()
+
+    def warn(self, message):
+        self.info(message, level="W")
+
+    def progress(self, text):
+        if self.show_progress:
+            self.stream.write("\r\033[K" + text)
+            self.stream.flush()
+            self._progress_shown = True
+
+    def _clear_progress(self):
+        if self._progress_shown:
+            self.stream.write("\r\033[K")
+            self._progress_shown = False
+
+    def close(self):
+        self._clear_progress()
+        if self.file:
+            self.file.close()
+            self.file = None
+
+
+def fmt(x):
+    """A number as C++'s ostream prints a float (6 significant digits)."""
+    return f"{float(x):.6g}"
+
+
+# -- reading the solver and its nets ---------------------------------------------------------------
+def read_solver(path):
+    """A SolverParameter from a prototxt file."""
+    from . import io
+    reader = getattr(io, "read_solver", None)
+    if reader is not None:
+        result = reader(path)
+        return getattr(result, "param", result)
+    from google.protobuf import text_format
+    try:
+        with open(path) as f:
+            text = f.read()
+    except OSError as e:
+        raise NetspecError(f"cannot read solver file: {e.strerror}", file=path) from None
+    try:
+        return text_format.Parse(text, caffe_pb2.SolverParameter())
+    except text_format.ParseError as e:
+        raise NetspecError(str(e), file=path) from None
+
+
+def _net_source(value, what):
+    from .io import NetSource, read_net
+    if isinstance(value, caffe_pb2.NetParameter):
+        return NetSource(value, f"<solver {what}>")
+    return read_net(value)
+
+
+def _state(phase, source, extra=None):
+    """Caffe's rule: the phase, then the net file's own state, then the solver's train/test_state."""
+    state = caffe_pb2.NetState(phase=phase)
+    state.MergeFrom(source.param.state)
+    if extra is not None:
+        state.MergeFrom(extra)
+    return state
+
+
+def train_net_source(sp):
+    fields = [f for f in ("train_net_param", "train_net", "net_param", "net") if sp.HasField(f)]
+    if not fields:
+        raise NetspecError("the solver names no net", hint="add net: \"path/to/train_val.prototxt\"")
+    if len(fields) > 1:
+        raise NetspecError(f"the solver names its train net more than once ({', '.join(fields)})",
+                           hint="keep one of train_net_param, train_net, net_param, net")
+    source = _net_source(getattr(sp, fields[0]), fields[0])
+    return source, _state(caffe_pb2.TRAIN, source, sp.train_state if sp.HasField("train_state") else None)
+
+
+def test_net_sources(sp):
+    """[(NetSource, NetState)] for each test net, in Caffe's order: test_net_param, test_net,
+    then the generic net once for each remaining test_iter."""
+    generic = [f for f in ("net_param", "net") if sp.HasField(f)]
+    if len(generic) > 1:
+        raise NetspecError("the solver sets both net and net_param", hint="keep one")
+    specific = [(p, "test_net_param") for p in sp.test_net_param] + [(p, "test_net") for p in sp.test_net]
+    if generic:
+        if len(sp.test_iter) < len(specific):
+            raise NetspecError(f"{len(specific)} test nets but only {len(sp.test_iter)} test_iter values",
+                               hint="give one test_iter per test net")
+        specific += [(getattr(sp, generic[0]), generic[0])] * (len(sp.test_iter) - len(specific))
+    elif len(sp.test_iter) != len(specific):
+        raise NetspecError(f"{len(specific)} test nets but {len(sp.test_iter)} test_iter values",
+                           hint="give one test_iter per test net")
+    if len(sp.test_state) and len(sp.test_state) != len(specific):
+        raise NetspecError(f"{len(sp.test_state)} test_state entries for {len(specific)} test nets",
+                           hint="give test_state once per test net, or not at all")
+    if specific and sp.test_interval <= 0:
+        raise NetspecError("the solver has test nets but no test_interval", hint="add test_interval: 500")
+    out = []
+    for i, (value, what) in enumerate(specific):
+        source = _net_source(value, what)
+        out.append((source, _state(caffe_pb2.TEST, source, sp.test_state[i] if len(sp.test_state) else None)))
+    return out
+
+
+def make_net(source, state, backend, seed):
+    from .net import Net
+    return Net(source, phase=state.phase, backend=backend, seed=seed, stages=tuple(state.stage), level=state.level)
+
+
+# -- fine-tuning ------------------------------------------------------------------------------------
+def copy_weights(net, path, legacy_reshape=False):
+    """Copy blobs by layer name from a .caffemodel, as Caffe's CopyTrainedLayersFrom, and say what
+    happened to each layer: rows of (layer, status, detail). Shape mismatches are refused (the
+    caller stops after showing the table)."""
+    from .weights import proto_shape, proto_to_array, read_weights, shapes_match
+    found = read_weights(path)
+    rows = []
+    for layer in net.layers:
+        if not layer.blobs:
+            continue
+        protos = found.get(layer.name)
+        if protos is None:
+            rows.append((layer.name, "new", "not in the weights file: keeps its filler values"))
+            continue
+        if len(protos) != len(layer.blobs):
+            rows.append((layer.name, "refused", f"{len(protos)} blobs in the file, {len(layer.blobs)} in the net"))
+            continue
+        problems, arrays, reshaped = [], [], False
+        for j, (blob, bp) in enumerate(zip(layer.blobs, protos)):
+            if shapes_match(blob.shape, bp):
+                arrays.append(proto_to_array(bp, blob.shape))
+            elif legacy_reshape and int(np.prod(proto_shape(bp))) == blob.count:
+                arrays.append(proto_to_array(bp, proto_shape(bp)).reshape(blob.shape))
+                reshaped = True
+            else:
+                problems.append(f"blob {j}: file {proto_shape(bp)} vs net {blob.shape}")
+        if problems:
+            rows.append((layer.name, "refused", "; ".join(problems)))
+            continue
+        for blob, array in zip(layer.blobs, arrays):
+            blob.data[...] = net.xp.asarray(array, dtype=blob.data.dtype)
+        shapes = ", ".join("x".join(map(str, b.shape)) for b in layer.blobs)
+        rows.append((layer.name, "copied", shapes + (" (reshaped from the legacy shape)" if reshaped else "")))
+    in_net = {layer.name for layer in net.layers}
+    rows += [(name, "skipped", "in the weights file, not in the net")
+             for name, protos in found.items() if name not in in_net and protos]
+    return rows
+
+
+def weights_table(rows):
+    width = max([len(r[0]) for r in rows] + [5])
+    lines = [f"{'layer':<{width}}  {'status':<8} detail"]
+    lines += [f"{name:<{width}}  {status:<8} {detail}" for name, status, detail in rows]
+    return "\n".join(lines)
+
+
+# -- the trainer -------------------------------------------------------------------------------------
+class Trainer:
+    def __init__(self, sp, backend="numpy", seed=None, log=None, solver_path=None):
+        self.sp, self.log = sp, log or Log()
+        self.solver_path = solver_path
+        seed = sp.random_seed if seed is None and sp.random_seed >= 0 else seed
+        self.seed = int(seed) if seed is not None else int(np.random.SeedSequence().entropy % (2 ** 31))
+        self.log.info(f"Random seed: {self.seed}")
+        source, state = train_net_source(sp)
+        self.log.info(f"Creating training net from {source.path}")
+        self.net = make_net(source, state, backend, self.seed)
+        self.test_nets = []
+        for i, (source, state) in enumerate(test_net_sources(sp)):
+            self.log.info(f"Creating test net (#{i}) specified by {source.path}")
+            net = make_net(source, state, backend, [self.seed, i + 1])
+            net.share_with(self.net)
+            self.test_nets.append(net)
+        self.solver = Solver(sp, self.net.learnable_params, self.net.xp, log=self.log.info)
+        self.xp = self.net.xp
+        self.losses, self.smoothed_loss = [], 0.0
+        self.last_snapshot = None
+        self.train_curve, self.test_curves = [], {}      # for --plot
+        self._describe_batch()
+
+    # -- set-up notes --------------------------------------------------------------------------------
+    def batch_size(self):
+        for node in self.net.nodes:
+            if not node.bottoms and node.tops:
+                shape = self.net.blobs[node.tops[0]].shape
+                if shape:
+                    return shape[0]
+        return 1
+
+    def _describe_batch(self):
+        size, iter_size = self.batch_size(), self.sp.iter_size
+        self.log.info(f"Effective batch: {size} (batch_size) x {iter_size} (iter_size) = {size * iter_size} "
+                      "images per iteration")
+        if iter_size > 1:
+            bn = [layer.name for layer in self.net.layers if layer.type == "BatchNorm"
+                  and not (layer.lp.batch_norm_param.HasField("use_global_stats")
+                           and layer.lp.batch_norm_param.use_global_stats)]
+            if bn:
+                self.log.warn(f"iter_size {iter_size} with BatchNorm in TRAIN ({', '.join(bn)}): its statistics "
+                              f"see one batch of {size}, not the effective batch of {size * iter_size}")
+
+    # -- the loop ------------------------------------------------------------------------------------
+    def solve(self, resume=None):
+        sp = self.sp
+        self.log.info(f"Solving {self.net.name}")
+        self.log.info(f"Learning Rate Policy: {sp.lr_policy}")
+        if resume:
+            self.log.info(f"Restoring previous solver status from {resume}")
+            self.restore(resume)
+        start_iter = self.solver.iter
+        self.step(sp.max_iter - self.solver.iter)
+        if sp.snapshot_after_train and (not sp.snapshot or self.solver.iter % sp.snapshot != 0):
+            self.snapshot()
+        if sp.display and self.solver.iter % sp.display == 0:
+            self.net.forward()
+            self._check_finite(self.net.loss)
+            self._smooth(self.net.loss, start_iter)
+            self.log.info(f"Iteration {self.solver.iter}, loss = {fmt(self.smoothed_loss)}")
+        scores = None
+        if sp.test_interval and self.solver.iter % sp.test_interval == 0:
+            scores = self.test_all()
+        self.log.info("Optimization Done.")
+        self.close()
+        return scores
+
+    def step(self, iters):
+        sp, solver, net = self.sp, self.solver, self.net
+        start_iter, stop_iter = solver.iter, solver.iter + iters
+        self.losses, self.smoothed_loss = [], 0.0
+        images = self.batch_size() * sp.iter_size
+        started, started_iter = time.monotonic(), solver.iter
+        while solver.iter < stop_iter:
+            net.clear_param_diffs()
+            if sp.test_interval and solver.iter % sp.test_interval == 0 and \
+                    (solver.iter > 0 or sp.test_initialization):
+                self.test_all()
+                started, started_iter = time.monotonic(), solver.iter   # speed of training alone
+            display = sp.display and solver.iter % sp.display == 0
+            loss = 0.0
+            for _ in range(sp.iter_size):
+                outputs = net.forward()
+                self._check_finite(net.loss)
+                net.backward()
+                loss += net.loss
+            loss /= sp.iter_size
+            self._smooth(loss, start_iter)
+            if display:
+                self.log.info(f"Iteration {solver.iter}, loss = {fmt(self.smoothed_loss)}")
+                self._log_outputs("Train", net, outputs)
+                self.train_curve.append((solver.iter, self.smoothed_loss))
+            rate = solver.rate()
+            if display:
+                self.log.info(f"Iteration {solver.iter}, lr = {fmt(rate)}")
+            solver.apply_update(rate)
+            solver.iter += 1
+            done = solver.iter - started_iter
+            elapsed = time.monotonic() - started
+            speed = done * images / elapsed if elapsed > 0 else 0.0
+            left = (stop_iter - solver.iter) * elapsed / done if done else 0.0
+            self.log.progress(f"iter {solver.iter}/{sp.max_iter}  loss {self.smoothed_loss:.4f}  lr {rate:.3g}  "
+                              f"{speed:.0f} img/s  {_duration(left)} left")
+            if sp.snapshot and solver.iter % sp.snapshot == 0:
+                self.snapshot()
+
+    def _smooth(self, loss, start_iter):
+        """Caffe's UpdateSmoothedLoss: the mean of the last average_loss losses."""
+        window = max(1, self.sp.average_loss)
+        if len(self.losses) < window:
+            self.losses.append(loss)
+            self.smoothed_loss = (self.smoothed_loss * (len(self.losses) - 1) + loss) / len(self.losses)
+        else:
+            idx = (self.solver.iter - start_iter) % window
+            self.smoothed_loss += (loss - self.losses[idx]) / window
+            self.losses[idx] = loss
+
+    def _check_finite(self, loss):
+        if math.isfinite(loss):
+            return
+        where = self.net.first_nonfinite()
+        culprit = f"layer '{where[0]}' (top '{where[1]}') is the first whose output is not finite" if where \
+            else "every layer's output is finite, so the loss weights are"
+        kept = f"; the last good snapshot is {self.last_snapshot}" if self.last_snapshot else \
+            "; no snapshot was written before it"
+        raise NetspecError(f"the loss became {loss} at iteration {self.solver.iter}: {culprit}{kept}",
+                           hint="lower base_lr, set clip_gradients, or check the data (scale) and fillers")
+
+    def _log_outputs(self, kind, net, outputs):
+        weights = {id(blob): w for blob, w in net.loss_tops}
+        index = 0
+        for name in net.outputs:
+            w = weights.get(id(net.blobs[name]), 0.0)
+            for value in np.ravel(outputs[name]):
+                extra = f" (* {fmt(w)} = {fmt(w * value)} loss)" if w else ""
+                self.log.info(f"    {kind} net output #{index}: {name} = {fmt(value)}{extra}")
+                index += 1
+
+    def test_all(self):
+        return [self.test(i) for i in range(len(self.test_nets))]
+
+    def test(self, i):
+        """Caffe's Solver::Test: mean of each output over test_iter batches; {name: [means]}."""
+        net, iters = self.test_nets[i], self.sp.test_iter[i]
+        self.log.info(f"Iteration {self.solver.iter}, Testing net (#{i})")
+        sums, loss = None, 0.0
+        for _ in range(iters):
+            outputs = net.forward()
+            loss += net.loss
+            values = {name: np.asarray(outputs[name], np.float64) for name in net.outputs}
+            sums = values if sums is None else {k: sums[k] + v for k, v in values.items()}
+        if self.sp.test_compute_loss:
+            self.log.info(f"Test loss: {fmt(loss / iters)}")
+        means = {k: v / iters for k, v in (sums or {}).items()}
+        self._log_outputs("Test", net, means)
+        for name, value in means.items():
+            if np.size(value) == 1:
+                key = name if len(self.test_nets) == 1 else f"#{i} {name}"
+                self.test_curves.setdefault(key, []).append((self.solver.iter, float(value)))
+        return means
+
+    # -- snapshots --------------------------------------------------------------------------------
+    def snapshot_path(self, ext):
+        prefix = self.sp.snapshot_prefix
+        if not prefix and self.solver_path:
+            prefix = os.path.splitext(self.solver_path)[0]
+        return f"{prefix or 'snapshot'}_iter_{self.solver.iter}{ext}"
+
+    def snapshot(self):
+        model = self.snapshot_path(".caffemodel")
+        folder = os.path.dirname(model)
+        if folder:
+            os.makedirs(folder, exist_ok=True)
+        self.log.info(f"Snapshotting to binary proto file {model}")
+        self.net.save(model, write_diff=self.sp.snapshot_diff)
+        state_path = self.snapshot_path(".solverstate")
+        self.log.info(f"Snapshotting solver state to binary proto file {state_path}")
+        atomic_write(state_path + RNG_SUFFIX, json.dumps(self.rng_state()))
+        atomic_write(state_path, self.solver.state(model).SerializeToString())
+        self.last_snapshot = model
+        return model, state_path
+
+    def _nets(self):
+        return [self.net] + self.test_nets
+
+    def rng_state(self):
+        """What a resumed run needs beyond Caffe's SolverState: every layer's random-generator
+        state and every data layer's position, net by net."""
+        nets = []
+        for net in self._nets():
+            layers = {}
+            for layer in net.layers:
+                entry = {}
+                if hasattr(layer, "data_state"):
+                    entry["data"] = layer.data_state()
+                if layer.rng is not None:
+                    entry["rng"] = layer.rng.bit_generator.state
+                if entry:
+                    layers[layer.name] = entry
+            nets.append(layers)
+        return {"seed": self.seed, "nets": nets}
+
+    def restore(self, path):
+        state = caffe_pb2.SolverState()
+        try:
+            with open(path, "rb") as f:
+                state.ParseFromString(f.read())
+        except OSError as e:
+            raise NetspecError(f"cannot read solver state: {e.strerror}", file=path) from None
+        except Exception as e:  # protobuf DecodeError
+            raise NetspecError(f"not a .solverstate (binary SolverState): {e}", file=path) from None
+        if state.learned_net:
+            learned = state.learned_net
+            if not os.path.exists(learned):
+                beside = os.path.join(os.path.dirname(path), os.path.basename(learned))
+                learned = beside if os.path.exists(beside) else learned
+            self.net.copy_from(learned)
+        self.solver.restore(state, path)
+        side = path + RNG_SUFFIX
+        if os.path.exists(side):
+            with open(side) as f:
+                self.set_rng_state(json.load(f))
+        else:
+            self.log.warn(f"no {os.path.basename(side)} beside the solver state: data order and random "
+                          "numbers restart from the beginning, as in Caffe")
+
+    def set_rng_state(self, saved):
+        if len(saved["nets"]) != len(self._nets()):
+            raise NetspecError("the saved random state is for a different number of nets",
+                               hint="resume with the solver file that wrote the snapshot")
+        for net, layers in zip(self._nets(), saved["nets"]):
+            for layer in net.layers:
+                entry = layers.get(layer.name, {})
+                if "rng" in entry and layer.rng is not None:
+                    layer.rng.bit_generator.state = entry["rng"]
+                if "data" in entry and hasattr(layer, "set_data_state"):
+                    layer.set_data_state(entry["data"])
+
+    def close(self):
+        for net in self._nets():
+            for layer in net.layers:
+                if hasattr(layer, "close"):
+                    layer.close()
+
+
+def _duration(seconds):
+    seconds = int(seconds)
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}" if seconds >= 3600 \
+        else f"{seconds // 60}:{seconds % 60:02d}"
