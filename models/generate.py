@@ -61,7 +61,7 @@ def lenet_files():
     d = NetSpec()
     d.data = L.Input(shape=dict(dim=[64, 1, 28, 28]))
     d.prob = L.Softmax(lenet_body(d))
-    solver = solver_text(net="models/lenet/lenet_train_test.prototxt",
+    solver = solver_param(net="models/lenet/lenet_train_test.prototxt",
                          test_iter=100, test_interval=500, base_lr=0.01, momentum=0.9,
                          weight_decay=0.0005, lr_policy="inv", gamma=0.0001, power=0.75,
                          display=100, max_iter=10000, snapshot=5000,
@@ -105,12 +105,11 @@ def softmax_head(n, scores, label, prefix="", loss_weight=None):
     n[prefix + "loss"] = L.SoftmaxWithLoss(scores, label, **weight)
 
 
-def fc(n, bottom, name, num_output, std, bias=0, relu=True, dropout=None, **params):
-    """InnerProduct [+ ReLU] [+ Dropout], the AlexNet/VGG classifier pattern."""
+def fc(n, bottom, name, num_output, std, bias=0, relu=True, dropout=None):
+    """fc<i> [+ relu<i>] [+ drop<i>], the AlexNet/VGG classifier pattern."""
     n[name] = L.InnerProduct(bottom, num_output=num_output, param=PAIR,
-                             weight_filler=gaussian(std) if std else dict(type="xavier"),
-                             bias_filler=constant(bias), **params)
-    suffix = name[2:] if name.startswith("fc") else name
+                             weight_filler=gaussian(std), bias_filler=constant(bias))
+    suffix = name[2:]
     if relu:
         n["relu" + suffix] = L.ReLU(n[name], in_place=True)
     if dropout:
@@ -162,8 +161,8 @@ def alexnet_caffe_body(n, label=None):
 
 
 def caffenet_body(n, label=None):
-    """bvlc_reference_caffenet: AlexNet with pooling before LRN."""
-    return alexnet_body(n, lrn_first=False, conv_bias=(0, 1, 0, 1, 1), fc_bias=1)
+    """bvlc_reference_caffenet: AlexNet with pooling before LRN (and the paper's biases of 1)."""
+    return alexnet_body(n, lrn_first=False)
 
 
 GOOGLENET_CONV = dict(param=PAIR, weight_filler=dict(type="xavier"), bias_filler=constant(0.2))
@@ -182,7 +181,7 @@ def googlenet_aux_head(n, bottom, label, prefix):
     whose loss counts 0.3 in training."""
     n[prefix + "ave_pool"] = L.Pooling(bottom, pool=P.Pooling.AVE, kernel_size=5, stride=3)
     x = dsl.conv_relu(n, n[prefix + "ave_pool"], prefix + "conv", 128, 1,
-                      relu=prefix + "relu_conv", **GOOGLENET_CONV)
+                      relu_name=prefix + "relu_conv", **GOOGLENET_CONV)
     n[prefix + "fc"] = L.InnerProduct(x, num_output=1024, param=PAIR,
                                       weight_filler=dict(type="xavier"), bias_filler=constant(0.2))
     n[prefix + "relu_fc"] = L.ReLU(n[prefix + "fc"], in_place=True)
@@ -204,15 +203,15 @@ def googlenet_body(n, label=None):
         return n[name]
 
     x = dsl.conv_relu(n, n.data, "conv1/7x7_s2", 64, 7, stride=2,
-                      relu="conv1/relu_7x7", **GOOGLENET_CONV)
+                      relu_name="conv1/relu_7x7", **GOOGLENET_CONV)
     x = lrn("pool1/norm1", max_pool("pool1/3x3_s2", x))
-    x = dsl.conv_relu(n, x, "conv2/3x3_reduce", 64, 1, relu="conv2/relu_3x3_reduce",
+    x = dsl.conv_relu(n, x, "conv2/3x3_reduce", 64, 1, relu_name="conv2/relu_3x3_reduce",
                       **GOOGLENET_CONV)
-    x = dsl.conv_relu(n, x, "conv2/3x3", 192, 3, relu="conv2/relu_3x3", **GOOGLENET_CONV)
+    x = dsl.conv_relu(n, x, "conv2/3x3", 192, 3, relu_name="conv2/relu_3x3", **GOOGLENET_CONV)
     x = max_pool("pool2/3x3_s2", lrn("conv2/norm2", x))
     for stage in ("3a", "3b", "4a", "4b", "4c", "4d", "4e", "5a", "5b"):
         if stage in ("4a", "5a"):
-            x = max_pool(f"pool{stage[0]}/3x3_s2", x)
+            x = max_pool(f"pool{int(stage[0]) - 1}/3x3_s2", x)
         x = dsl.inception(n, x, f"inception_{stage}", *GOOGLENET_TABLE[stage], **GOOGLENET_CONV)
         if label is not None and stage in ("4a", "4d"):
             googlenet_aux_head(n, x, label, "loss1/" if stage == "4a" else "loss2/")
@@ -263,7 +262,7 @@ def nin_body(n, label=None):
     def mlpconv(x, names, channels, kernel, **kw):
         for i, name in enumerate(names):
             x = dsl.conv_relu(n, x, name, channels[i], kernel if i == 0 else 1,
-                              relu=f"relu{next(relus)}", **(kw if i == 0 else {}), **conv)
+                              relu_name=f"relu{next(relus)}", **(kw if i == 0 else {}), **conv)
         return x
 
     def max_pool(name, x):
@@ -350,12 +349,12 @@ def resnet_preact_body(n, label=None):
     return resnet_head(n, dsl.bn_relu(n, x, "res5_post"))
 
 
-def solver(name, **fields):
+def imagenet_solver(name, **fields):
     """An ImageNet solver: SGD with momentum, tested on the 50,000 validation images."""
     defaults = dict(net=f"models/{name}/train_val.prototxt", test_iter=1000,
                     test_interval=4000, display=20, momentum=0.9,
                     snapshot=10000, snapshot_prefix=f"snapshots/{name}", solver_mode="GPU")
-    return solver_text(**{**defaults, **fields})
+    return solver_param(**{**defaults, **fields})
 
 
 STEP = dict(base_lr=0.01, lr_policy="step", gamma=0.1)
@@ -363,7 +362,7 @@ RESNET_SOLVER = dict(base_lr=0.1, lr_policy="multistep", gamma=0.1,
                      stepvalue=[150000, 300000, 450000], max_iter=600000,
                      weight_decay=0.0001, iter_size=8)   # 8 x 32 = the paper's 256 per step
 
-# name -> (body, input size, crop, train batch, solver fields)
+# name -> (body, input side (the crop in train_val), TRAIN batch, solver fields)
 CLASSIFIERS = {
     "alexnet-paper": (alexnet_paper_body, 224, 256,
                       dict(**STEP, stepsize=100000, max_iter=450000, weight_decay=0.0005)),
@@ -397,12 +396,13 @@ def classifier_files(name):
     deploy.data = L.Input(shape=dict(dim=[1, 3, size, size]))
     deploy.prob = L.Softmax(body(deploy))
     return {"train_val.prototxt": train.to_proto(title), "deploy.prototxt": deploy.to_proto(title),
-            "solver.prototxt": solver(name, **solver_fields)}
+            "solver.prototxt": imagenet_solver(name, **solver_fields)}
 
 
 # -- writing ---------------------------------------------------------------------------------
 
-def solver_text(**fields):
+def solver_param(**fields):
+    """A SolverParameter from keywords, checked as the DSL checks layers."""
     solver = caffe_pb2.SolverParameter()
     fill(solver, fields, "solver")
     return solver
@@ -437,9 +437,13 @@ The table is made from the JSON document `netspec check --json` prints for each
 - **depth**: the longest chain of layers with weights (Convolution, InnerProduct) from input
   to output, the way the papers count (ResNet-50: 49 convolutions and the classifier; the
   projection shortcuts sit beside that chain);
-- **parameters**: learnable values (weights, biases, Scale's factors and biases; not
-  BatchNorm's running statistics);
-- **MACs**: multiply-accumulates of one forward pass, as `netspec check` counts them.
+- **parameters**: learnable values (weights, biases, Scale's factors and biases), as the
+  papers count them; `netspec check` also counts BatchNorm's running statistics, which are
+  saved with the weights but not learned (0.2% of a ResNet);
+- **MACs**: multiply-accumulates of the convolutions and fully connected layers for one
+  image, the papers' "multiply-adds" (He et al.'s 3.8G for ResNet-50 is this count, rounded);
+- **all MACs**: `netspec check`'s total, which also counts one per output value of the
+  BatchNorm, Scale, ReLU, pooling, Eltwise and Softmax layers.
 
 """
 
@@ -448,10 +452,18 @@ def weighted_depth(report):
     """The longest chain of Convolution/InnerProduct layers, from a check report's layers."""
     depth = {}
     for layer in report["layers"]:
-        weighted = layer["type"] in ("Convolution", "Deconvolution", "InnerProduct")
+        weighted = layer["type"] in WEIGHTED
         d = max((depth.get(b, 0) for b in layer["bottoms"]), default=0) + weighted
         depth.update((top, d) for top in layer["tops"])
     return max(depth.get(blob, 0) for blob in report["outputs"])
+
+
+WEIGHTED = ("Convolution", "Deconvolution", "InnerProduct")
+
+
+def by_type(report, types, key):
+    """The sum of `key` (params, macs) over the layer types given, from a check report."""
+    return sum(row[key] for row in report["by_type"] if row["type"] in types)
 
 
 def deploy_report(root, name):
@@ -466,21 +478,23 @@ def shape_text(shape):
     return "x".join(str(d) for d in shape[1:])
 
 
-def table(root=HERE):
-    """The README: the prose above and one row per net, all figures from the check reports."""
-    rows = ["| net | input | output | depth | parameters | MACs |",
-            "|---|---|---|---:|---:|---:|"]
+def table(root=HERE, report_of=deploy_report):
+    """The README: the prose above and one row per net, all figures from the check reports
+    (report_of(root, name) gives a net's; tests pass the ones they have already made)."""
+    rows = ["| net | input | output | depth | parameters | MACs | all MACs |",
+            "|---|---|---|---:|---:|---:|---:|"]
     for name in ZOO:
-        report = deploy_report(root, name)
+        report = report_of(root, name)
         if not report["ok"]:
             raise SystemExit(f"{name}: netspec check finds errors: {report['errors']}")
         (shape_in,), out = report["inputs"].values(), report["outputs"][0]
         shape_out = next(layer["tops"][out] for layer in reversed(report["layers"])
                          if out in layer["tops"])
-        totals = report["totals"]
+        learned = report["totals"]["params"] - by_type(report, ("BatchNorm",), "params")
         rows.append(f"| {name} | {shape_text(shape_in)} | {shape_text(shape_out)} "
-                    f"| {weighted_depth(report)} | {totals['params'] / 1e6:.2f}M "
-                    f"| {totals['macs'] / 1e9:.3f}G |")
+                    f"| {weighted_depth(report)} | {learned / 1e6:.2f}M "
+                    f"| {by_type(report, WEIGHTED, 'macs') / 1e9:.3f}G "
+                    f"| {report['totals']['macs'] / 1e9:.3f}G |")
     return README_HEAD + "\n".join(rows) + "\n"
 
 

@@ -13,6 +13,7 @@ COMMANDS = [
     "upgrade",
     "train",
     "test",
+    "time",
 ]
 
 

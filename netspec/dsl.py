@@ -47,7 +47,7 @@ class DSLError(NetspecError, AttributeError):
 
 
 def _param_fields():
-    """Type name -> its *_param fields, from the schema: 'ConvolutionParameter' serves 'Convolution'."""
+    """Type name -> its *_param fields, from the schema (ConvolutionParameter: Convolution)."""
     table = {}
     for field in caffe_pb2.LayerParameter.DESCRIPTOR.fields:
         if field.message_type is not None and field.message_type.name.endswith("Parameter"):
@@ -302,10 +302,10 @@ params = _Params()
 # -- blocks of the classic nets ----------------------------------------------------------------
 # Each helper adds its layers to n under names derived from `name` and returns its output top.
 
-def conv_relu(n, bottom, name, num_output, kernel_size, relu=None, **conv):
-    """Convolution + in-place ReLU (GoogLeNet names the ReLU '<prefix>/relu_<suffix>')."""
+def conv_relu(n, bottom, name, num_output, kernel_size, relu_name=None, **conv):
+    """Convolution + in-place ReLU, named <name>_relu unless relu_name says otherwise."""
     n[name] = convolution(bottom, num_output, kernel_size, **conv)
-    n[relu or name + "_relu"] = layers.ReLU(n[name], in_place=True)
+    n[relu_name or name + "_relu"] = layers.ReLU(n[name], in_place=True)
     return n[name]
 
 
@@ -347,7 +347,7 @@ def inception(n, bottom, name, c1, c3r, c3, c5r, c5, p3, **conv):
     Blob names follow bvlc_googlenet (inception_3a/1x1, .../relu_1x1, ..., .../output)."""
     def branch(suffix, source, channels, kernel):
         return conv_relu(n, source, f"{name}/{suffix}", channels, kernel,
-                         relu=f"{name}/relu_{suffix}", **conv)
+                         relu_name=f"{name}/relu_{suffix}", **conv)
     b1 = branch("1x1", bottom, c1, 1)
     b3 = branch("3x3", branch("3x3_reduce", bottom, c3r, 1), c3, 3)
     b5 = branch("5x5", branch("5x5_reduce", bottom, c5r, 1), c5, 5)

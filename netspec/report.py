@@ -185,27 +185,23 @@ def _field_text(f):
         return ""
     if f.whole:
         return f"whole input ({dims(f.size)})" if f.size else "whole input"
-    return f"{dims(f.size)} /{dims(f.stride)}" if len(set(f.stride)) > 1 else \
-        f"{dims(f.size)} /{f.stride[0]}" if f.stride else ""
+    stride = f.stride[0] if len(set(f.stride)) == 1 else dims(f.stride)
+    return f"{dims(f.size)} /{stride}"
 
 
-def _rows(report):
+def _rows(r):
+    """Table rows of one layer: one per top, the layer's figures on the first."""
+    tops = list(zip(r.node.tops, r.top_shapes)) or [("", None)]
     rows = []
-    for r in report.layers:
-        if r.node.split:
-            continue
-        tops = list(zip(r.node.tops, r.top_shapes)) or [("", None)]
-        for k, (t, s) in enumerate(tops):
-            first = k == 0
-            rf = _field_text(r.receptive_fields.get(t))
-            shape = dims(s) if t else "-"
-            if t and r.node.in_place(k):
-                shape += " (in place)"
-            rows.append([r.name if first else "", r.type if first else "",
-                         f"{t}: {shape}" if len(tops) > 1 else shape,
-                         human(r.param_count) if first and r.param_count else "",
-                         human(r.macs) if first and r.macs else "",
-                         human(r.memory, "B") if first and r.memory else "", rf, r if first else None])
+    for k, (t, s) in enumerate(tops):
+        shape = (dims(s) + (" (in place)" if r.node.in_place(k) else "")) if t else "-"
+        output = f"{t}: {shape}" if len(tops) > 1 else shape
+        if k == 0:
+            rows.append([r.name, r.type, output, human(r.param_count) if r.param_count else "",
+                         human(r.macs) if r.macs else "", human(r.memory, "B") if r.memory else ""])
+        else:
+            rows.append(["", "", output, "", "", ""])
+        rows[-1].append(_field_text(r.receptive_fields.get(t)))
     return rows
 
 
@@ -219,17 +215,17 @@ def _text(report, explain):
     for notice in report.notices:
         yield f"note: {notice}"
     header = ["layer", "type", "output", "params", "MACs", "memory", "receptive field"]
-    rows = _rows(report)
-    widths = [max([len(header[c])] + [len(row[c]) for row in rows]) for c in range(len(header))]
+    layers = [(r, _rows(r)) for r in report.layers if not r.node.split]
+    widths = [max([len(header[c])] + [len(row[c]) for _, rows in layers for row in rows])
+              for c in range(len(header))]
     line = lambda cells: "  ".join(  # noqa: E731
         c.rjust(w) if i in (3, 4, 5) else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
     yield line(header)
     yield line(["-" * w for w in widths])
-    for row in rows:
-        yield line(row[:7])
-        if explain and row[7] is not None:
-            for note in row[7].notes:
-                yield f"    {note}"
+    for r, rows in layers:
+        yield from map(line, rows)
+        if explain:
+            yield from (f"    {note}" for note in r.notes)
     t = report.totals
     if t:
         yield ""

@@ -5,6 +5,7 @@ arrays are made. A layer that fails becomes an error naming file:line, layer and
 the pass goes on where it can (tops of a failed layer are unknown, and layers that read them
 are skipped quietly), so every independent error is reported at once, as ONNX does.
 """
+import time
 from dataclasses import dataclass, field
 from math import prod
 
@@ -16,6 +17,7 @@ from .utils import did_you_mean
 
 BYTES_PER_VALUE = 4          # float32 activations
 SEARCH_RADIUS = 32           # how far from the given input size the clean-size search looks
+SEARCH_SECONDS = 2.0         # and for how long at most
 MULTI_BOTTOM_TYPES = ("Eltwise", "Concat", "Crop", "Scale", "Bias")
 LABELLED_DATA_TYPES = ("Data", "ImageData", "WindowData", "MemoryData")
 
@@ -98,8 +100,10 @@ def infer_shapes(graph, inputs=None, *, stats=True, suggest=True):
     warnings = list(graph.warnings)
     for r in results:
         warnings += [_issue(graph, r.node, w) for w in r.warnings]
-    result = ShapeResult(graph, results, shapes, errors, warnings)
     warnings += _wiring_warnings(graph)
+    errors.sort(key=_by_line)
+    warnings.sort(key=_by_line)
+    result = ShapeResult(graph, results, shapes, errors, warnings)
     if stats:
         _count(result)
     if suggest:
@@ -188,7 +192,7 @@ def _call_infer(node, bottoms, ctx):
         tops = node.layer.infer(list(bottoms), ctx)
     except LayerError as e:
         if not node.bottoms:
-            hint = _input_hint(node.tops)
+            hint = _input_hint(node.tops[:1] if node.type in LABELLED_DATA_TYPES else node.tops)
             raise LayerError(f"the shape of {', '.join(repr(t) for t in node.tops)} is unknown: {e.message}",
                              f"{e.hint}; or {hint}" if e.hint else hint) from None
         raise
@@ -200,7 +204,8 @@ def _call_infer(node, bottoms, ctx):
 
 def _input_hint(tops):
     flags = " ".join(f"--input {t}=N,C,H,W" for t in tops)
-    return f"give the shape: netspec check FILE {flags} (in Python: inputs={{'{tops[0]}': (N, C, H, W)}})"
+    python = ", ".join(f"'{t}': (N, C, H, W)" for t in tops)
+    return f"give the shape: netspec check FILE {flags} (in Python: inputs={{{python}}})"
 
 
 def _check_sizes(graph, r):
@@ -211,6 +216,11 @@ def _check_sizes(graph, r):
                                    "the input is too small for this stack of layers: give a larger input, "
                                    "or reduce kernel, stride or depth"))
             r.top_shapes = [None] * len(r.node.tops)
+
+
+def _by_line(issue):
+    """File order; whole-net issues (no line) last."""
+    return (issue.line is None, issue.line or 0)
 
 
 def _issue(graph, node, message, hint=None):
@@ -279,10 +289,11 @@ def _params(result, r, owners):
         if not name:
             r.param_count += prod(shape)
             continue
-        first = owners.setdefault(name, (node.name, shape))
-        if first[0] == node.name and first[1] is shape:
+        if name not in owners:
+            owners[name] = (node.name, shape)
             r.param_count += prod(shape)
             continue
+        first = owners[name]
         r.shared.append((j, name, first[0]))
         permissive = specs[j].share_mode == specs[j].PERMISSIVE
         same = prod(shape) == prod(first[1]) if permissive else shape == first[1]
@@ -373,35 +384,37 @@ def _image_input(result):
     return None
 
 
-def nearest_clean_sizes(graph, inputs, name, shape, radius=SEARCH_RADIUS):
-    """(smaller shape, larger shape) nearest to `shape` for which the pass finds no error;
-    square inputs stay square, others move one axis at a time."""
-    def clean(candidate):
-        trial = dict(inputs, **{name: candidate})
-        results, _ = _propagate(graph, trial, stop_at_error=True)
-        return not any(r.errors for r in results)
+def nearest_clean_sizes(graph, inputs, name, shape, radius=SEARCH_RADIUS, budget_s=SEARCH_SECONDS):
+    """(smaller shape, larger shape) nearest to `shape` for which the pass finds no error, or
+    None for a side where nothing within `radius` (or the time budget) is clean.
 
-    spatial = list(shape[2:])
+    Square inputs stay square. For others each spatial size is searched as a square input
+    (nets slide the same windows along every axis), the answers are combined, and the
+    combination is checked."""
+    deadline = time.monotonic() + budget_s
+    head, spatial = tuple(shape[:2]), tuple(shape[2:])
+    memo = {}
+
+    def clean(sizes):
+        if sizes not in memo:
+            if time.monotonic() > deadline:
+                return False
+            trial = dict(inputs, **{name: head + sizes})
+            results, _ = _propagate(graph, trial, stop_at_error=True)
+            memo[sizes] = not any(r.errors for r in results)
+        return memo[sizes]
+
+    def nearest(size, sign):
+        for step in range(1, radius + 1):
+            candidate = size + sign * step
+            if candidate > 0 and clean((candidate,) * len(spatial)):
+                return candidate
+        return None
+
     found = []
     for sign in (-1, 1):
-        hit = None
-        for step in range(1, radius + 1):
-            for candidate in _moves(shape, spatial, sign * step):
-                if min(candidate[2:]) > 0 and clean(candidate):
-                    hit = candidate
-                    break
-            if hit:
-                break
-        found.append(hit)
+        sizes = tuple(nearest(size, sign) for size in spatial)
+        if len(set(spatial)) > 1 and None not in sizes and not clean(sizes):
+            sizes = (None,)
+        found.append(head + sizes if None not in sizes else None)
     return tuple(found)
-
-
-def _moves(shape, spatial, delta):
-    head = tuple(shape[:2])
-    if len(set(spatial)) == 1:
-        yield head + tuple(d + delta for d in spatial)
-        return
-    for axis in range(len(spatial)):
-        moved = list(spatial)
-        moved[axis] += delta
-        yield head + tuple(moved)

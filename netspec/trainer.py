@@ -82,23 +82,16 @@ def fmt(x):
 
 
 # -- reading the solver and its nets ---------------------------------------------------------------
-def read_solver(path):
-    """A SolverParameter from a prototxt file."""
-    from . import io
-    reader = getattr(io, "read_solver", None)
-    if reader is not None:
-        result = reader(path)
-        return getattr(result, "param", result)
-    from google.protobuf import text_format
-    try:
-        with open(path) as f:
-            text = f.read()
-    except OSError as e:
-        raise NetspecError(f"cannot read solver file: {e.strerror}", file=path) from None
-    try:
-        return text_format.Parse(text, caffe_pb2.SolverParameter())
-    except text_format.ParseError as e:
-        raise NetspecError(str(e), file=path) from None
+def read_solver(path, log=None):
+    """A SolverParameter from a solver file (upgraded: legacy solver_type -> type ...);
+    the upgrade notes go to the log as warnings."""
+    from .io import read_solver as read
+    notes = []
+    sp = read(path, warnings=notes)
+    for note in notes:
+        if log is not None:
+            log.warn(str(note))
+    return sp
 
 
 def _net_source(value, what):
@@ -227,8 +220,11 @@ class Trainer:
         self.solver = Solver(sp, self.net.learnable_params, self.net.xp, log=self.log.info)
         self.xp = self.net.xp
         self.losses, self.smoothed_loss = [], 0.0
+        if sp.snapshot_format == caffe_pb2.SolverParameter.HDF5:
+            self.log.warn("snapshot_format HDF5 is not supported: snapshots are written as binary protos")
         self.last_snapshot = None
         self.train_curve, self.test_curves = [], {}      # for --plot
+        self.stop_requested = False
         self._describe_batch()
 
     # -- set-up notes --------------------------------------------------------------------------------
@@ -261,9 +257,14 @@ class Trainer:
             self.log.info(f"Restoring previous solver status from {resume}")
             self.restore(resume)
         start_iter = self.solver.iter
-        self.step(sp.max_iter - self.solver.iter)
+        with _StopOnInterrupt(self):
+            self.step(sp.max_iter - self.solver.iter)
         if sp.snapshot_after_train and (not sp.snapshot or self.solver.iter % sp.snapshot != 0):
             self.snapshot()
+        if self.stop_requested:
+            self.log.info("Optimization stopped early.")
+            self.close()
+            return None
         if sp.display and self.solver.iter % sp.display == 0:
             self.net.forward()
             self._check_finite(self.net.loss)
@@ -314,6 +315,8 @@ class Trainer:
                               f"{speed:.0f} img/s  {_duration(left)} left")
             if sp.snapshot and solver.iter % sp.snapshot == 0:
                 self.snapshot()
+            if self.stop_requested:
+                break
 
     def _smooth(self, loss, start_iter):
         """Caffe's UpdateSmoothedLoss: the mean of the last average_loss losses."""
@@ -329,13 +332,30 @@ class Trainer:
     def _check_finite(self, loss):
         if math.isfinite(loss):
             return
-        where = self.net.first_nonfinite()
-        culprit = f"layer '{where[0]}' (top '{where[1]}') is the first whose output is not finite" if where \
-            else "every layer's output is finite, so the loss weights are"
+        where = self._locate_nonfinite()
+        if where:
+            layer, top, bad_params = where
+            culprit = f"layer '{layer}' (top '{top}') is the first whose output is not finite" + \
+                (" (its parameters already are not)" if bad_params else "")
+        else:
+            culprit = "no layer's output is non-finite on a second pass (check the loss weights)"
         kept = f"; the last good snapshot is {self.last_snapshot}" if self.last_snapshot else \
             "; no snapshot was written before it"
         raise NetspecError(f"the loss became {loss} at iteration {self.solver.iter}: {culprit}{kept}",
                            hint="lower base_lr, set clip_gradients, or check the data (scale) and fillers")
+
+    def _locate_nonfinite(self):
+        """Run the train net once more, layer by layer, checking each output as it is made
+        (after the full pass an in-place layer's output hides whose it was)."""
+        net, xp = self.net, self.net.xp
+        for step in net.steps:
+            if not step.feeds_only:
+                step.layer.forward(xp, step.bottoms, step.tops)
+            for name, blob in zip(step.node.tops, step.tops):
+                if not bool(xp.isfinite(blob.data).all()):
+                    bad_params = any(not bool(xp.isfinite(b.data).all()) for b in step.layer.blobs)
+                    return step.name, name, bad_params
+        return None
 
     def _log_outputs(self, kind, net, outputs):
         weights = {id(blob): w for blob, w in net.loss_tops}
@@ -452,6 +472,35 @@ class Trainer:
             for layer in net.layers:
                 if hasattr(layer, "close"):
                     layer.close()
+
+
+class _StopOnInterrupt:
+    """Ctrl-C during training, as Caffe's default sigint_effect "stop": finish the iteration,
+    snapshot, and stop. A second Ctrl-C interrupts at once."""
+
+    def __init__(self, trainer):
+        self.trainer, self.previous = trainer, None
+
+    def __enter__(self):
+        import signal
+        import threading
+        if threading.current_thread() is threading.main_thread():
+            self.previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        import signal
+        if self.trainer.stop_requested:
+            raise KeyboardInterrupt
+        self.trainer.stop_requested = True
+        self.trainer.log.warn("Interrupted: stopping after this iteration (Ctrl-C again to stop at once)")
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    def __exit__(self, *exc):
+        import signal
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
+        return False
 
 
 def _duration(seconds):

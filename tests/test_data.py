@@ -151,6 +151,8 @@ def test_data_layer_reads_in_order_and_wraps(db):
     layer = make(DATA.format(path))
     seen = [run_forward(layer) for _ in range(3)]
     layer.close()
+    from netspec.data import db as databases
+    assert not databases._open                      # the reading thread closed its database
     order = np.arange(12) % 10
     np.testing.assert_array_equal(np.concatenate([s[0] for s in seen]), pixels[order] * np.float32(0.5))
     np.testing.assert_array_equal(np.concatenate([s[1] for s in seen]), order)
@@ -358,3 +360,22 @@ def test_prefetcher_passes_errors_to_the_consumer():
     assert p.next() == 0
     with pytest.raises(NetspecError, match="broken record"):
         p.next()
+
+
+def test_input_and_memory_data_inside_a_net():
+    from netspec.net import Net
+    from netspec.io import parse_net_text
+    text = '''name: "n"
+layer { name: "in" type: "Input" top: "x" input_param { shape { dim: 2 dim: 3 } } }
+layer { name: "mem" type: "MemoryData" top: "m" top: "label" memory_data_param { batch_size: 2 channels: 3 height: 1 width: 1 } }
+layer { name: "flat" type: "Flatten" bottom: "m" top: "mflat" }
+layer { name: "sum" type: "Eltwise" bottom: "x" bottom: "mflat" top: "sum" }
+'''
+    net = Net(parse_net_text(text).param)
+    net.layer("mem").set_input_arrays(np.arange(12, dtype=np.float32).reshape(4, 3, 1, 1), [0, 1, 2, 3])
+    x = np.ones((2, 3), np.float32)
+    out = net.forward(x=x)
+    np.testing.assert_array_equal(out["sum"], x + np.arange(6).reshape(2, 3))
+    out = net.forward(x=x)
+    np.testing.assert_array_equal(out["sum"], x + np.arange(6, 12).reshape(2, 3))
+    np.testing.assert_array_equal(out["label"], [2, 3])

@@ -5,6 +5,7 @@ import netspec
 from netspec import NetSpec, caffe_pb2, dsl, layers as L, params as P
 from netspec.errors import NetspecError
 from netspec.io import parse_net_text
+from netspec.report import check
 
 # Caffe's examples/mnist/lenet.prototxt, less the fillers, with an Input layer.
 LENET = """
@@ -254,3 +255,21 @@ def test_helpers_reject_unknown_parameters_too():
     n = spec_with_input((1, 3, 8, 8))
     with pytest.raises(NetspecError, match="did you mean 'weight_filler'"):
         dsl.conv_bn(n, n.data, "c", 8, 3, weight_filer=dict(type="msra"))
+
+
+def test_block_outputs_have_the_papers_shapes():
+    """A NetSpec goes straight to netspec.check: the helpers' outputs, shape by shape."""
+    n = spec_with_input((1, 192, 28, 28))
+    dsl.inception(n, n.data, "inception_3a", 64, 96, 128, 16, 32, 32)    # 64+128+32+32
+    dsl.bottleneck(n, n["inception_3a/output"], "3a", 128, stride=2, project=True)
+    dsl.bottleneck(n, n.res3a, "3b", 128)
+    dsl.basic_block(n, n.res3b, "4a", 256, stride=2, project=True)
+    dsl.preact_unit(n, n.res4a, "5a", 512, stride=2, project=True)
+    dsl.inception_bn(n, n.res5a, "inception_x", 0, 128, 160, 64, 96, "max", 0, stride=2)
+    report = check(n)
+    assert report.ok, [str(e) for e in report.errors]
+    assert report.shape("inception_3a/output") == (1, 256, 28, 28)
+    assert report.shape("res3a") == (1, 512, 14, 14) and report.shape("res3b") == (1, 512, 14, 14)
+    assert report.shape("res4a") == (1, 256, 7, 7)
+    assert report.shape("res5a") == (1, 2048, 4, 4)
+    assert report.shape("inception_x/output") == (1, 160 + 96 + 2048, 2, 2)

@@ -642,3 +642,19 @@ def test_dtype_is_kept_in_float32():
         assert all(t.data.dtype == np.float32 for t in tops), text
         assert all(b.diff.dtype == np.float32 for b in bottoms), text
         assert all(p.data.dtype == np.float32 for p in layer.blobs), text
+
+
+def test_parameter_diffs_accumulate_and_respect_param_propagate_down():
+    layer = make_layer("type: 'InnerProduct' inner_product_param { num_output: 2 }")
+    x, dy = randn(3, 4), randn(3, 2, seed=1)
+    bottoms, tops = setup_blobs(layer, [x])
+    layer.forward(np, bottoms, tops)
+    tops[0].diff[...] = dy
+    layer.backward(np, tops, [True], bottoms)
+    layer.backward(np, tops, [True], bottoms)
+    np.testing.assert_allclose(layer.blobs[0].diff, 2 * dy.T @ x)
+    np.testing.assert_allclose(layer.blobs[1].diff, 2 * dy.sum(axis=0))
+    layer.param_propagate_down = [False, True]      # a frozen weight (lr_mult 0) gets no work
+    layer.backward(np, tops, [True], bottoms)
+    np.testing.assert_allclose(layer.blobs[0].diff, 2 * dy.T @ x)
+    np.testing.assert_allclose(layer.blobs[1].diff, 3 * dy.sum(axis=0))

@@ -38,12 +38,12 @@ def test_every_independent_error_is_reported_with_file_line_layer_and_type():
             ip("fine", "data", 2))
     r = run(text)
     assert not r.ok
-    assert [(e.layer, e.type, e.line) for e in r.errors] == [("bad2", "Eltwise", 4), ("bad1", "Reshape", 2)]
-    assert "bottom 'x' (bottom 1) is produced by no layer before it" in r.errors[0].message
-    assert str(r.errors[1]).startswith("net.prototxt:2: bad1 (Reshape): ")
+    assert [(e.layer, e.type, e.line) for e in r.errors] == [("bad1", "Reshape", 2), ("bad2", "Eltwise", 4)]
+    assert "bottom 'x' (bottom 1) is produced by no layer before it" in r.errors[1].message
+    assert str(r.errors[0]).startswith("net.prototxt:2: bad1 (Reshape): ")
     assert r.blob_shapes["fine"] == (2, 2)
     assert r.layer("after_bad1").top_shapes == [None] and r.layer("after_bad1").errors == []
-    with pytest.raises(NetspecError, match="net.prototxt:4: layer 'bad2'"):
+    with pytest.raises(NetspecError, match="net.prototxt:2: layer 'bad1'"):
         r.check()
 
 
@@ -67,7 +67,7 @@ def test_a_data_layer_without_its_source_takes_given_shapes_and_the_labels_follo
     e = r.errors[0]
     assert (e.layer, e.type, e.line) == ("d", "Data", 1)
     assert e.message.startswith("the shape of 'data', 'label' is unknown: ")
-    assert "--input data=N,C,H,W --input label=N,C,H,W" in e.hint and "inputs={'data': (N, C, H, W)}" in e.hint
+    assert "--input data=N,C,H,W (in Python: inputs={'data': (N, C, H, W)})" in e.hint   # the labels follow
     r = run(text, {"data": (4, 1, 6, 6)})
     assert r.ok, r.errors
     assert r.blob_shapes["label"] == (4,) and r.blob_shapes["fc"] == (4, 2)
@@ -130,8 +130,9 @@ def test_unused_tops_and_layers_that_reach_no_loss():
             'layer { name: "loss" type: "EuclideanLoss" bottom: "s2" bottom: "s3" top: "loss" }\n')
     r = run(text, phase="TRAIN")
     msgs = [(w.layer, w.message) for w in r.warnings]
-    assert msgs == [("data", "top 'label' is used by no layer"), ("sl", "top 's1' is used by no layer"),
-                    ("dead", "reaches no loss: its parameters get no gradient and never learn")]
+    assert msgs == [("data", "top 'label' is used by no layer"),
+                    ("dead", "reaches no loss: its parameters get no gradient and never learn"),
+                    ("sl", "top 's1' is used by no layer")]
     # no loss in TEST-only terms: the same wiring without a loss warns only about unused tops
     r = run(text.replace("EuclideanLoss", "Eltwise"), phase="TRAIN")
     assert [w.message for w in r.warnings] == ["top 'label' is used by no layer", "top 's1' is used by no layer"]

@@ -19,7 +19,7 @@ layer {{ name: "d" type: "Data" top: "data" top: "label" include {{ phase: TEST 
 layer {{ name: "ip1" type: "InnerProduct" bottom: "data" top: "ip1"
   inner_product_param {{ num_output: 12 weight_filler {{ type: "xavier" }} }} }}
 layer {{ name: "relu" type: "ReLU" bottom: "ip1" top: "ip1" }}
-layer {{ name: "drop" type: "Dropout" bottom: "ip1" top: "ip1" dropout_param {{ dropout_ratio: 0.3 }} }}
+{mid}layer {{ name: "drop" type: "Dropout" bottom: "ip1" top: "ip1" dropout_param {{ dropout_ratio: 0.3 }} }}
 layer {{ name: "{last}" type: "InnerProduct" bottom: "ip1" top: "score"
   inner_product_param {{ num_output: {classes} weight_filler {{ type: "xavier" }} }} }}
 layer {{ name: "acc" type: "Accuracy" bottom: "score" bottom: "label" top: "accuracy" include {{ phase: TEST }} }}
@@ -58,9 +58,9 @@ def data(tmp_path):
     return tmp_path
 
 
-def write_files(tmp, name="run", scale=0.00390625, lr=0.05, max_iter=20, extra="", last="ip2", classes=3):
+def write_files(tmp, name="run", scale=0.00390625, lr=0.05, max_iter=20, extra="", last="ip2", classes=3, mid=""):
     net = tmp / f"{name}_net.prototxt"
-    net.write_text(NET.format(db=tmp / "db", scale=scale, last=last, classes=classes))
+    net.write_text(NET.format(db=tmp / "db", scale=scale, last=last, classes=classes, mid=mid))
     solver = tmp / f"{name}_solver.prototxt"
     solver.write_text(SOLVER.format(net=net, lr=lr, max_iter=max_iter, prefix=tmp / name / "snap", extra=extra))
     return str(solver)
@@ -77,7 +77,7 @@ def test_train_logs_in_caffes_format_and_snapshots(data, capsys):
     text = log.read_text()
     glog = re.compile(r"^[IWE]\d{4} \d\d:\d\d:\d\d\.\d{6} +\d+ \S+\] ")
     assert all(glog.match(line) for line in text.splitlines())          # what parse_log's time parser needs
-    assert "] Solving tiny" in text and text.rstrip().endswith("Optimization Done.")
+    assert "] Solving tiny" in text and "] Optimization Done." in text
     assert re.search(r"Iteration 5, loss = [\d.]+\n", text)
     assert re.search(r"    Train net output #0: loss = [\d.]+ \(\* 1 = [\d.]+ loss\)", text)
     assert re.search(r"Iteration 5, lr = 0\.0499\d+", text)
@@ -149,10 +149,18 @@ def test_fine_tune_legacy_reshape(data, capsys):
 
 
 def test_nan_loss_stops_and_names_the_layer(data, capsys):
-    solver = write_files(data, "nan", scale=1e38, max_iter=30)
+    # a square root of negative numbers: NaN from layer 'root' on, at iteration 12 (after two snapshots)
+    root = ('layer { name: "root" type: "Power" bottom: "ip1" top: "ip1" '
+            'power_param { power: 0.5 shift: -1000 } include { min_level: 1 } }\n')
+    solver = write_files(data, "nan", max_iter=30, mid=root, extra="train_state { level: 1 }")
     assert main(["train", "--solver", solver, "--seed", "1"]) == 2
     err = capsys.readouterr().err
-    assert "layer 'ip1'" in err and "not finite" in err and "iteration 0" in err
+    assert "layer 'root' (top 'ip1') is the first" in err and "iteration 0" in err
+
+    solver = write_files(data, "diverge", lr=1e30, max_iter=30)
+    assert main(["train", "--solver", solver, "--seed", "1"]) == 2
+    err = capsys.readouterr().err
+    assert re.search(r"the loss became (nan|inf) at iteration [1-9]", err) and "layer '" in err
 
 
 def test_test_command_scores_every_output(data, capsys):
@@ -174,8 +182,9 @@ def test_solver_mistakes_are_clear_errors(data, capsys):
     bad.write_text('base_lr: 0.1 lr_policy: "fixed" max_iter: 1')
     assert main(["train", "--solver", str(bad)]) == 2
     assert "names no net" in capsys.readouterr().err
-    mismatch = write_files(data, "m", extra="test_iter: 4")
+    mismatch = write_files(data, "m", extra='test_state { stage: "a" } test_state { stage: "b" }')
     assert main(["train", "--solver", mismatch]) == 2
+    assert "2 test_state entries for 1 test nets" in capsys.readouterr().err
     assert main(["train", "--solver", str(data / "absent.prototxt")]) == 2
 
 
@@ -185,3 +194,52 @@ def test_example_trains_lenet_on_the_shipped_sample(capsys):
     out = capsys.readouterr().out
     assert out.index("conv1") < out.index("Solving LeNet")            # the shape check comes first
     assert re.search(r"Test accuracy after 20 iterations: [\d.]+%", out.splitlines()[-1])
+
+
+def test_labels_out_of_range_are_a_clear_error(data, capsys):
+    solver = write_files(data, "labels", classes=2)          # labels 0..2 with 2 classes
+    assert main(["train", "--solver", solver, "--seed", "1"]) == 2
+    assert "out of range" in capsys.readouterr().err
+
+
+def test_progress_line_only_at_a_terminal(tmp_path):
+    import io
+    from netspec.trainer import Log
+    screen = io.StringIO()
+    log = Log(str(tmp_path / "x.log"), stream=screen, progress=True)
+    log.progress("iter 3/10  loss 0.5")
+    log.info("Iteration 3, loss = 0.5")
+    log.close()
+    assert "\r\033[Kiter 3/10" in screen.getvalue() and screen.getvalue().rstrip().endswith("Iteration 3, loss = 0.5")
+    assert "iter 3/10" not in (tmp_path / "x.log").read_text()
+    quiet = io.StringIO()
+    Log(stream=quiet).progress("iter 1")              # StringIO is not a terminal
+    assert quiet.getvalue() == ""
+
+
+def test_ctrl_c_snapshots_and_stops(data):
+    import signal
+    import subprocess
+    import sys
+    solver = write_files(data, "int", max_iter=10 ** 6)
+    proc = subprocess.Popen([sys.executable, "-m", "netspec.cli", "train", "--solver", solver, "--seed", "1"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    seen = ""
+    while "Iteration 5, lr" not in seen:
+        line = proc.stdout.readline()
+        assert line, seen
+        seen += line
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0, out
+    assert "Optimization stopped early." in out
+    assert list((data / "int").glob("snap_iter_*.caffemodel"))
+
+
+def test_iter_size_with_batchnorm_warns(data, capsys):
+    bn = 'layer { name: "bn" type: "BatchNorm" bottom: "ip1" top: "ip1" }\n'
+    solver = write_files(data, "bn", max_iter=2, mid=bn, extra="iter_size: 2")
+    assert main(["train", "--solver", solver, "--seed", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "Effective batch: 8 (batch_size) x 2 (iter_size) = 16" in out
+    assert re.search(r"^W.*iter_size 2 with BatchNorm in TRAIN \(bn\)", out, re.M)

@@ -54,8 +54,17 @@ def test_committed_files_are_what_the_script_writes(tmp_path):
 
 
 def test_readme_table_is_up_to_date():
-    assert (MODELS / "README.md").read_text() == generate.table(MODELS), \
+    fresh = generate.table(MODELS, report_of=lambda root, name: deploy(name))
+    assert (MODELS / "README.md").read_text() == fresh, \
         "models/README.md is stale: run python models/generate.py --table"
+
+
+def test_the_script_names_the_closest_net_for_a_typo(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        generate.main(["--out", str(tmp_path), "resnet-51"])
+    assert "did you mean 'resnet-50'" in capsys.readouterr().err
+    assert generate.main(["--out", str(tmp_path), "lenet"]) == 0
+    assert sorted(os.listdir(tmp_path / "lenet")) == net_files("lenet")
 
 
 def test_lenet_and_its_solver_are_caffes_example():
@@ -128,7 +137,10 @@ def weighted_macs(report):
 
 @pytest.mark.parametrize("name", sorted(PARAMS))
 def test_parameters_match_the_papers(name):
-    assert deploy(name)["totals"]["params"] == pytest.approx(PARAMS[name], rel=0.01)
+    report = deploy(name)
+    running_stats = sum(layer["params"]["count"] for layer in report["layers"]
+                        if layer["type"] == "BatchNorm")
+    assert report["totals"]["params"] - running_stats == pytest.approx(PARAMS[name], rel=0.01)
 
 
 @pytest.mark.parametrize("name", sorted(MACS))
@@ -186,7 +198,9 @@ def test_alexnet_as_the_paper_explains_its_54():
     conv1 = check(str(MODELS / "alexnet-paper" / "deploy.prototxt")).layer("conv1")
     assert conv1.top_shapes[0][2:] == (54, 54)
     words = " ".join(conv1.notes + [str(w) for w in conv1.warnings])
-    assert "53.25" in words or "remainder" in words, words
+    assert "remainder" in words and "227" in words and "55" in words, words
+    assert conv1.warnings, "an inexact stride should be flagged"
+    assert not deploy("alexnet")["warnings"]          # at 227 every stride divides exactly
 
 
 def test_depth_counts_the_weighted_layers_of_the_longest_path():

@@ -203,15 +203,19 @@ def torch_alexnet(data, label):
 
 # -- timing ----------------------------------------------------------------------------------
 
-def median_time(iteration, repeats, warmup=2):
+def median_times(ours, theirs, repeats, warmup=2):
+    """Median seconds per iteration of each, timed alternately so that load from other
+    processes falls on both alike."""
     for _ in range(warmup):
-        iteration()
-    times = []
+        ours()
+        theirs()
+    times = ([], [])
     for _ in range(repeats):
-        t0 = time.perf_counter()
-        iteration()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+        for fn, out in zip((ours, theirs), times):
+            t0 = time.perf_counter()
+            fn()
+            out.append(time.perf_counter() - t0)
+    return statistics.median(times[0]), statistics.median(times[1])
 
 
 def profile(iteration, repeats):
@@ -249,8 +253,7 @@ def main():
         mine = ours(data, label)
         if ARGS.profile:
             profile(mine, repeats)
-        t_ours = median_time(mine, repeats)
-        t_torch = median_time(theirs(data, label), repeats)
+        t_ours, t_torch = median_times(mine, theirs(data, label), repeats)
         ratios[key] = t_ours / t_torch
         print(f"{title}: netspec {1000 * t_ours:.1f} ms, torch {1000 * t_torch:.1f} ms, "
               f"ratio {ratios[key]:.2f}x (target <= 1.5x)")

@@ -34,6 +34,8 @@ def run(args):
     from ..trainer import Log, Trainer, copy_weights, read_solver, weights_table
     if args.example == bool(args.solver):
         raise NetspecError("give --solver SOLVER.prototxt, or --example")
+    if args.iterations is not None and not args.example:
+        raise NetspecError("--iterations goes with --example", hint="set max_iter in the solver file")
     if args.weights and args.snapshot:
         raise NetspecError("--weights and --snapshot both given",
                            hint="give a snapshot to resume training, or weights to fine-tune, not both")
@@ -45,7 +47,7 @@ def run(args):
             sp = example_solver(workdir, args.iterations or EXAMPLE_ITERATIONS, log)
             solver_path = None
         else:
-            sp, solver_path = read_solver(args.solver), args.solver
+            sp, solver_path = read_solver(args.solver, log), args.solver
         backend = args.backend or _default_backend(sp)
         trainer = Trainer(sp, backend=backend, seed=args.seed, log=log, solver_path=solver_path)
         if args.weights:

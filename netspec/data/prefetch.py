@@ -1,7 +1,8 @@
 """Read ahead in a background thread, so compute never waits for the disk.
 
 A Prefetcher runs `produce(k)` for k = start, start+1, ... in a daemon thread and keeps up
-to `depth` finished batches in a queue. stop() (also called at interpreter exit) sets an
+to `depth` finished batches in a queue (and calls `produce.close()`, if it has one, when the
+thread ends). stop() (also called at interpreter exit) sets an
 event and drains the queue so the thread ends promptly; a daemon thread never blocks exit.
 An exception in the thread is raised again in the consumer's next() call.
 """
@@ -39,6 +40,10 @@ class Prefetcher:
         except BaseException as e:  # handed to the consumer, which raises it with its own stack
             while not self._put(("error", e)) and not self.stopping.is_set():
                 pass
+        finally:
+            close = getattr(self.produce, "close", None)     # e.g. the producer's database reader
+            if close is not None:
+                close()
 
     def _put(self, item):
         try:

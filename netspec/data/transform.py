@@ -13,22 +13,15 @@ from ..errors import NetspecError
 
 def read_mean_file(path):
     """A mean .binaryproto (BlobProto) -> float32 array (C, H, W)."""
-    blob = caffe_pb2.BlobProto()
-    try:
-        with open(path, "rb") as f:
-            blob.ParseFromString(f.read())
-    except OSError as e:
-        raise NetspecError(f"cannot read mean_file '{path}': {e.strerror}") from None
-    except Exception as e:  # a protobuf DecodeError: not a BlobProto
-        raise NetspecError(f"mean_file '{path}' is not a BlobProto (.binaryproto): {e}") from None
-    if blob.HasField("shape"):
-        shape = tuple(blob.shape.dim)
-    else:
-        shape = (blob.num, blob.channels, blob.height, blob.width)
-    values = np.asarray(blob.data if len(blob.data) else blob.double_data, np.float32)
-    if values.size != int(np.prod(shape)):
-        raise NetspecError(f"mean_file '{path}' holds {values.size} values for shape {shape}")
-    return values.reshape(shape[-3:] if len(shape) >= 3 else shape)
+    from ..io import read_blobproto
+    from ..weights import proto_to_array
+    mean = proto_to_array(read_blobproto(str(path))).astype(np.float32)
+    if mean.ndim == 4 and mean.shape[0] == 1:
+        mean = mean[0]
+    if mean.ndim != 3:
+        raise NetspecError(f"mean_file '{path}' holds a blob of shape {mean.shape}, expected 1 x C x H x W",
+                           hint="compute it with tools/compute_image_mean.py")
+    return mean
 
 
 def write_mean_file(path, mean):

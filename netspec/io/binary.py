@@ -5,6 +5,7 @@ top-level fields of the wire format: that finds truncation, text given where bin
 expected, and a file of another kind (a solverstate given as a caffemodel), and says which.
 """
 from google.protobuf import message as protobuf_message
+from google.protobuf import unknown_fields
 from google.protobuf.descriptor import FieldDescriptor as FD
 
 from .. import caffe_pb2
@@ -140,6 +141,8 @@ def parse(data, cls, path):
     except _Broken as e:
         raise _broken_error(e, data, what, path) from None
     wrong, unknown, right = fit(fields, cls)
+    if (wrong or not right) and looks_like_text(data):
+        raise _broken_error(None, data, what, path)
     if wrong or not right:
         other = guess_kind(data)
         if other and KINDS[other] is not cls:
@@ -153,11 +156,34 @@ def parse(data, cls, path):
         message.ParseFromString(data)
     except (protobuf_message.DecodeError, ValueError, RecursionError) as e:
         raise NetspecError(f"corrupt or truncated {what}: {e}", file=path) from None
-    warnings = []
-    if unknown:
-        warnings.append(f"{path}: {unknown} top-level field(s) unknown to Caffe's schema were kept "
-                        "as unknown fields (a fork's extension?)")
-    return message, warnings
+    return message, unknown_field_warnings(message, path)
+
+
+def unknown_field_warnings(message, path):
+    """Fields a fork added (an SSD caffemodel's permute_param, say) survive a binary copy but
+    not a text, YAML or JSON one: say where they are."""
+    found = {}
+    _collect_unknown(message, "", found)
+    return [f"{path}: {where or 'top level'}: field number(s) "
+            + ", ".join(str(n) for n in sorted(numbers))
+            + " unknown to Caffe's schema (a fork's extension?) are kept in binary copies and "
+              "dropped from text, YAML and JSON ones" for where, numbers in found.items()]
+
+
+def _collect_unknown(message, where, found):
+    numbers = {f.field_number for f in unknown_fields.UnknownFieldSet(message)}
+    if numbers:
+        found.setdefault(where, set()).update(numbers)
+    for fd, value in message.ListFields():
+        if fd.message_type is None or fd.message_type.name == "BlobProto":
+            continue
+        children = value if fd.is_repeated else [value]
+        for i, child in enumerate(children):
+            if fd.name in ("layer", "layers") and child.name:
+                label = f"layer '{child.name}'"
+            else:
+                label = f"{fd.name}[{i}]" if fd.is_repeated else fd.name
+            _collect_unknown(child, f"{where} {label}".strip(), found)
 
 
 def _broken_error(e, data, what, path):

@@ -30,6 +30,25 @@ def ceil_mode_warning(value, mode, where, layer=None):
             f"BVLC Caffe's schema rejects; read as 'round_mode: {mode}'")
 
 
+def _both_given(where, layer):
+    file, line, col = where
+    return NetspecError("found both ceil_mode and round_mode in one pooling_param; expected one "
+                        "of them", file=file, line=line, column=col, layer=layer,
+                        hint="keep round_mode (BVLC Caffe's field)")
+
+
+def apply_structured(message, data, key, value, where, layer=None):
+    """A dialect key met in YAML/JSON: set its schema field and return the warning, or None
+    when `key` is no dialect."""
+    if not (isinstance(message, caffe_pb2.PoolingParameter) and key == "ceil_mode"):
+        return None
+    mode = ceil_mode_to_round_mode(value, where, layer)
+    if data.get("round_mode") is not None:
+        raise _both_given(where, layer)
+    message.round_mode = _ROUND.Value(mode)
+    return ceil_mode_warning(value, mode, where, layer)
+
+
 def rewrite_text(text, scan, path):
     """Blank out dialect fields in `text` (keeping every other position) and say how to set them.
 
@@ -68,10 +87,7 @@ def apply_fixes(message, fixes):
         if pooling is None:
             continue
         if pooling.HasField("round_mode"):
-            file, line, col = where
-            raise NetspecError("found both ceil_mode and round_mode in one pooling_param; "
-                               "expected one of them", file=file, line=line, column=col,
-                               layer=layer, hint="keep round_mode (BVLC Caffe's field)")
+            raise _both_given(where, layer)
         pooling.round_mode = _ROUND.Value(mode)
 
 

@@ -66,7 +66,7 @@ def load(path, cls, fmt=None, data=None):
     if fmt == "binary":
         message, warnings = binary.parse(data, cls, path)
         return _checked(Loaded(message, path, fmt, {}, warnings))
-    return _checked(parse_text(decode_text(data, path), cls, fmt, path))
+    return parse_text(decode_text(data, path), cls, fmt, path)
 
 
 def parse_text(source, cls, fmt, path):
@@ -74,7 +74,7 @@ def parse_text(source, cls, fmt, path):
     if fmt == "text":
         _check_kind(text.scan(source.lstrip("\ufeff")).positions, cls, path)
         message, scan, warnings = text.parse(source, cls, path)
-        return Loaded(message, path, fmt, scan.positions, warnings)
+        return _checked(Loaded(message, path, fmt, scan.positions, warnings))
     data = structured.load_yaml(source, path) if fmt == "yaml" else structured.load_json(source, path)
     if data is not None and not isinstance(data, dict):
         raise NetspecError(f"found {structured._describe(data)} at the top; expected a map of "
@@ -82,7 +82,7 @@ def parse_text(source, cls, fmt, path):
     positions = structured.positions(data)
     _check_kind(positions, cls, path)
     message, warnings = structured.to_message(data, cls, path)
-    return Loaded(message, path, fmt, positions, warnings)
+    return _checked(Loaded(message, path, fmt, positions, warnings))
 
 
 def _fields(cls):

@@ -5,6 +5,7 @@ its own line and column, and every layer keeps its line. YAML is read with a Saf
 subclass (no Python objects can be built); JSON is read by a small strict parser.
 """
 import base64
+import bisect
 import binascii
 import json
 import math
@@ -14,16 +15,13 @@ import struct
 import yaml
 from google.protobuf.descriptor import FieldDescriptor as FD
 
-from .. import caffe_pb2
 from ..errors import NetspecError
 from . import dialects
-from .text import suggest
-
+from .text import field_hint, shown, suggest
 
 
 class Mapping(dict):
     """A dict that remembers where it and each of its keys start: (line, column), 1-based."""
-    where = (None, None)
 
     def __init__(self, where=(None, None)):
         super().__init__()
@@ -32,7 +30,6 @@ class Mapping(dict):
 
 class Sequence(list):
     """A list that remembers where it and each of its items start."""
-    where = (None, None)
 
     def __init__(self, where=(None, None)):
         super().__init__()
@@ -41,8 +38,8 @@ class Sequence(list):
 
 # --- YAML --------------------------------------------------------------------------------
 
-class _LocatingLoader(yaml.SafeLoader):
-    """SafeLoader that builds Mapping/Sequence (with positions) instead of dict/list."""
+class _LocatingLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):
+    """The safe loader (LibYAML's when present), building Mapping/Sequence with positions."""
 
 
 def _mark(mark):
@@ -101,6 +98,7 @@ def load_yaml(text, path):
 
 _SPACE = re.compile(r"[ \t\n\r]*")
 _NUMBER = re.compile(r"-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][-+]?\d+)?")
+_WORD = re.compile(r"[^\s,:\[\]{}]{1,12}|.", re.S)
 _LITERALS = {"true": True, "false": False, "null": None,
              "NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
 
@@ -110,13 +108,14 @@ class _JsonReader:
 
     def __init__(self, text, path):
         self.text, self.path = text, path
+        self.line_starts = [0] + [m.end() for m in re.finditer("\n", text)]
 
     def where(self, i):
-        line = self.text.count("\n", 0, i) + 1
-        return line, i - (self.text.rfind("\n", 0, i) + 1) + 1
+        line = bisect.bisect_right(self.line_starts, i)
+        return line, i - self.line_starts[line - 1] + 1
 
     def fail(self, i, expected):
-        found = "end of file" if i >= len(self.text) else f"'{self.text[i:i + 12].split()[0]}'"
+        found = "end of file" if i >= len(self.text) else shown(_WORD.match(self.text, i).group())
         line, col = self.where(i)
         raise NetspecError(f"malformed JSON: found {found}; expected {expected}",
                            file=self.path, line=line, column=col)
@@ -145,7 +144,10 @@ class _JsonReader:
         m = _NUMBER.match(self.text, i)
         if m and m.group():
             number = m.group()
-            return (float(number) if any(c in number for c in ".eE") else int(number)), m.end()
+            try:
+                return (float(number) if any(c in number for c in ".eE") else int(number)), m.end()
+            except ValueError:          # more digits than Python converts
+                self.fail(i, "a number of reasonable length")
         self.fail(i, "a value (object, array, string, number, true, false or null)")
 
     def string(self, i):
@@ -219,8 +221,10 @@ _FLOAT_WORDS = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf, "infinity":
 class _Filler:
     """Builds a message from Mapping/Sequence data, with located errors and dialect warnings."""
 
+    LIMIT = 1_000_000      # maps filled; YAML aliases could otherwise expand exponentially
+
     def __init__(self, path):
-        self.path, self.warnings = path, []
+        self.path, self.warnings, self.filled = path, [], 0
 
     def error(self, message, where, layer=None, hint=None):
         line, col = where if where else (None, None)
@@ -228,6 +232,10 @@ class _Filler:
 
     def fill(self, message, data, where, layer=None):
         desc = message.DESCRIPTOR
+        self.filled += 1
+        if self.filled > self.LIMIT:
+            raise self.error(f"more than {self.LIMIT} messages (do YAML aliases expand "
+                             "exponentially?)", where, layer)
         if not isinstance(data, dict):
             raise self.error(f"found {_describe(data)}; expected a map of {desc.name} fields",
                              where, layer)
@@ -241,18 +249,13 @@ class _Filler:
                 self.set_field(message, fd, value, at, layer)
 
     def unknown(self, message, data, key, value, at, layer):
-        if isinstance(message, caffe_pb2.PoolingParameter) and key == "ceil_mode":
-            where = (self.path,) + tuple(at)
-            mode = dialects.ceil_mode_to_round_mode(value, where, layer)
-            if data.get("round_mode") is not None:
-                raise self.error("found both ceil_mode and round_mode in one pooling_param; "
-                                 "expected one of them", at, layer)
-            message.round_mode = caffe_pb2.PoolingParameter.RoundMode.Value(mode)
-            self.warnings.append(dialects.ceil_mode_warning(value, mode, where, layer))
+        where = (self.path,) + tuple(at or (None, None))
+        warning = dialects.apply_structured(message, data, key, value, where, layer)
+        if warning:
+            self.warnings.append(warning)
             return
-        names = [f.name for f in message.DESCRIPTOR.fields]
         raise self.error(f"found unknown field '{key}' in {message.DESCRIPTOR.name}; expected "
-                         "one of its fields", at, layer, suggest(str(key), names))
+                         "one of its fields", at, layer, field_hint(message.DESCRIPTOR, str(key)))
 
     def set_field(self, message, fd, value, at, layer):
         if fd.is_repeated:
@@ -361,7 +364,11 @@ def to_message(data, cls, path):
     if data is None:
         return message, []
     filler = _Filler(path)
-    filler.fill(message, data, getattr(data, "where", None))
+    try:
+        filler.fill(message, data, getattr(data, "where", None))
+    except RecursionError:
+        raise NetspecError("nested too deeply (a YAML alias that contains itself?)",
+                           file=path) from None
     return message, filler.warnings
 
 

@@ -4,7 +4,9 @@ protobuf's own parser does the parsing; a light token scan beside it finds where
 top-level field (every `layer`) starts, the name of each layer, and fork dialects, which
 the parser cannot report.
 """
+import difflib
 import re
+import warnings as warnings_module
 from dataclasses import dataclass, field
 
 from google.protobuf import text_format
@@ -54,7 +56,7 @@ class Scan:
     """What the token scan learned: where top-level fields start, layer names, dialect uses."""
     positions: dict = field(default_factory=dict)     # top-level field -> [(line, col)]
     names: dict = field(default_factory=dict)         # (field, index) -> layer name
-    scalars: list = field(default_factory=list)       # (path, field, value, line, col, spans)
+    scalars: list = field(default_factory=list)       # (path, field, value token, token spans)
 
 
 def scan(text):
@@ -128,7 +130,9 @@ def parse(text, cls, path):
     text, fixes, warnings = dialects.rewrite_text(text, found, path)
     message = cls()
     try:
-        text_format.Parse(text, message, allow_unknown_field=False)
+        with warnings_module.catch_warnings():      # protobuf warns on escapes like "\L"
+            warnings_module.simplefilter("ignore", DeprecationWarning)
+            text_format.Parse(text, message, allow_unknown_field=False)
     except text_format.ParseError as e:
         raise located_error(e, text, path, found, message) from None
     except (ValueError, TypeError, OverflowError, RecursionError) as e:
@@ -153,23 +157,35 @@ def located_error(error, text, path, found, message):
     detail = _LOCATION.sub("", str(error), count=1)
     source_line = text.split("\n")[line - 1] if line and line <= text.count("\n") + 1 else ""
     token = _token_at(source_line, col)
-    if _EXPECTED.match(detail) and _at_end(text, line, col):
-        token = None
+    if not _AT_CURRENT.match(str(error)):        # protobuf points at the token before the problem
+        token = _token_after(text, line, col)
     message_text, hint = explain(detail, token, message)
     layer = _layer_at(found, line, col)
-    excerpt = f"\n    {source_line.strip()}" if source_line.strip() else ""
+    excerpt = _excerpt(source_line, col)
     return NetspecError(message_text + excerpt, file=path, line=line, column=col,
                         layer=layer, hint=hint)
 
 
-def _at_end(text, line, col):
-    """True when only the token at (line, col) and blanks or comments follow it: protobuf
-    reports an unexpected end of file at the last token."""
+def _excerpt(source_line, col, width=100):
+    """The offending line, as a second line of the message (a window of it when long)."""
+    start = max(0, (col or 1) - 1 - width // 2) if len(source_line) > width else 0
+    piece = source_line[start:start + width].strip()
+    if not piece:
+        return ""
+    return "\n    " + ("..." if start else "") + piece + ("..." if start + width < len(source_line) else "")
+
+
+_AT_CURRENT = re.compile(r"^\d+(?::\d+)? : '")
+
+
+def _token_after(text, line, col):
+    """The token after the one at (line, col), or None at the end of the file."""
     if not line:
-        return True
+        return None
     lines = text.split("\n")
     rest = "\n".join([lines[line - 1][(col or 1) - 1:]] + lines[line:])
-    return sum(1 for _ in tokens(rest)) <= 1
+    following = [tok for _, tok, _, _ in tokens(rest)][1:2]
+    return following[0] if following else None
 
 
 def _token_at(source_line, col):
@@ -200,13 +216,12 @@ _DUPLICATE = re.compile(r'Message type "([\w.]+)" should not have multiple "(\w+
 def explain(detail, token, message):
     """(message, hint) in words for a protobuf text parse error."""
     pool = message.DESCRIPTOR.file.pool
-    found = "end of file" if token is None else f"'{token}'"
+    found = "end of file" if token is None else shown(token)
     m = _UNKNOWN_FIELD.search(detail)
     if m:
         desc = pool.FindMessageTypeByName(m.group(1))
-        names = [f.name for f in desc.fields]
         return (f"found unknown field '{m.group(2)}' in {desc.name}; expected one of its fields",
-                suggest(m.group(2), names))
+                field_hint(desc, m.group(2)))
     m = _UNKNOWN_ENUM.search(detail)
     if m:
         enum = pool.FindEnumTypeByName(m.group(1))
@@ -227,15 +242,31 @@ def explain(detail, token, message):
     if detail.startswith("Couldn't parse float") or detail.startswith("Expected double"):
         return f"found {found}; expected a number", None
     if detail.startswith("Value out of range"):
-        return f"found {found}; the value is out of range for this field's type", None
+        return (f"found {found}; out of range for this field's type (a negative value for an "
+                "unsigned field, or too large)", None)
     if detail.startswith("Expected identifier or number") or detail.startswith("Expected identifier"):
         return f"found {found}; expected a field name", None
     return f"{detail.rstrip('.')} (found {found})", None
 
 
+def shown(token, limit=40):
+    """A found token for a message: quoted, cut when long, escaped when unprintable."""
+    cut = token if len(token) <= limit else token[:limit] + "..."
+    return f"'{cut}'" if cut.isprintable() else repr(cut)
+
+
+def field_hint(desc, name):
+    """Where a misplaced field belongs (kernel_size -> convolution_param), or the closest names."""
+    homes = [f.name for f in desc.fields
+             if f.message_type is not None and name in f.message_type.fields_by_name]
+    if homes and name not in desc.fields_by_name:
+        return f"'{name}' belongs inside " + " or ".join(homes[:4])
+    return suggest(name, [f.name for f in desc.fields])
+
+
 def suggest(name, names):
     """A hint naming the closest valid names (always some, so the user sees what is valid)."""
-    near = closest(name, names) or closest(name, names, n=3, cutoff=0.0)
+    near = closest(name, names) or difflib.get_close_matches(name, names, n=3, cutoff=0.0)
     return "did you mean " + " or ".join(f"'{n}'" for n in near) + "?"
 
 

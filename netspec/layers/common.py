@@ -32,7 +32,7 @@ def _scatter_add(xp, target, index, values):
         cupyx.scatter_add(target, index, values)
 
 
-def _as_indices(xp, values, limit, what):
+def _as_indices(values, limit, what):
     """Float-coded indices (as Caffe stores them) -> int array; each must be an integer in [0, limit)."""
     idx = values.astype(np.int64)
     if idx.size and (bool((idx != values).any()) or int(idx.min()) < 0 or int(idx.max()) >= limit):
@@ -41,8 +41,8 @@ def _as_indices(xp, values, limit, what):
     return idx
 
 
-class _Named(Layer):
-    """A few words for messages: a bottom by its blob name when the layer has one."""
+class _Common(Layer):
+    """What the common layers share: names for messages, top counts, Concat/Slice's axis."""
 
     def bottom_name(self, i):
         return f"'{self.lp.bottom[i]}'" if i < len(self.lp.bottom) else f"#{i}"
@@ -70,7 +70,7 @@ class _Named(Layer):
 
 # ---------------------------------------------------------------------------------------------
 @layer("InnerProduct")
-class InnerProduct(_Named):
+class InnerProduct(_Common):
     """y = x W^T + b over the axes from `axis` on, flattened to K inputs per item.
     Weight (num_output, K), or (K, num_output) with transpose; bias (num_output,)."""
 
@@ -129,7 +129,7 @@ class InnerProduct(_Named):
 
 # ---------------------------------------------------------------------------------------------
 @layer("Concat")
-class Concat(_Named):
+class Concat(_Common):
     """Joins bottoms along one axis; every other axis must agree."""
     bottoms = (1, None)
 
@@ -179,7 +179,7 @@ class Concat(_Named):
 
 
 @layer("Slice")
-class Slice(_Named):
+class Slice(_Common):
     """Cuts a bottom along one axis at slice_point(s), or into equal parts."""
     tops = (1, None)
 
@@ -233,7 +233,7 @@ class Slice(_Named):
 
 
 @layer("Split")
-class Split(_Named):
+class Split(_Common):
     """Copies one bottom to each top; the gradients of the copies add up."""
     tops = (1, None)
 
@@ -256,7 +256,7 @@ class Split(_Named):
             diff += t.diff
 
 
-class _Reshaping(_Named):
+class _Reshaping(_Common):
     """A layer that only renames the shape: the data are copied as they lie in memory."""
 
     def forward(self, xp, bottoms, tops):
@@ -338,7 +338,7 @@ class Reshape(_Reshaping):
 
 # ---------------------------------------------------------------------------------------------
 @layer("Eltwise")
-class Eltwise(_Named):
+class Eltwise(_Common):
     """Elementwise PROD, SUM (with one coefficient per bottom) or MAX of same-shaped bottoms."""
     bottoms = (2, None)
     P = caffe_pb2.EltwiseParameter
@@ -424,7 +424,7 @@ class Eltwise(_Named):
                 b.diff[...] = dy * tops[0].data / self._inputs[i]
 
 
-class _Broadcast(_Named):
+class _Broadcast(_Common):
     """Scale and Bias: an operand of shape bottom.shape[axis : axis + k] broadcast over the
     rest of bottom[0], given as a second bottom or learned (num_axes: how many axes; -1: all
     from axis on; 0: a scalar)."""
@@ -460,8 +460,8 @@ class _Broadcast(_Named):
         operand = self.operand_shape(bottoms)
         axis = self.operand_axis(shape, operand)
         if operand:
-            ctx.note(f"{self.type.lower()} {_dims(operand)} broadcast along axes {axis}..{axis + len(operand) - 1} "
-                     f"of {_dims(shape)}")
+            where = f"axis {axis}" if len(operand) == 1 else f"axes {axis}..{axis + len(operand) - 1}"
+            ctx.note(f"{self.type.lower()} of shape {_dims(operand)} lines up with {where} of {_dims(shape)}")
         return [shape]
 
     @staticmethod
@@ -567,7 +567,7 @@ class Bias(_Broadcast):
 
 # ---------------------------------------------------------------------------------------------
 @layer("BatchNorm")
-class BatchNorm(_Named):
+class BatchNorm(_Common):
     """Normalises each channel (axis 1) to zero mean and unit variance, over the batch and
     spatial axes. Three blobs, all statistics rather than weights: the running sums of the
     mean and of the variance, and the moving-average factor that divides both. TRAIN (unless
@@ -654,7 +654,7 @@ class BatchNorm(_Named):
 
 
 @layer("MVN")
-class MVN(_Named):
+class MVN(_Common):
     """Mean-variance normalisation of each item's channel (or whole item, across_channels):
     y = (x - mean) / (std + eps) with normalize_variance, else y = x - mean."""
 
@@ -692,7 +692,7 @@ class MVN(_Named):
 
 
 @layer("Softmax")
-class Softmax(_Named):
+class Softmax(_Common):
     """y = exp(x) / sum(exp(x)) along `axis` (the max is subtracted first for stability)."""
 
     def _axis(self, ndim):
@@ -721,7 +721,7 @@ class Softmax(_Named):
 
 
 @layer("ArgMax")
-class ArgMax(_Named):
+class ArgMax(_Common):
     """The top_k largest values' indices (and values with out_max_val), per item over all
     of its values, or along `axis`. Ties go to the larger index, as in Caffe. No backward."""
 
@@ -773,7 +773,7 @@ class ArgMax(_Named):
 
 
 @layer("Reduction")
-class Reduction(_Named):
+class Reduction(_Common):
     """SUM, ASUM (sum of |x|), SUMSQ or MEAN over all axes from `axis` on, times coeff.
     The top keeps the leading axes (a scalar for axis 0)."""
     P = caffe_pb2.ReductionParameter
@@ -823,7 +823,7 @@ class Reduction(_Named):
 
 
 @layer("Tile")
-class Tile(_Named):
+class Tile(_Common):
     """Repeats the block from `axis` on `tiles` times: axis `axis` grows tiles-fold."""
 
     def setup(self):
@@ -853,7 +853,7 @@ class Tile(_Named):
 
 
 @layer("Embed")
-class Embed(_Named):
+class Embed(_Common):
     """A lookup table: each bottom value is an integer index in [0, input_dim) and gives the
     weight row (input_dim, num_output) at it, plus the bias. Indices get no gradient."""
 
@@ -876,7 +876,7 @@ class Embed(_Named):
         return [p.weight_filler, p.bias_filler] if self.bias_term else [p.weight_filler]
 
     def forward(self, xp, bottoms, tops):
-        self._index = _as_indices(xp, bottoms[0].data.reshape(-1), self.input_dim, "Embed index")
+        self._index = _as_indices(bottoms[0].data.reshape(-1), self.input_dim, "Embed index")
         y = tops[0].data.reshape(-1, self.num_output)
         y[...] = self.blobs[0].data[self._index]
         if self.bias_term:
@@ -893,7 +893,7 @@ class Embed(_Named):
 
 
 @layer("Silence")
-class Silence(_Named):
+class Silence(_Common):
     """Consumes bottoms so that nothing reports them as unused outputs; gives zero gradients."""
     bottoms = (1, None)
     tops = (0, 0)
@@ -911,7 +911,7 @@ class Silence(_Named):
 
 
 @layer("Filter")
-class Filter(_Named):
+class Filter(_Common):
     """Keeps the items (along axis 0) whose selector (the last bottom) is non-zero, for each
     other bottom. The number kept depends on the data: the shape pass gives the full batch,
     and forward gives each top the kept count, re-binding its arrays when that count changes
@@ -954,7 +954,7 @@ class Filter(_Named):
 
 
 @layer("BatchReindex")
-class BatchReindex(_Named):
+class BatchReindex(_Common):
     """top[i] = bottom[0][index[i]] along axis 0; the index blob (bottom 1) is 1-d.
     The gradient adds up over repeated indices; the indices get none."""
     bottoms = (2, 2)
@@ -967,7 +967,7 @@ class BatchReindex(_Named):
 
     def forward(self, xp, bottoms, tops):
         n = bottoms[0].shape[0]
-        self._index = _as_indices(xp, bottoms[1].data, n, "BatchReindex index")
+        self._index = _as_indices(bottoms[1].data, n, "BatchReindex index")
         tops[0].data[...] = bottoms[0].data[self._index]
 
     def backward(self, xp, tops, propagate_down, bottoms):
@@ -979,7 +979,7 @@ class BatchReindex(_Named):
 
 
 @layer("Parameter")
-class Parameter(_Named):
+class Parameter(_Common):
     """A learnable blob of parameter_param.shape offered as a top (zeros unless loaded)."""
     bottoms = (0, 0)
 

@@ -185,6 +185,7 @@ class Data(_Reading):
                                    "resize the images when converting (convert_imageset --resize_height/--resize_width)") from None
             labels = np.array([d.label for d in datums], np.float32)
             return transform(batch, self.batch_rng(k)), labels
+        produce.close = lambda: reader is not None and reader.close()
         return produce
 
 

@@ -14,10 +14,11 @@ import math
 import numpy
 
 from .. import caffe_pb2
+from ..errors import LayerError
 from ..ops import conv as conv_ops
 from ..ops import lrn as lrn_ops
 from ..ops import pooling as pool_ops
-from ..ops.im2col import col2im, im2col
+from ..ops.im2col import col2im, col_shape, im2col
 from ..ops.windows import Window, conv_out, deconv_out, pool_out
 from .base import Layer
 from .registry import layer
@@ -34,13 +35,8 @@ def _axis_labels(n):
 
 
 def _number(value):
-    text = f"{value:.2f}".rstrip("0").rstrip(".")
-    return text
-
-
-def _extent(kernel, dilation):
-    """'11', or '2*(3-1)+1' spelled out as its value with the dilation named."""
-    return str(dilation * (kernel - 1) + 1)
+    """54.25, 55.5, 7.33: at most two decimals, no trailing zeros."""
+    return f"{value:.2f}".rstrip("0").rstrip(".")
 
 
 def explain_floor(size, kernel, stride, pad, dilation=1):
@@ -66,19 +62,20 @@ def explain_pool(size, kernel, stride, pad, ceil_mode):
     head = f"({size} + 2*{pad} - {kernel})/{stride} + 1"
     remainder = span % stride
     floor_out = span // stride + 1
-    out = pool_out(size, kernel, stride, pad, ceil_mode)
     if remainder == 0:
-        text = f"{head} = {floor_out}"
-    else:
-        rounded = floor_out + 1 if ceil_mode else floor_out
-        text = f"{head} = {_number(span / stride + 1)} -> {'ceil' if ceil_mode else 'floor'} -> {rounded}"
-        if out != rounded:
-            text += f"; the last window would start in the padding -> {out}"
-        text += f"; stride {stride} leaves remainder {remainder}"
-        if ceil_mode and out != floor_out:
-            text += f"; floor gives {floor_out} (frameworks that floor disagree)"
-        text += f"; input {size + stride - remainder} gives {floor_out + 1} either way"
-    return text, remainder == 0
+        return f"{head} = {floor_out}", True
+    out = pool_out(size, kernel, stride, pad, ceil_mode)
+    rounded = floor_out + 1 if ceil_mode else floor_out
+    text = f"{head} = {_number(span / stride + 1)} -> {'ceil' if ceil_mode else 'floor'} -> {rounded}"
+    if out != rounded:
+        text += f"; the last window would start in the padding -> {out}"
+    text += f"; stride {stride} leaves remainder {remainder}"
+    exact_input = size + stride - remainder
+    if not ceil_mode:
+        text += f"; input {exact_input} gives {floor_out + 1}"
+    elif out != floor_out:
+        text += f"; floor (other frameworks) gives {floor_out}; input {exact_input} gives {out} either way"
+    return text, False
 
 
 def _explain_axes(ctx, labels, per_axis):
@@ -111,6 +108,10 @@ def _need_4d(layer_obj, shape):
 
 
 # -- Convolution, Deconvolution, Im2col: ConvolutionParameter ---------------------------------------
+def _raise(message, hint=None):
+    raise LayerError(message, hint)
+
+
 def _repeated(p, name, h_name, w_name, default, n, what):
     """Caffe's rule for kernel_size/stride/pad/dilation: once for every axis, or once per axis,
     or the _h/_w pair for 2-d. Returns a tuple of n ints."""
@@ -118,24 +119,19 @@ def _repeated(p, name, h_name, w_name, default, n, what):
     has_hw = h_name is not None and (p.HasField(h_name) or p.HasField(w_name))
     if has_hw:
         if n != 2:
-            raise_error(f"{h_name}/{w_name} apply to 2-d convolution only; this one has {n} spatial axes",
+            _raise(f"{h_name}/{w_name} apply to 2-d convolution only; this one has {n} spatial axes",
                         f"use {name} repeated once per spatial axis")
         if values:
-            raise_error(f"set either {name} or {h_name}/{w_name}, not both")
+            _raise(f"set either {name} or {h_name}/{w_name}, not both")
         return (getattr(p, h_name), getattr(p, w_name))
     if not values:
         if default is None:
-            raise_error(f"{what} is not set", f"add {name}: N (or {h_name} and {w_name})")
+            _raise(f"{what} is not set", f"add {name}: N (or {h_name} and {w_name})")
         return (default,) * n
     if len(values) not in (1, n):
-        raise_error(f"{name} is given {len(values)} times for {n} spatial axes",
+        _raise(f"{name} is given {len(values)} times for {n} spatial axes",
                     f"give it once, or once per spatial axis")
     return tuple(values) * n if len(values) == 1 else tuple(values)
-
-
-def raise_error(message, hint=None):
-    from ..errors import LayerError
-    raise LayerError(message, hint)
 
 
 class _ConvolutionBase(Layer):
@@ -266,29 +262,26 @@ class Convolution(_ConvolutionBase):
         cols = self._state.setdefault("cols", {})
         for i, (bottom, top) in enumerate(zip(bottoms, tops)):
             x, out = self._as_ncs(bottom.data, axis), self._as_ncs(top.data, axis)
-            buffer = cols.get(i)
-            if buffer is not None and (buffer.dtype != x.dtype or buffer.shape != _col_shape(x, win, out)):
-                buffer = None
-            col = conv_ops.conv_forward(xp, x, w, b, win, self.param.group, out, buffer)
-            # Keep the columns for backward only where backward is expected (TRAIN).
-            cols[i] = col if self.phase == TRAIN else None
+            col = None
+            if self.phase == TRAIN and conv_ops.uses_columns(x, w, self.param.group, win):
+                # Keep this layer's columns for backward (TRAIN), in a buffer reused every pass.
+                shape = col_shape(x.shape, win, out.shape[2:])
+                col = cols.get(i)
+                if col is None or col.shape != shape or col.dtype != x.dtype or type(col) is not type(x):
+                    col = cols[i] = xp.empty(shape, dtype=x.dtype)
+            conv_ops.conv_forward(xp, x, w, b, win, self.param.group, out, col)
 
     def backward(self, xp, tops, propagate_down, bottoms):
         axis, win = self._split(bottoms[0].shape)
         w = self.blobs[0]
         dw = w.diff if _wants(self, 0) else None
         db = self.blobs[1].diff if self.param.bias_term and _wants(self, 1) else None
-        cols = self._state.get("cols", {})
+        cols = self._state.get("cols", {}) if self.phase == TRAIN else {}
         for i, (bottom, top) in enumerate(zip(bottoms, tops)):
             x, dy = self._as_ncs(bottom.data, axis), self._as_ncs(top.diff, axis)
-            dx = conv_ops.conv_backward(xp, x, w.data, dy, win, self.param.group, col=cols.get(i),
-                                        dw=dw, db=db, need_dx=propagate_down[i])
-            if propagate_down[i]:
-                self._as_ncs(bottom.diff, axis)[...] = dx
-
-
-def _col_shape(x, win, out):
-    return (x.shape[1],) + tuple(win.kernel) + (x.shape[0],) + tuple(out.shape[2:])
+            dx = self._as_ncs(bottom.diff, axis) if propagate_down[i] else None
+            conv_ops.conv_backward(xp, x, w.data, dy, win, self.param.group, col=cols.get(i),
+                                   dw=dw, db=db, dx=dx)
 
 
 @layer("Deconvolution")
@@ -348,11 +341,9 @@ class Deconvolution(_ConvolutionBase):
         dw = w.diff if _wants(self, 0) else None
         db = self.blobs[1].diff if self.param.bias_term and _wants(self, 1) else None
         for i, (bottom, top) in enumerate(zip(bottoms, tops)):
-            dx = conv_ops.deconv_backward(xp, self._as_ncs(bottom.data, axis), w.data,
-                                          self._as_ncs(top.diff, axis), win, self.param.group,
-                                          dw=dw, db=db, need_dx=propagate_down[i])
-            if propagate_down[i]:
-                self._as_ncs(bottom.diff, axis)[...] = dx
+            dx = self._as_ncs(bottom.diff, axis) if propagate_down[i] else None
+            conv_ops.deconv_backward(xp, self._as_ncs(bottom.data, axis), w.data, self._as_ncs(top.diff, axis),
+                                     win, self.param.group, dw=dw, db=db, dx=dx)
 
 
 @layer("Im2col")
@@ -379,18 +370,18 @@ class Im2col(_ConvolutionBase):
             return
         axis, win = self._split(bottoms[0].shape)
         x, dy = self._as_ncs(bottoms[0].data, axis), self._as_ncs(tops[0].diff, axis)
-        dcol = xp.ascontiguousarray(dy.swapaxes(0, 1)).reshape(_col_shape(x, win, dy))
-        self._as_ncs(bottoms[0].diff, axis)[...] = col2im(xp, dcol, x.shape, win)
+        dcol = xp.ascontiguousarray(dy.swapaxes(0, 1)).reshape(col_shape(x.shape, win, dy.shape[2:]))
+        col2im(xp, dcol, x.shape, win, self._as_ncs(bottoms[0].diff, axis))
 
 
 # -- Pooling and SPP ------------------------------------------------------------------------------
-def _pool_forward(xp, x, method, win, out_shape, train, rng):
-    """(y, state for _pool_backward) for one pooling method."""
+def _pool_forward(xp, x, method, win, out_shape, train, rng, out=None):
+    """(y, state for _pool_backward) for one pooling method; y goes into `out` for MAX and AVE."""
     if method == PP.MAX:
-        y, arg = pool_ops.max_pool(xp, x, win, out_shape)
+        y, arg = pool_ops.max_pool(xp, x, win, out_shape, out)
         return y, ("arg", arg)
     if method == PP.AVE:
-        return pool_ops.ave_pool(xp, x, win, out_shape), ("ave",)
+        return pool_ops.ave_pool(xp, x, win, out_shape, out), ("ave",)
     if train:
         rng = rng if rng is not None else numpy.random.default_rng()
         uniform = xp.asarray(rng.random(x.shape[:2] + tuple(out_shape)))
@@ -400,11 +391,12 @@ def _pool_forward(xp, x, method, win, out_shape, train, rng):
     return y, ("stochastic_test", y, total)
 
 
-def _pool_backward(xp, x, dy, win, state):
+def _pool_backward(xp, x, dy, win, state, out=None):
+    """dx (into `out` for MAX and AVE when given)."""
     if state[0] == "arg":
-        return pool_ops.max_pool_backward(xp, dy, state[1], x.shape[2:], win)
+        return pool_ops.max_pool_backward(xp, dy, state[1], x.shape[2:], win, out)
     if state[0] == "ave":
-        return pool_ops.ave_pool_backward(xp, dy, x.shape[2:], win)
+        return pool_ops.ave_pool_backward(xp, dy, x.shape[2:], win, out)
     return pool_ops.stochastic_pool_test_backward(xp, x, state[1], state[2], dy, win)
 
 
@@ -470,8 +462,14 @@ class Pooling(Layer):
             if k > size + 2 * p:
                 self.fail(f"{label}: kernel {k} is larger than the padded input {size} + 2*{p} = {size + 2 * p}",
                           "pad more, use a smaller kernel, or feed a larger input")
+            size_out = pool_out(size, k, s, p, self.ceil_mode)
+            last = (size_out - 1) * s - p
+            if last >= size:
+                self.fail(f"{label}: {explain_pool(size, k, s, p, self.ceil_mode)[0]}, but that last window starts "
+                          f"at {last}, past the input ({size}): kernel {k} < stride {s} leaves it empty",
+                          "use round_mode: FLOOR, or a kernel at least as large as the stride")
             items.append(explain_pool(size, k, s, p, self.ceil_mode))
-            out.append(pool_out(size, k, s, p, self.ceil_mode))
+            out.append(size_out)
         _explain_axes(ctx, labels, items)
         return [shape[:2] + tuple(out)] * max(1, len(self.lp.top))
 
@@ -486,16 +484,20 @@ class Pooling(Layer):
         x = bottoms[0].data
         win = self.geometry(x.shape)
         out_shape = tops[0].data.shape[2:]
-        y, self._state = _pool_forward(xp, x, self.param.pool, win, out_shape, self.phase == TRAIN, self.rng)
-        tops[0].data[...] = y
+        y, self._state = _pool_forward(xp, x, self.param.pool, win, out_shape, self.phase == TRAIN, self.rng,
+                                       out=tops[0].data)
+        if y is not tops[0].data:
+            tops[0].data[...] = y
         if len(tops) > 1:
             tops[1].data[...] = pool_ops.argmax_to_input_index(xp, self._state[1], x.shape[2:], win)
 
     def backward(self, xp, tops, propagate_down, bottoms):
         if not propagate_down[0]:
             return
-        x = bottoms[0].data
-        bottoms[0].diff[...] = _pool_backward(xp, x, tops[0].diff, self.geometry(x.shape), self._state)
+        x, diff = bottoms[0].data, bottoms[0].diff
+        dx = _pool_backward(xp, x, tops[0].diff, self.geometry(x.shape), self._state, out=diff)
+        if dx is not diff:
+            diff[...] = dx
 
 
 @layer("SPP")

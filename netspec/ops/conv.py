@@ -7,11 +7,14 @@ Three paths, chosen by the shapes:
   * general: channel-major im2col (see im2col.py), one product per group.
 
 Weights are (O, C/G, *kernel) for convolution and (C, O/G, *kernel) for deconvolution, as in
-Caffe. Backward functions ACCUMULATE into dw and db (the executor clears them) and return dx.
+Caffe. Forward writes the top into `out`; backward ACCUMULATES into dw and db (the executor
+clears them) and writes dx into `dx` (None: not wanted). Big temporaries live in scratch
+buffers (workspace.py).
 """
-from .im2col import col2im, im2col
+from .im2col import col2im, col_shape, im2col
+from .workspace import scratch
 
-# Bytes of the (batch, M, K) products summed over the batch at a time (pointwise weight grad).
+# Bytes of the stacked (M, K) products summed over the batch at a time (pointwise weight grad).
 _CHUNK_BYTES = 32 << 20
 
 
@@ -27,8 +30,21 @@ def _sum_over_batch(xp, a, b):
     return total
 
 
-def _is_depthwise(x_channels, w, group):
+def is_depthwise(x_channels, w, group):
     return group > 1 and group == x_channels == w.shape[0]
+
+
+def uses_columns(x, w, group, win):
+    """Whether convolution runs through im2col (so a column buffer is worth keeping)."""
+    return not win.pointwise and not is_depthwise(x.shape[1], w, group)
+
+
+def _matmul_into(xp, a, b, out, shape):
+    """out[...] = a @ b, with `out` viewed as `shape`; straight into out when it is contiguous."""
+    if out.flags.c_contiguous:
+        xp.matmul(a, b, out=out.reshape(shape))
+    else:
+        out[...] = xp.matmul(a, b).reshape(out.shape)
 
 
 def _add_bias(out, b):
@@ -36,7 +52,7 @@ def _add_bias(out, b):
         out += b.reshape((-1,) + (1,) * (out.ndim - 2))
 
 
-def _bias_grad(xp, dy):
+def _bias_grad(dy):
     return dy.sum(axis=(0,) + tuple(range(2, dy.ndim)))
 
 
@@ -45,100 +61,106 @@ def _tap_weight(w, tap):
     return w[(slice(None), 0) + tap].reshape((-1,) + (1,) * len(tap))
 
 
+def _transposed(xp, name, a):
+    """a (N, C, ...) copied into a scratch (C, N, ...) array."""
+    t = scratch(xp, name, (a.shape[1], a.shape[0]) + a.shape[2:], a.dtype)
+    t[...] = a.swapaxes(0, 1)
+    return t
+
+
 # -- convolution --------------------------------------------------------------------------------
-def conv_forward(xp, x, w, b, win, group, out, col_buffer=None):
-    """out[...] = conv(x, w) + b. Returns the column buffer (None on the paths without one),
-    which conv_backward can reuse instead of recomputing im2col."""
+def conv_forward(xp, x, w, b, win, group, out, col=None):
+    """out[...] = conv(x, w) + b. `col`, when given, receives the im2col columns (a buffer of
+    col_shape) so that backward can reuse them; otherwise a scratch buffer is used."""
     n, c = x.shape[:2]
     o = w.shape[0]
     out_shape = out.shape[2:]
     if win.pointwise:
-        y = xp.matmul(w.reshape(group, o // group, c // group),
-                      x.reshape(n, group, c // group, -1))
-        out[...] = y.reshape(out.shape)
-        _add_bias(out, b)
-        return None
-    if _is_depthwise(c, w, group):
+        _matmul_into(xp, w.reshape(group, o // group, c // group), x.reshape(n, group, c // group, -1),
+                     out, (n, group, o // group, -1))
+    elif is_depthwise(c, w, group):
         out[...] = 0
         whole = (slice(None), slice(None))
         for tap, out_slices, in_slices in win.taps(x.shape[2:], out_shape):
             out[whole + out_slices] += x[whole + in_slices] * _tap_weight(w, tap)
-        _add_bias(out, b)
-        return None
-    col = im2col(xp, x, win, out_shape, col_buffer)
-    rows = w[0].size                        # C/G * taps: one filter's inputs
-    y = xp.matmul(w.reshape(group, o // group, rows), col.reshape(group, rows, -1))
-    out[...] = y.reshape((o, n) + tuple(out_shape)).swapaxes(0, 1)
+    else:
+        if col is None:
+            col = scratch(xp, "col", col_shape(x.shape, win, out_shape), x.dtype)
+        im2col(xp, x, win, out_shape, col)
+        rows = w[0].size                        # C/G * taps: one filter's inputs
+        y = scratch(xp, "conv_y", (group, o // group, col.size // (group * rows)), x.dtype)
+        xp.matmul(w.reshape(group, o // group, rows), col.reshape(group, rows, -1), out=y)
+        out[...] = y.reshape((o, n) + tuple(out_shape)).swapaxes(0, 1)
     _add_bias(out, b)
-    return col
 
 
-def conv_backward(xp, x, w, dy, win, group, col=None, dw=None, db=None, need_dx=True):
-    """Accumulate dw and db (where given); return dx (x-shaped) when need_dx, else None."""
+def conv_backward(xp, x, w, dy, win, group, col=None, dw=None, db=None, dx=None):
+    """Accumulate dw and db (where given); write dx (where given). `col` holds forward's
+    im2col columns, or None to recompute them."""
     n, c = x.shape[:2]
     o = w.shape[0]
     out_shape = dy.shape[2:]
     if db is not None:
-        db += _bias_grad(xp, dy)
+        db += _bias_grad(dy)
     if win.pointwise:
         xs = x.reshape(n, group, c // group, -1)
         dys = dy.reshape(n, group, o // group, -1)
         if dw is not None:
             dw += _sum_over_batch(xp, dys, xs.swapaxes(-1, -2)).reshape(w.shape)
-        if need_dx:
-            return xp.matmul(w.reshape(group, o // group, c // group).swapaxes(1, 2), dys).reshape(x.shape)
-        return None
+        if dx is not None:
+            _matmul_into(xp, w.reshape(group, o // group, c // group).swapaxes(1, 2), dys,
+                         dx, (n, group, c // group, -1))
+        return
     whole = (slice(None), slice(None))
-    if _is_depthwise(c, w, group):
+    if is_depthwise(c, w, group):
         taps = win.taps(x.shape[2:], out_shape)
         if dw is not None:
             axes = "".join(chr(ord("a") + i) for i in range(dy.ndim - 2))
             spec = f"nc{axes},nc{axes}->c"
             for tap, out_slices, in_slices in taps:
                 dw[(slice(None), 0) + tap] += xp.einsum(spec, dy[whole + out_slices], x[whole + in_slices])
-        if not need_dx:
-            return None
-        dx = xp.zeros_like(x)
-        for tap, out_slices, in_slices in taps:
-            dx[whole + in_slices] += dy[whole + out_slices] * _tap_weight(w, tap)
-        return dx
+        if dx is not None:
+            dx[...] = 0
+            for tap, out_slices, in_slices in taps:
+                dx[whole + in_slices] += dy[whole + out_slices] * _tap_weight(w, tap)
+        return
     rows = w[0].size
-    dyt = xp.ascontiguousarray(dy.swapaxes(0, 1)).reshape(group, o // group, -1)
+    dyt = _transposed(xp, "dy_t", dy).reshape(group, o // group, -1)
     if dw is not None:
         if col is None:
-            col = im2col(xp, x, win, out_shape)
+            col = im2col(xp, x, win, out_shape, scratch(xp, "col", col_shape(x.shape, win, out_shape), x.dtype))
         dw += xp.matmul(dyt, col.reshape(group, rows, -1).swapaxes(1, 2)).reshape(w.shape)
-    if not need_dx:
-        return None
-    dcol = xp.matmul(w.reshape(group, o // group, rows).swapaxes(1, 2), dyt)
-    return col2im(xp, dcol.reshape((c,) + tuple(win.kernel) + (n,) + tuple(out_shape)), x.shape, win)
+    if dx is not None:
+        dcol = scratch(xp, "dcol", col_shape(x.shape, win, out_shape), x.dtype)
+        xp.matmul(w.reshape(group, o // group, rows).swapaxes(1, 2), dyt, out=dcol.reshape(group, rows, -1))
+        col2im(xp, dcol, x.shape, win, dx)
 
 
 # -- deconvolution (the transpose of convolution) ------------------------------------------------
 def deconv_forward(xp, x, w, b, win, group, out):
     """out[...] = deconv(x, w) + b: col = W^T x, then col2im onto the (larger) output."""
-    n, c = x.shape[:2]
-    o = out.shape[1]
+    c = x.shape[1]
     rows = w[0].size                        # O/G * taps
-    xt = xp.ascontiguousarray(x.swapaxes(0, 1)).reshape(group, c // group, -1)
-    col = xp.matmul(w.reshape(group, c // group, rows).swapaxes(1, 2), xt)
-    col = col.reshape((o,) + tuple(win.kernel) + (n,) + tuple(x.shape[2:]))
-    out[...] = col2im(xp, col, out.shape, win)
+    xt = _transposed(xp, "x_t", x).reshape(group, c // group, -1)
+    col = scratch(xp, "dcol", col_shape(out.shape, win, x.shape[2:]), x.dtype)
+    xp.matmul(w.reshape(group, c // group, rows).swapaxes(1, 2), xt, out=col.reshape(group, rows, -1))
+    col2im(xp, col, out.shape, win, out)
     _add_bias(out, b)
 
 
-def deconv_backward(xp, x, w, dy, win, group, dw=None, db=None, need_dx=True):
-    """Accumulate dw and db; return dx (x-shaped) when need_dx. Deconvolution's backward is
-    convolution's forward: im2col of dy, then products with x and W."""
+def deconv_backward(xp, x, w, dy, win, group, dw=None, db=None, dx=None):
+    """Accumulate dw and db; write dx where given. Deconvolution's backward is convolution's
+    forward: im2col of dy, then products with x and W."""
     n, c = x.shape[:2]
     rows = w[0].size
     if db is not None:
-        db += _bias_grad(xp, dy)
-    col = im2col(xp, dy, win, x.shape[2:]).reshape(group, rows, -1)
+        db += _bias_grad(dy)
+    col = im2col(xp, dy, win, x.shape[2:], scratch(xp, "col", col_shape(dy.shape, win, x.shape[2:]), dy.dtype))
+    col = col.reshape(group, rows, -1)
     if dw is not None:
-        xt = xp.ascontiguousarray(x.swapaxes(0, 1)).reshape(group, c // group, -1)
+        xt = _transposed(xp, "x_t", x).reshape(group, c // group, -1)
         dw += xp.matmul(xt, col.swapaxes(1, 2)).reshape(w.shape)
-    if not need_dx:
-        return None
-    dxt = xp.matmul(w.reshape(group, c // group, rows), col)
-    return dxt.reshape((c, n) + tuple(x.shape[2:])).swapaxes(0, 1)
+    if dx is not None:
+        dxt = scratch(xp, "dx_t", (group, c // group, col.shape[-1]), x.dtype)
+        xp.matmul(w.reshape(group, c // group, rows), col, out=dxt)
+        dx[...] = dxt.reshape((c, n) + tuple(x.shape[2:])).swapaxes(0, 1)

@@ -142,14 +142,14 @@ _SOURCES = {
         """),
     # scale = k + alpha/n * sum of squares over the n channels centred on c.
     "netspec_lrn_across": (
-        "raw T x, int32 channels, int32 plane, int32 size, T alpha_over_n, T k, T neg_beta",
+        "raw T x, int32 channels, int32 plane, int32 window, T alpha_over_n, T k, T neg_beta",
         "T y, T scale, T inv",
         """
         const int c = (int)((i / plane) % channels);
         const long long base = i - (long long)c * plane;
-        const int first = c - (size - 1) / 2;
+        const int first = c - (window - 1) / 2;
         T acc = 0;
-        for (int cc = imax(first, 0); cc < imin(first + size, channels); ++cc) {
+        for (int cc = imax(first, 0); cc < imin(first + window, channels); ++cc) {
             const T v = x[base + (long long)cc * plane];
             acc += v * v;
         }
@@ -159,15 +159,15 @@ _SOURCES = {
         """),
     # dx = dy * scale^-beta - ratio * x * sum over the window of dy * y / scale.
     "netspec_lrn_across_backward": (
-        "raw T x, raw T y, raw T scale, raw T dy, int32 channels, int32 plane, int32 size, "
+        "raw T x, raw T y, raw T scale, raw T dy, int32 channels, int32 plane, int32 window, "
         "T ratio, T neg_beta",
         "T dx",
         """
         const int c = (int)((i / plane) % channels);
         const long long base = i - (long long)c * plane;
-        const int first = c - (size - 1) / 2;
+        const int first = c - (window - 1) / 2;
         T acc = 0;
-        for (int cc = imax(first, 0); cc < imin(first + size, channels); ++cc) {
+        for (int cc = imax(first, 0); cc < imin(first + window, channels); ++cc) {
             const long long j = base + (long long)cc * plane;
             acc += dy[j] * y[j] / scale[j];
         }
@@ -195,52 +195,39 @@ def _geometry(in_shape, out_shape, win):
     return (h, w, out_h, out_w, kh, kw, sy, sx, py, px)
 
 
-def im2col(x, win, out_shape, out=None):
-    import cupy
+def im2col(x, win, out_shape, out):
     n, c = x.shape[:2]
-    shape = (c,) + tuple(win.kernel) + (n,) + tuple(out_shape)
-    if out is None:
-        out = cupy.empty(shape, dtype=x.dtype)
     kernel("netspec_im2col")(_contiguous(x), n, c, *_geometry(x.shape[2:], out_shape, win),
                              *win.dilation, out)
     return out
 
 
-def col2im(col, x_shape, win):
-    import cupy
+def col2im(col, x_shape, win, out):
     n, c = x_shape[:2]
-    out = cupy.empty(tuple(x_shape), dtype=col.dtype)
     kernel("netspec_col2im")(_contiguous(col), n, c, *_geometry(x_shape[2:], col.shape[-2:], win),
                              *win.dilation, out)
     return out
 
 
-def max_pool(x, win, out_shape):
+def max_pool(x, win, out_shape, y):
     import cupy
-    y = cupy.empty(x.shape[:2] + tuple(out_shape), dtype=x.dtype)
     arg = cupy.empty(y.shape, dtype=numpy.int32)
     kernel("netspec_max_pool")(_contiguous(x), *_geometry(x.shape[2:], out_shape, win), y, arg)
     return y, arg
 
 
-def max_pool_backward(dy, arg, in_shape, win):
-    import cupy
-    dx = cupy.empty(dy.shape[:2] + tuple(in_shape), dtype=dy.dtype)
+def max_pool_backward(dy, arg, in_shape, win, dx):
     kernel("netspec_max_pool_backward")(_contiguous(dy), _contiguous(arg),
                                         *_geometry(in_shape, dy.shape[2:], win), dx)
     return dx
 
 
-def ave_pool(x, win, out_shape):
-    import cupy
-    y = cupy.empty(x.shape[:2] + tuple(out_shape), dtype=x.dtype)
+def ave_pool(x, win, out_shape, y):
     kernel("netspec_ave_pool")(_contiguous(x), *_geometry(x.shape[2:], out_shape, win), y)
     return y
 
 
-def ave_pool_backward(dy, in_shape, win):
-    import cupy
-    dx = cupy.empty(dy.shape[:2] + tuple(in_shape), dtype=dy.dtype)
+def ave_pool_backward(dy, in_shape, win, dx):
     kernel("netspec_ave_pool_backward")(_contiguous(dy), *_geometry(in_shape, dy.shape[2:], win), dx)
     return dx
 

@@ -6,11 +6,12 @@ convolution is ONE matrix product per group, (O/G, C/G*taps) @ (C/G*taps, N*out)
 runs far better than one small product per image; the price is one transpose of the output.
 
 NumPy loops over the kernel taps only, each a strided slice copy (col2im: a strided add).
-On CuPy the 2-d case runs as one elementwise kernel (netspec.ops.cuda).
+On CuPy the 2-d case runs as one elementwise kernel (netspec.ops.cuda). Both write every
+element of their output, so any scratch buffer will do for `out`.
 """
-import numpy
+import itertools
 
-from .windows import covers_all
+import numpy
 
 
 def col_shape(x_shape, win, out_shape):
@@ -18,39 +19,50 @@ def col_shape(x_shape, win, out_shape):
     return (c,) + tuple(win.kernel) + (n,) + tuple(out_shape)
 
 
-def im2col(xp, x, win, out_shape, out=None):
-    """x (N, C, *in) -> col (C, *kernel, N, *out).
+def _zero_outside(slab, out_slices):
+    """Zero the border strips of one tap's (C, N, *out) slab that its slices leave out."""
+    for axis, s in enumerate(out_slices):
+        lead = (slice(None),) * (2 + axis)
+        if s.start > 0:
+            slab[lead + (slice(0, s.start),)] = 0
+        if s.stop < slab.shape[2 + axis]:
+            slab[lead + (slice(s.stop, None),)] = 0
 
-    `out` may be a buffer returned by an earlier call with the same shapes and window: the
-    cells that only padding feeds are never written, so they are still zero there."""
+
+def im2col(xp, x, win, out_shape, out=None):
+    """x (N, C, *in) -> col (C, *kernel, N, *out), written whole into `out` when given."""
     in_shape, out_shape = x.shape[2:], tuple(out_shape)
-    shape = col_shape(x.shape, win, out_shape)
+    if out is None:
+        out = xp.empty(col_shape(x.shape, win, out_shape), dtype=x.dtype)
     if xp is not numpy and len(in_shape) == 2:
         from . import cuda
         return cuda.im2col(x, win, out_shape, out)
-    taps = win.taps(in_shape, out_shape)
-    if out is None:
-        clipped = len(taps) < numpy.prod(win.kernel) or not all(covers_all(o, out_shape) for _, o, _ in taps)
-        out = xp.zeros(shape, dtype=x.dtype) if clipped else xp.empty(shape, dtype=x.dtype)
     xt = x.swapaxes(0, 1)
     whole = (slice(None), slice(None))
-    for tap, out_slices, in_slices in taps:
-        out[(slice(None),) + tap + (slice(None),) + out_slices] = xt[whole + in_slices]
+    filled = set()
+    for tap, out_slices, in_slices in win.taps(in_shape, out_shape):
+        slab = out[(slice(None),) + tap]
+        slab[whole + out_slices] = xt[whole + in_slices]
+        _zero_outside(slab, out_slices)
+        filled.add(tap)
+    for tap in itertools.product(*(range(k) for k in win.kernel)):
+        if tap not in filled:               # a tap that reads only padding
+            out[(slice(None),) + tap] = 0
     return out
 
 
-def col2im(xp, col, x_shape, win):
-    """The adjoint of im2col: col (C, *kernel, N, *out) -> x-shaped sums, (N, C, *in).
-
-    Returns a transposed view of a (C, N, *in) array; assigning it to a diff copies once."""
-    n, c = x_shape[:2]
+def col2im(xp, col, x_shape, win, out=None):
+    """The adjoint of im2col: col (C, *kernel, N, *out) -> x-shaped sums, into `out` when given."""
     in_shape = tuple(x_shape[2:])
     out_shape = col.shape[2 + len(in_shape):]
+    if out is None:
+        out = xp.empty(tuple(x_shape), dtype=col.dtype)
     if xp is not numpy and len(in_shape) == 2:
         from . import cuda
-        return cuda.col2im(col, x_shape, win)
-    acc = xp.zeros((c, n) + in_shape, dtype=col.dtype)
+        return cuda.col2im(col, x_shape, win, out)
+    acc = out.swapaxes(0, 1)
+    acc[...] = 0
     whole = (slice(None), slice(None))
     for tap, out_slices, in_slices in win.taps(in_shape, out_shape):
         acc[whole + in_slices] += col[(slice(None),) + tap + (slice(None),) + out_slices]
-    return acc.swapaxes(0, 1)
+    return out

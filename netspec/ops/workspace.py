@@ -1,0 +1,32 @@
+"""Scratch buffers for temporaries that live within one op call (column buffers, transposed
+copies, matrix products).
+
+Allocating a fresh 50 MB array costs page faults on first touch every time; Caffe keeps one
+column buffer per layer for this reason. Here each named temporary keeps one buffer, grown to
+the largest request, per thread and per device: layers run one after another, so they can all
+share it. A buffer's content is undefined on return; callers overwrite what they read.
+"""
+import threading
+
+import numpy
+
+_local = threading.local()
+
+
+def scratch(xp, name, shape, dtype):
+    """An uninitialised array of `shape` backed by the reusable buffer `name`."""
+    buffers = getattr(_local, "buffers", None)
+    if buffers is None:
+        buffers = _local.buffers = {}
+    device = 0 if xp is numpy else xp.cuda.runtime.getDevice()
+    key = (name, xp.__name__, device, numpy.dtype(dtype).str)
+    size = int(numpy.prod(shape, dtype=numpy.int64))
+    buffer = buffers.get(key)
+    if buffer is None or buffer.size < size:
+        buffer = buffers[key] = xp.empty(size, dtype=dtype)
+    return buffer[:size].reshape(shape)
+
+
+def release():
+    """Drop this thread's scratch buffers (e.g. after a large net is done)."""
+    _local.buffers = {}
