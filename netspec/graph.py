@@ -197,11 +197,13 @@ def exclusion(lp, state):
 
 # -- building -------------------------------------------------------------------------------
 
-def build_graph(source, phase=None, stages=(), level=None, insert_splits=True):
+def build_graph(source, phase=None, stages=(), level=None, insert_splits=True, inputs=None):
     """The checked graph of a net in a state.
 
     source: a NetSource, a NetParameter, or a path. phase: caffe_pb2.TRAIN/TEST or 'TRAIN'/'TEST';
     phase and level left as None take the file's `state` (TEST and 0 when it has none).
+    inputs: {blob: shape} fed from outside; a blob read but made by no layer becomes a top of an
+    Input layer named 'input' at the front, as Caffe's legacy `input:` fields do.
     """
     param, path, lines, notices = _unpack(source)
     state = net_state(param, phase, stages, level)
@@ -219,7 +221,12 @@ def build_graph(source, phase=None, stages=(), level=None, insert_splits=True):
         if reason:
             graph.excluded.append((lp.name, reason))
             continue
-        nodes.append(_make_node(graph, len(nodes), lp, line))
+        nodes.append(_make_node(graph, len(nodes), _shaped_by_caller(lp, inputs or {}), line))
+    fed = _fed_input_layer(nodes, inputs or {})
+    if fed is not None:
+        nodes.insert(0, _make_node(graph, 0, fed, None))
+        for i, n in enumerate(nodes):
+            n.index = i
     _check_names(graph, nodes)
     _check_bottoms(graph, nodes)
     if insert_splits:
@@ -271,15 +278,45 @@ def _legacy_input_layer(param):
     return lp
 
 
+def _shaped_by_caller(lp, inputs):
+    """An Input layer written without shapes (legal in Caffe: the caller shapes its blobs) takes
+    the given ones."""
+    if lp.type != "Input" or len(lp.input_param.shape) or not all(t in inputs for t in lp.top):
+        return lp
+    shaped = caffe_pb2.LayerParameter()
+    shaped.CopyFrom(lp)
+    for t in lp.top:
+        shaped.input_param.shape.add(dim=[int(d) for d in inputs[t]])
+    return shaped
+
+
+def _fed_input_layer(nodes, inputs):
+    """An Input layer for the given blobs that layers read but no layer makes, or None."""
+    made = {t for n in nodes for t in n.tops}
+    read = {b for n in nodes for b in n.bottoms}
+    fed = [name for name in inputs if name in read and name not in made]
+    if not fed:
+        return None
+    names = {n.name for n in nodes}
+    lp = caffe_pb2.LayerParameter(name="input" if "input" not in names else "input_fed", type="Input", top=fed)
+    for name in fed:
+        lp.input_param.shape.add(dim=[int(d) for d in inputs[name]])
+    return lp
+
+
 def _make_node(graph, index, lp, line):
     node = Node(index, lp, None, list(lp.bottom), list(lp.top), line)
     issue = lambda msg, hint=None: Issue(msg, lp.name, lp.type, line, graph.path, hint)  # noqa: E731
+    cls = None
     try:
         cls = layer_class(lp.type)
         node.layer = cls(lp, lp.phase if lp.HasField("phase") else graph.phase)
-    except LayerError as e:
-        graph.errors.append(issue(e.message, e.hint))
-        cls = None
+    except (LayerError, NetspecError) as e:     # an unknown type, or parameters the layer refuses
+        hint = e.hint
+        if lp.type == "Input" and lp.top:          # the caller may shape it (see _shaped_by_caller)
+            flags = " ".join(f"--input {t}=N,C,H,W" for t in lp.top)
+            hint = f"{hint}; or give the shape: {flags}" if hint else f"give the shape: {flags}"
+        graph.errors.append(issue(e.message, hint))
     if cls is not None:
         for what, have, (low, high) in (("bottom", node.bottoms, cls.bottoms), ("top", node.tops, cls.tops)):
             if len(have) < low or (high is not None and len(have) > high):
@@ -348,7 +385,7 @@ def _missing_bottom(graph, node, j, blob, made, producer_of):
             return issue(f"bottom '{blob}' (bottom {j}) is produced by no layer before it",
                          "did you mean " + " or ".join(f"'{c}'" for c in near) + "?")
         return issue(f"bottom '{blob}' (bottom {j}) is produced by no layer before it",
-                     "add a layer with this top (or an Input layer) before it")
+                     f"add a layer with this top before it, or give its shape: --input {blob}=N,C,H,W")
     path = _dependency_path(later, node, producer_of)
     if path:
         loop = " -> ".join([node.name] + [p.name for p in path])
@@ -495,13 +532,13 @@ def _mark_backward(graph):
 
 
 def contributes_to_loss(graph):
-    """Names of the layers whose output reaches some nonzero loss weight."""
-    under_loss, names = set(), set()
+    """Indices of the nodes whose output reaches some nonzero loss weight."""
+    under_loss, reach = set(), set()
     for n in reversed(graph.nodes):
         if any(n.loss_weights) or any(t in under_loss for t in n.tops):
-            names.add(n.name)
+            reach.add(n.index)
             under_loss.update(n.bottoms)
-    return names
+    return reach
 
 
 def _outputs(nodes):

@@ -79,7 +79,10 @@ class Net:
         self.layers = [n.layer for n in self.nodes]
         self.layer_names = [layer.name for layer in self.layers]
         self.outputs = net_outputs(self.nodes)
-        self.inputs = list(getattr(self.graph, "inputs", []))
+        self.inputs = list(self.graph.inputs)
+        # forward() takes the inputs, and the tops of any layer without bottoms (a data layer's)
+        self.feedable = self.inputs + [t for n in self.nodes if not n.bottoms for t in n.tops if t not in self.inputs]
+        self._fed = set()
         self.loss = None
         self._seeds = np.random.SeedSequence(seed)
         filler_seed, *layer_seeds = self._seeds.spawn(len(self.layers) + 1)
@@ -90,6 +93,7 @@ class Net:
         self.steps = self._bind()
         self._make_params(np.random.default_rng(filler_seed))
         self._plan_backward()
+        self._mark_fed()
         self.loss_tops = [(self.blobs[t], w) for node in self.nodes
                           for t, w in zip(node.tops, loss_weights(node)) if w != 0]
         if weights:
@@ -142,9 +146,6 @@ class Net:
             statistics = layer.type in STATISTICS_LAYERS
             layer.blobs = []
             for j, (shape, spec) in enumerate(zip(shapes, specs)):
-                if statistics and spec.lr_mult != 0 and j < len(lp.param) and spec.HasField("lr_mult"):
-                    raise self._error(node, f"param {j} has lr_mult {spec.lr_mult:g}, but batch normalization "
-                                            "statistics cannot be learned", hint="set lr_mult: 0 or drop the param spec")
                 owner = owners.get(spec.name) if spec.name else None
                 if owner is not None:
                     layer.blobs.append(self._share(node, j, spec, shape, owner))
@@ -188,25 +189,13 @@ class Net:
             step.propagate_down = plan.bottoms[i]
             step.needs_backward = plan.layer[i] and (any(plan.bottoms[i]) or any(plan.params[i]))
             step.layer.param_propagate_down = plan.params[i]
-        self._mark_fed()
 
     def _mark_fed(self):
-        """Layers whose tops are all fed inputs and that take no bottoms do not run."""
-        feedable = set(self.feedable())
+        """Layers without bottoms whose tops are all fed (Input layers always) do not run."""
         for step in self.steps:
-            step.feeds_only = not step.node.bottoms and bool(step.node.tops) and (
-                step.layer.type == "Input" or set(step.node.tops) <= self._fed)
-        self._feedable = feedable
-
-    _fed = frozenset()
-
-    def feedable(self):
-        """Names forward() accepts: the net's inputs and the tops of layers without bottoms."""
-        names = list(self.inputs)
-        for node in self.nodes:
-            if not node.bottoms:
-                names += [t for t in node.tops if t not in names]
-        return names
+            tops = set(step.node.tops)
+            step.feeds_only = not step.node.bottoms and bool(tops) and (
+                step.layer.type == "Input" or tops <= self._fed)
 
     def _error(self, node, message, hint=None):
         return NetspecError(message, file=self.source.path, line=getattr(node, "line", None),
@@ -256,11 +245,11 @@ class Net:
     def _feed(self, feeds):
         if not feeds:
             return
-        unknown = [k for k in feeds if k not in self._feedable]
+        unknown = [k for k in feeds if k not in self.feedable]
         if unknown:
             raise NetspecError(f"'{unknown[0]}' is not an input of net '{self.name}'"
-                               f"{did_you_mean(unknown[0], self._feedable)}",
-                               file=self.source.path, hint="inputs: " + ", ".join(self._feedable))
+                               f"{did_you_mean(unknown[0], self.feedable)}",
+                               file=self.source.path, hint="inputs: " + ", ".join(self.feedable))
         arrays = {k: self.xp.asarray(v, dtype=self.dtype) for k, v in feeds.items()}
         changed = {k: a.shape for k, a in arrays.items() if self.blobs[k].shape != a.shape}
         if changed:
@@ -268,21 +257,23 @@ class Net:
         for k, a in arrays.items():
             self.blobs[k].data[...] = a
         if not set(arrays) <= self._fed:
-            self._fed = frozenset(self._fed | set(arrays))
+            self._fed |= set(arrays)
             self._mark_fed()
 
     def reshape(self, **input_shapes):
         """Re-run the shape pass for new input shapes and re-allocate the blobs that change.
         forward() calls this itself when an input's shape differs."""
-        shapes = {name: self.blobs[name].shape for name in self._feedable if name in self.blobs}
-        shapes.update({k: tuple(int(d) for d in v) for k, v in input_shapes.items()})
-        self.shapes = self._infer(shapes)
+        inputs = {name: self.blobs[name].shape for name in self.feedable}
+        inputs.update({k: tuple(int(d) for d in v) for k, v in input_shapes.items()})
+        shapes = self._infer(inputs)
         for node in self.nodes:
-            wanted = [tuple(s) for s in node.layer.param_shapes(self._bottom_shapes(node))]
+            wanted = [tuple(s) for s in node.layer.param_shapes([shapes[b] for b in node.bottoms])]
             have = [b.shape for b in node.layer.blobs]
             if wanted != have:
-                raise self._error(node, f"with inputs {shapes} its parameters would need shapes {wanted}, "
+                given = ", ".join(f"{k} {v}" for k, v in input_shapes.items())
+                raise self._error(node, f"with input {given} its parameters would need shapes {wanted}, "
                                         f"but they are {have}", hint="feed inputs of the size the net was made for")
+        self.shapes = shapes
         self._allocate()
 
     def clear_param_diffs(self):
@@ -290,13 +281,18 @@ class Net:
             for blob in layer.blobs:
                 blob.diff.fill(0)
 
-    def first_nonfinite(self, diff=False):
-        """(layer name, blob name) of the first top, in forward order, holding NaN or inf; else None."""
+    def first_nonfinite(self):
+        """(layer name, top name) of the first layer whose output holds NaN or inf, else None.
+
+        The net runs forward again layer by layer, each top checked as it is made (after a
+        whole pass an in-place layer would hide whose output it was); data layers are not
+        re-run, so no batch is consumed."""
         xp = self.xp
         for step in self.steps:
+            if step.node.bottoms:
+                self._run((step,), forward=True)
             for name, blob in zip(step.node.tops, step.tops):
-                values = blob.diff if diff else blob.data
-                if not bool(xp.isfinite(values).all()):
+                if not bool(xp.isfinite(blob.data).all()):
                     return step.name, name
         return None
 

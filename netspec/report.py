@@ -102,7 +102,7 @@ def check(path_or_param, inputs=None, phase="TEST", stages=(), level=0, strict=F
     Raises NetspecError when the net cannot be read or an argument is wrong.
     """
     source = path_or_param.to_proto() if hasattr(path_or_param, "to_proto") else path_or_param
-    graph = build_graph(source, phase=phase, stages=tuple(stages), level=level)
+    graph = build_graph(source, phase=phase, stages=tuple(stages), level=level, inputs=inputs)
     result = infer_shapes(graph, inputs)
     report = Report(
         path=graph.path, phase=graph.phase, stages=graph.stages, level=graph.level,

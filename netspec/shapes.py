@@ -67,7 +67,7 @@ class ShapeResult:
     graph: object
     layers: list                         # LayerResult per graph node, in execution order
     blob_shapes: dict                    # blob -> shape tuple (known ones)
-    errors: list                         # Issues: the graph's, then the layers'
+    errors: list                         # Issues, in file order (whole-net ones last)
     warnings: list
     stats: dict = field(default_factory=dict)   # totals: params, macs, memory
 
@@ -101,11 +101,11 @@ def infer_shapes(graph, inputs=None, *, stats=True, suggest=True):
     for r in results:
         warnings += [_issue(graph, r.node, w) for w in r.warnings]
     warnings += _wiring_warnings(graph)
-    errors.sort(key=_by_line)
-    warnings.sort(key=_by_line)
     result = ShapeResult(graph, results, shapes, errors, warnings)
     if stats:
         _count(result)
+    errors.sort(key=_by_line)
+    warnings.sort(key=_by_line)
     if suggest:
         _suggest_sizes(result, inputs)
     return result
@@ -145,7 +145,7 @@ def _propagate(graph, inputs, stop_at_error=False):
         ctx = ShapeContext(node.layer.phase)
         try:
             tops = _infer(node, bottoms, ctx, inputs)
-        except LayerError as e:
+        except (LayerError, NetspecError) as e:
             r.errors.append(_issue(graph, node, e.message, e.hint))
         else:
             r.top_shapes = tops
@@ -165,7 +165,7 @@ def _infer(node, bottoms, ctx, inputs):
         return _call_infer(node, bottoms, ctx)
     try:
         own = _call_infer(node, bottoms, ctx)
-    except LayerError as e:
+    except (LayerError, NetspecError) as e:
         given = _labels_beside(node, given)
         if all(given):
             ctx.note(f"shapes from --input (without them: {e.message})")
@@ -190,7 +190,7 @@ def _labels_beside(node, given):
 def _call_infer(node, bottoms, ctx):
     try:
         tops = node.layer.infer(list(bottoms), ctx)
-    except LayerError as e:
+    except (LayerError, NetspecError) as e:
         if not node.bottoms:
             hint = _input_hint(node.tops[:1] if node.type in LABELLED_DATA_TYPES else node.tops)
             raise LayerError(f"the shape of {', '.join(repr(t) for t in node.tops)} is unknown: {e.message}",
@@ -247,7 +247,7 @@ def _wiring_warnings(graph):
     if graph.has_loss and graph.phase == caffe_pb2.TRAIN:
         reach = contributes_to_loss(graph)
         for n in graph.nodes:
-            if n.name not in reach and n.layer is not None and n.layer.param_fillers() and n.bottoms:
+            if n.index not in reach and n.layer is not None and n.layer.param_fillers() and n.bottoms:
                 out.append(_issue(graph, n, "reaches no loss: its parameters get no gradient and never learn",
                                   "connect its output to a loss, or remove it"))
     return out
@@ -275,15 +275,13 @@ def _params(result, r, owners):
     node = r.node
     try:
         r.param_shapes = [tuple(int(d) for d in s) for s in node.layer.param_shapes(r.bottom_shapes)]
-    except LayerError as e:
-        r.errors.append(_issue(result.graph, node, e.message, e.hint))
-        result.errors.append(r.errors[-1])
+    except (LayerError, NetspecError) as e:
+        _fail(result, r, e.message, e.hint)
         return
     specs = node.lp.param
     if len(specs) > len(r.param_shapes):
-        r.errors.append(_issue(result.graph, node, f"{len(specs)} param specs for {len(r.param_shapes)} "
-                               "learnable blobs", f"give at most {len(r.param_shapes)} param {{ }} blocks"))
-        result.errors.append(r.errors[-1])
+        _fail(result, r, f"{len(specs)} param specs for {len(r.param_shapes)} learnable blobs",
+              f"give at most {len(r.param_shapes)} param {{ }} blocks")
     for j, shape in enumerate(r.param_shapes):
         name = specs[j].name if j < len(specs) else ""
         if not name:
@@ -298,14 +296,19 @@ def _params(result, r, owners):
         permissive = specs[j].share_mode == specs[j].PERMISSIVE
         same = prod(shape) == prod(first[1]) if permissive else shape == first[1]
         if not same:
-            r.errors.append(_issue(result.graph, node, f"param '{name}' is {_dims(shape)} here but "
-                                   f"{_dims(first[1])} in '{first[0]}', which it shares",
-                                   "shared parameters need the same shape (the same count with share_mode: PERMISSIVE)"))
-            result.errors.append(r.errors[-1])
+            _fail(result, r, f"param '{name}' is {_dims(shape)} here but {_dims(first[1])} in '{first[0]}', "
+                  "which it shares",
+                  "shared parameters need the same shape (the same count with share_mode: PERMISSIVE)")
+
+
+def _fail(result, r, message, hint=None):
+    r.errors.append(_issue(result.graph, r.node, message, hint))
+    result.errors.append(r.errors[-1])
 
 
 def _receptive_fields(r, fields):
-    """Compose the sliding windows from the input: size += (extent-1)*stride; stride *= step."""
+    """Compose the sliding windows from the input: per axis, the field grows by (kernel extent - 1)
+    times the stride so far, and the stride multiplies by the layer's."""
     node = r.node
     if not node.bottoms:
         for t, s in zip(node.tops, r.top_shapes):
@@ -321,14 +324,15 @@ def _receptive_fields(r, fields):
 
 
 def _source_field(shape):
+    """Images (N, C, H, W ...) have spatial axes; labels and sequences (T, N, ...) do not."""
     spatial = len(shape) - 2
-    return ReceptiveField((1,) * spatial, (1,) * spatial, extent=tuple(shape[2:])) if spatial > 0 else None
+    return ReceptiveField((1,) * spatial, (1,) * spatial, extent=tuple(shape[2:])) if spatial >= 2 else None
 
 
 def _field_of_top(shape, known, first, window):
     if not known:
         return None
-    if len(shape) < 3 or any(f.whole for f in known):
+    if len(shape) < 4 or any(f.whole for f in known):
         return _whole(known)
     if window is not None:
         if first is None or len(window) != len(first.size):
@@ -363,10 +367,13 @@ def _suggest_sizes(result, inputs):
     if image is None:
         return
     name, shape = image
+    started = time.monotonic()
     below, above = nearest_clean_sizes(graph, inputs, name, shape)
     spatial = shape[2:]
     if below is None and above is None:
         text = f"no {name} size within {SEARCH_RADIUS} of {_dims(spatial)} checks clean"
+        if time.monotonic() - started >= SEARCH_SECONDS:
+            text = f"no clean {name} size found near {_dims(spatial)} in {SEARCH_SECONDS:g} s of search"
     else:
         found = [f"{_dims(s[2:])}" for s in (below, above) if s is not None]
         text = f"the whole net checks clean with {name} at {' or '.join(found)} (now {_dims(spatial)})"
@@ -379,7 +386,7 @@ def _image_input(result):
         if r.node.bottoms:
             continue
         for t, s in zip(r.node.tops, r.top_shapes):
-            if s is not None and len(s) >= 3:
+            if s is not None and len(s) >= 4:
                 return t, s
     return None
 

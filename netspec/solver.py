@@ -56,24 +56,25 @@ def learning_rate(sp, it, current_step=0):
 
 
 def check_lr_policy(sp):
-    """The parameters each policy needs, checked before training starts."""
+    """Errors where Caffe would abort (unknown policy, stepsize <= 0 ...); a list of warnings
+    for parameters a policy uses but the file leaves at their default."""
     policy = sp.lr_policy
     if not sp.HasField("lr_policy"):
         raise NetspecError("the solver sets no lr_policy", hint="add lr_policy: \"fixed\" (or step, inv, ...)")
-    needs = {"step": ("gamma", "stepsize"), "exp": ("gamma",), "inv": ("gamma", "power"),
-             "multistep": ("gamma", "stepvalue"), "poly": ("power", "max_iter"),
-             "sigmoid": ("gamma", "stepsize")}.get(policy, ())
     if policy not in LR_POLICIES:
         learning_rate(sp, 0)    # names the nearest policy
-    for name in needs:
-        present = len(sp.stepvalue) if name == "stepvalue" else sp.HasField(name)
-        if not present:
-            raise NetspecError(f"lr_policy '{policy}' needs {name}, which the solver does not set",
-                               hint=f"add {name}: ... to the solver file")
     if policy in ("step", "sigmoid") and sp.stepsize <= 0:
-        raise NetspecError(f"lr_policy '{policy}' needs stepsize > 0, found {sp.stepsize}")
-    if list(sp.stepvalue) != sorted(sp.stepvalue):
+        raise NetspecError(f"lr_policy '{policy}' needs stepsize > 0, found {sp.stepsize}",
+                           hint="add stepsize: ... to the solver file")
+    if policy == "poly" and sp.max_iter <= 0:
+        raise NetspecError("lr_policy 'poly' needs max_iter > 0", hint="add max_iter: ... to the solver file")
+    if policy == "multistep" and list(sp.stepvalue) != sorted(sp.stepvalue):
         raise NetspecError(f"stepvalue must increase, found {list(sp.stepvalue)}")
+    uses = {"step": ("gamma",), "exp": ("gamma",), "inv": ("gamma", "power"),
+            "multistep": ("gamma", "stepvalue"), "poly": ("power",), "sigmoid": ("gamma",)}.get(policy, ())
+    unset = [name for name in uses if not (len(sp.stepvalue) if name == "stepvalue" else sp.HasField(name))]
+    return [f"lr_policy '{policy}' uses {name}, which the solver leaves unset (0 or none, as in Caffe)"
+            for name in unset]
 
 
 # -- update rules: diff (the regularized gradient) -> the step, in place ------------------------
@@ -195,8 +196,9 @@ class Solver:
             raise NetspecError(f"unknown regularization_type '{sp.regularization_type}'", hint="use L2 or L1")
         if sp.iter_size < 1:
             raise NetspecError(f"iter_size must be at least 1, found {sp.iter_size}")
-        check_lr_policy(sp)
         self.log = log or (lambda message: None)
+        for warning in check_lr_policy(sp):
+            self.log(warning)
         self.iter = 0
         self.current_step = 0
         self.history = [xp.zeros_like(p.blob.data) for _ in range(self.rule.sets) for p in self.params]

@@ -283,20 +283,17 @@ class Trainer:
         self.losses, self.smoothed_loss = [], 0.0
         images = self.batch_size() * sp.iter_size
         started, started_iter = time.monotonic(), solver.iter
+        wall, testing = time.monotonic(), 0.0
         while solver.iter < stop_iter:
             net.clear_param_diffs()
             if sp.test_interval and solver.iter % sp.test_interval == 0 and \
                     (solver.iter > 0 or sp.test_initialization):
+                test_started = time.monotonic()
                 self.test_all()
+                testing += time.monotonic() - test_started
                 started, started_iter = time.monotonic(), solver.iter   # speed of training alone
             display = sp.display and solver.iter % sp.display == 0
-            loss = 0.0
-            for _ in range(sp.iter_size):
-                outputs = net.forward()
-                self._check_finite(net.loss)
-                net.backward()
-                loss += net.loss
-            loss /= sp.iter_size
+            loss, outputs = self._forward_backward()
             self._smooth(loss, start_iter)
             if display:
                 self.log.info(f"Iteration {solver.iter}, loss = {fmt(self.smoothed_loss)}")
@@ -307,16 +304,32 @@ class Trainer:
                 self.log.info(f"Iteration {solver.iter}, lr = {fmt(rate)}")
             solver.apply_update(rate)
             solver.iter += 1
-            done = solver.iter - started_iter
-            elapsed = time.monotonic() - started
-            speed = done * images / elapsed if elapsed > 0 else 0.0
-            left = (stop_iter - solver.iter) * elapsed / done if done else 0.0
-            self.log.progress(f"iter {solver.iter}/{sp.max_iter}  loss {self.smoothed_loss:.4f}  lr {rate:.3g}  "
-                              f"{speed:.0f} img/s  {_duration(left)} left")
+            self._progress(rate, solver.iter - started_iter, time.monotonic() - started, stop_iter, images)
             if sp.snapshot and solver.iter % sp.snapshot == 0:
                 self.snapshot()
             if self.stop_requested:
                 break
+        done, wall = solver.iter - start_iter, time.monotonic() - wall
+        if done:
+            train_time = max(wall - testing, 1e-9)
+            self.log.info(f"Trained {done} iterations in {wall:.1f} s ({testing:.1f} s of it testing): "
+                          f"{done * images / train_time:.0f} images/s")
+
+    def _forward_backward(self):
+        """iter_size passes accumulating diffs: the mean loss, and the last pass's outputs."""
+        loss = 0.0
+        for _ in range(self.sp.iter_size):
+            outputs = self.net.forward()
+            self._check_finite(self.net.loss)
+            self.net.backward()
+            loss += self.net.loss
+        return loss / self.sp.iter_size, outputs
+
+    def _progress(self, rate, done, elapsed, stop_iter, images):
+        speed = done * images / elapsed if elapsed > 0 else 0.0
+        left = (stop_iter - self.solver.iter) * elapsed / done if done else 0.0
+        self.log.progress(f"iter {self.solver.iter}/{self.sp.max_iter}  loss {self.smoothed_loss:.4f}  "
+                          f"lr {rate:.3g}  {speed:.0f} img/s  {_duration(left)} left")
 
     def _smooth(self, loss, start_iter):
         """Caffe's UpdateSmoothedLoss: the mean of the last average_loss losses."""

@@ -59,36 +59,7 @@ def array_to_proto(data, diff=None, bp=None):
 
 
 def read_weights(path):
-    """{layer name: [BlobProto, ...]} from a .caffemodel (new `layer`, V1 `layers`, or V0 inside V1)."""
-    param = _read_net_binary(path)
-    found = {}
-    for lp in param.layer:
-        found[lp.name] = list(lp.blobs)
-    for v1 in param.layers:
-        if v1.blobs or v1.name:
-            found[v1.name] = list(v1.blobs)
-        if v1.HasField("layer") and v1.layer.blobs:   # V0 layer wrapped in V1
-            found[v1.layer.name] = list(v1.layer.blobs)
-    return found
-
-
-def _read_net_binary(path):
-    try:
-        from .io import read_caffemodel
-    except ImportError:
-        read_caffemodel = None
-    if read_caffemodel is not None:
-        result = read_caffemodel(path)
-        return getattr(result, "param", result)
-    try:
-        with open(path, "rb") as f:
-            data = f.read()
-    except OSError as e:
-        raise NetspecError(f"cannot read weights file: {e.strerror}", file=str(path)) from None
-    param = caffe_pb2.NetParameter()
-    try:
-        param.ParseFromString(data)
-    except Exception as e:  # protobuf's DecodeError
-        raise NetspecError(f"not a binary NetParameter (.caffemodel): {e}", file=str(path),
-                           hint="pass a .caffemodel written by Caffe or by net.save()") from None
-    return param
+    """{layer name: [BlobProto, ...]} from a .caffemodel; netspec.io upgrades V0/V1 files
+    (`layers` blocks) to `layer` on the way in."""
+    from .io import read_caffemodel
+    return {lp.name: list(lp.blobs) for lp in read_caffemodel(str(path)).layer}

@@ -165,3 +165,30 @@ def test_the_python_api_returns_the_same_report(net, capsys):
     half = netspec.check(read_net(path).param).totals      # the file's batch of 2 instead of 4
     assert half == {"layers": 5, "params": 545, "macs": report.totals["macs"] // 2,
                     "memory": report.totals["memory"] // 2}
+
+
+def test_the_python_api_takes_a_netspec_too():
+    from netspec import NetSpec, layers as L
+    n = NetSpec()
+    n.data = L.Input(shape=dict(dim=[1, 3, 8, 8]))
+    n.fc = L.InnerProduct(n.data, num_output=4)
+    report = netspec.check(n)
+    assert report.ok and report.shape("fc") == (1, 4) and report.totals["params"] == 4 * 192 + 4
+
+
+def test_a_net_without_an_input_layer_takes_its_input_from_the_command_line(net, capsys):
+    path = net(CLEAN.split("\n", 2)[2])                       # no Input layer: 'data' comes from nowhere
+    code, out, _ = check(capsys, path)
+    assert code == 1 and "fix: add a layer with this top before it, or give its shape: --input data=N,C,H,W" in out
+    code, out, _ = check(capsys, path, "--input", "data=2,3,4,4", "--json")
+    doc = json.loads(out)
+    assert code == 0 and doc["inputs"] == {"data": [2, 3, 4, 4]} and doc["layers"][0]["name"] == "input"
+
+
+def test_an_input_layer_without_a_shape_takes_the_given_one(net, capsys):
+    path = net(CLEAN.replace(" input_param { shape { dim: 2 dim: 3 dim: 4 dim: 4 } }", ""))
+    code, out, _ = check(capsys, path, "--input", "data=5,3,4,4", "--json")
+    doc = json.loads(out)
+    assert code == 0 and doc["layers"][1]["tops"] == {"fc1": [5, 10]}
+    code, out, _ = check(capsys, path)
+    assert code == 1 and "give the shape: --input data=N,C,H,W" in out

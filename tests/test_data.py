@@ -379,3 +379,24 @@ layer { name: "sum" type: "Eltwise" bottom: "x" bottom: "mflat" top: "sum" }
     out = net.forward(x=x)
     np.testing.assert_array_equal(out["sum"], x + np.arange(6, 12).reshape(2, 3))
     np.testing.assert_array_equal(out["label"], [2, 3])
+
+
+def test_data_layer_refuses_leveldb_but_reads_an_lmdb_without_backend(db, tmp_path):
+    path, _ = db
+    lmdb_default = make(DATA.format(path).replace(" backend: LMDB", ""))       # backend defaults to LEVELDB
+    assert lmdb_default.infer([], ShapeContext())[0] == (4, 1, 4, 5)
+    (tmp_path / "leveldb").mkdir()
+    (tmp_path / "leveldb" / "CURRENT").write_text("MANIFEST-000001\n")
+    layer = make(DATA.format(tmp_path / "leveldb").replace(" backend: LMDB", ""))
+    with pytest.raises(LayerError, match="LevelDB databases are not supported"):
+        layer.infer([], ShapeContext())
+
+
+def test_a_record_that_is_not_a_datum_is_a_clear_error(tmp_path):
+    path = str(tmp_path / "bad")
+    write_lmdb(path, [(b"00000000", array_to_datum(images(1)[0], 0).SerializeToString()), (b"00000001", b"\xff\xff")])
+    layer = make(DATA.format(path).replace("batch_size: 4", "batch_size: 1"))
+    run_forward(layer)
+    with pytest.raises(NetspecError, match="layer 'd' \\(Data\\): a record is not a Datum"):
+        run_forward(layer)
+    layer.close()

@@ -249,3 +249,13 @@ def test_propagate_down_false_and_force_backward():
     g = build_graph(parse_net_text("force_backward: true\n" + INPUT + body))
     assert all(n.needs_backward for n in g.nodes)
     assert g.node("loss").propagate_down == [True, False]   # never into the labels
+
+
+def test_a_blob_nobody_makes_can_be_fed_from_outside():
+    text = 'layer { name: "a" type: "TanH" bottom: "x" top: "a" }\nlayer { name: "b" type: "TanH" bottom: "x" top: "b" }\n'
+    g = build_graph(parse_net_text(text))
+    assert g.errors[0].message == "bottom 'x' (bottom 0) is produced by no layer before it"
+    assert g.errors[0].hint == "add a layer with this top before it, or give its shape: --input x=N,C,H,W"
+    g = build_graph(parse_net_text(text), inputs={"x": (2, 5)})
+    assert g.errors == [] and names(g) == ["input", "x_input_0_split", "a", "b"]
+    assert g.inputs == ["x"] and list(g.nodes[0].lp.input_param.shape[0].dim) == [2, 5]

@@ -290,9 +290,9 @@ def test_first_nonfinite_names_the_layer(tmp_path):
     feeds = small_inputs(np.random.default_rng(0))
     net.forward(**feeds)
     assert net.first_nonfinite() is None
-    net.params["ip1"][1].data[0] = np.nan
+    net.params["conv1"][1].data[0] = np.nan       # conv1's top is rewritten in place by relu1
     net.forward(**feeds)
-    assert net.first_nonfinite()[0] == "ip1"
+    assert net.first_nonfinite() == ("conv1", "conv1")
 
 
 def test_unknown_backend_is_an_error(tmp_path):
@@ -320,3 +320,20 @@ def test_net_from_a_netparameter():
     param = text_format.Parse(IP_NET, caffe_pb2.NetParameter())
     net = Net(param)
     assert net.forward(x=np.ones((2, 3)))["y"].shape == (2, 4)
+
+
+BATCHNORM = """
+layer { name: "data" type: "Input" top: "x" input_param { shape { dim: 4 dim: 3 dim: 2 dim: 2 } } }
+layer { name: "bn" type: "BatchNorm" bottom: "x" top: "x" %s }
+layer { name: "scale" type: "Scale" bottom: "x" top: "x" scale_param { bias_term: true } }
+"""
+
+
+def test_batchnorm_statistics_are_not_learnable(tmp_path):
+    net = Net(write(tmp_path, BATCHNORM % ""), phase="TRAIN")
+    assert len(net.params["bn"]) == 3
+    learnable = {id(p.blob) for p in net.learnable_params}
+    assert not learnable & {id(b) for b in net.params["bn"]}
+    assert learnable == {id(b) for b in net.params["scale"]}
+    with pytest.raises(NetspecError, match="bn.*statistics"):
+        Net(write(tmp_path, BATCHNORM % "param { lr_mult: 1 }", "b.prototxt"))

@@ -97,6 +97,14 @@ def test_shared_params_must_agree_in_shape():
     assert [e.message for e in r.errors] == ["param 'w' is 5x6 here but 4x6 in 'a', which it shares"]
 
 
+def test_permissive_sharing_needs_only_the_same_count():
+    strict, permissive = 'param { name: "w" }', 'param { name: "w" share_mode: PERMISSIVE }'
+    r = run(data(2, 6) + ip("a", "data", 4, strict) + ip("b", "a", 6, permissive))
+    assert r.ok and r.layer("b").param_shapes[0] == (6, 4) and r.layer("b").param_count == 6
+    r = run(data(2, 6) + ip("a", "data", 4, strict) + ip("b", "a", 6, strict))
+    assert [e.message for e in r.errors] == ["param 'w' is 6x4 here but 4x6 in 'a', which it shares"]
+
+
 def test_too_many_param_specs():
     r = run(data(2, 6) + ip("a", "data", 4, "param { } param { } param { }"))
     assert [e.message for e in r.errors] == ["3 param specs for 2 learnable blobs"]
@@ -136,3 +144,17 @@ def test_unused_tops_and_layers_that_reach_no_loss():
     # no loss in TEST-only terms: the same wiring without a loss warns only about unused tops
     r = run(text.replace("EuclideanLoss", "Eltwise"), phase="TRAIN")
     assert [w.message for w in r.warnings] == ["top 'label' is used by no layer", "top 's1' is used by no layer"]
+
+
+def test_a_data_layer_reads_its_shapes_from_its_source(tmp_path):
+    import h5py
+    import numpy as np
+    with h5py.File(tmp_path / "part0.h5", "w") as f:
+        f["data"] = np.zeros((10, 3, 8, 8), np.float32)
+        f["label"] = np.zeros((10,), np.float32)
+    (tmp_path / "list.txt").write_text(f"{tmp_path / 'part0.h5'}\n")
+    text = (f'layer {{ name: "d" type: "HDF5Data" top: "data" top: "label" '
+            f'hdf5_data_param {{ source: "{tmp_path / "list.txt"}" batch_size: 4 }} }}\n' + ip("fc", "data", 2))
+    r = run(text)
+    assert r.ok, r.errors
+    assert (r.blob_shapes["data"], r.blob_shapes["label"], r.blob_shapes["fc"]) == ((4, 3, 8, 8), (4,), (4, 2))

@@ -212,6 +212,9 @@ def test_unknown_or_incomplete_policy_is_a_clear_error():
         Solver(solver_param('base_lr: 1 lr_policy: "stepp"'), [Slot([1.0])])
     with pytest.raises(NetspecError, match="needs stepsize"):
         Solver(solver_param('base_lr: 1 lr_policy: "step" gamma: 0.1'), [Slot([1.0])])
+    notes = []
+    Solver(solver_param('base_lr: 1 lr_policy: "inv" gamma: 0.1'), [Slot([1.0])], log=notes.append)
+    assert notes == ["lr_policy 'inv' uses power, which the solver leaves unset (0 or none, as in Caffe)"]
 
 
 def test_solver_state_round_trip():

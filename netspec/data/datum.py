@@ -8,6 +8,7 @@ import io
 import numpy as np
 
 from .. import caffe_pb2
+from ..errors import NetspecError
 
 
 def decode_image(data, color=None):
@@ -67,7 +68,10 @@ def datum_to_array(datum, force_color=False, force_gray=False):
     """A Datum -> (C, H, W) array: uint8 for pixels (raw or encoded), float32 for float_data."""
     if datum.encoded:
         color = True if force_color else (False if force_gray else None)
-        return decode_image(datum.data, color)
+        try:
+            return decode_image(datum.data, color)
+        except OSError as e:  # Pillow cannot identify or decode the bytes
+            raise NetspecError(f"an encoded Datum does not decode as an image ({e})") from None
     shape = (datum.channels, datum.height, datum.width)
     if datum.data:
         return np.frombuffer(datum.data, np.uint8).reshape(shape)
@@ -76,5 +80,9 @@ def datum_to_array(datum, force_color=False, force_gray=False):
 
 def parse_datum(value):
     datum = caffe_pb2.Datum()
-    datum.ParseFromString(value)
+    try:
+        datum.ParseFromString(value)
+    except Exception as e:  # protobuf's DecodeError
+        raise NetspecError(f"a record is not a Datum ({e})",
+                           hint="the database must hold Caffe Datum records (tools/convert_imageset.py writes them)") from None
     return datum

@@ -18,7 +18,7 @@ from .registry import layer
 
 def _put(xp, top, array):
     """Copy a host batch into a top blob, in place when the shape allows."""
-    array = np.asarray(array, np.float32)
+    array = np.ascontiguousarray(array, np.float32)
     if top.data is not None and tuple(top.data.shape) == array.shape and top.data.dtype == array.dtype:
         if xp is np:
             np.copyto(top.data, array)
@@ -141,10 +141,6 @@ class Data(_Reading):
         self.batch_size = self._need_batch_size(p.batch_size, "data_param")
         self.source = p.source
         self._first = None
-        if p.backend == caffe_pb2.DataParameter.LEVELDB and not os.path.exists(os.path.join(p.source, "data.mdb")):
-            self.fail(f"data_param.source '{p.source}' is not an LMDB, and LevelDB databases are not supported "
-                      "(backend defaults to LEVELDB in Caffe's schema)",
-                      hint="convert the data to LMDB and set backend: LMDB")
 
     def prefetch_depth(self):
         return self.lp.data_param.prefetch
@@ -152,6 +148,12 @@ class Data(_Reading):
     def _first_item(self):
         if self._first is None:
             from ..data.db import LMDBReader
+            p = self.lp.data_param
+            if p.backend == caffe_pb2.DataParameter.LEVELDB and os.path.isdir(p.source) and \
+                    not os.path.exists(os.path.join(p.source, "data.mdb")):
+                self.fail(f"data_param.source '{p.source}' is not an LMDB, and LevelDB databases are not "
+                          "supported (backend defaults to LEVELDB in Caffe's schema)",
+                          hint="convert the data to LMDB (tools/convert_imageset.py) and set backend: LMDB")
             from ..data.datum import datum_to_array, parse_datum
             reader = _as_layer_error(lambda: LMDBReader(self.source, "data_param.source"))
             value = reader.first_value()

@@ -40,12 +40,14 @@ def _number(value):
 
 
 def explain_floor(size, kernel, stride, pad, dilation=1):
-    """(text, exact) for Caffe's convolution rule on one axis."""
+    """(text, clean) for Caffe's convolution rule on one axis. Not clean: the remainder leaves
+    real input rows uncovered at the end (not just padding), more than the gaps between
+    windows skip anyway (a 1x1 stride-2 kernel skips every other row, so 14 -> 7 is clean)."""
     extent = dilation * (kernel - 1) + 1
     span = size + 2 * pad - extent
     out = span // stride + 1
     head = f"({size} + 2*{pad} - {extent})/{stride} + 1"
-    if dilation > 1:
+    if dilation > 1 and kernel > 1:
         head = f"kernel {kernel} dilated by {dilation} spans {extent}; " + head
     remainder = span % stride
     if remainder == 0:
@@ -53,7 +55,8 @@ def explain_floor(size, kernel, stride, pad, dilation=1):
     exact_input = size + stride - remainder
     next_pad = -(-(out * stride - size + extent) // 2)
     return (f"{head} = {_number(span / stride + 1)} -> floor -> {out}; stride {stride} leaves remainder "
-            f"{remainder}; input {exact_input} or pad {next_pad} gives {out + 1}"), False
+            f"{remainder}; input {exact_input} or pad {next_pad} gives {out + 1}"), \
+        max(0, remainder - pad) <= max(0, stride - extent)
 
 
 def explain_pool(size, kernel, stride, pad, ceil_mode):
@@ -79,15 +82,15 @@ def explain_pool(size, kernel, stride, pad, ceil_mode):
 
 
 def _explain_axes(ctx, labels, per_axis):
-    """One note for all axes when they agree, else one per axis; a warning where inexact."""
+    """One note for all axes when they agree, else one per axis; a warning where not clean."""
     texts = [t for t, _ in per_axis]
     if len(set(texts)) == 1:
         items = [("", per_axis[0])]
     else:
         items = [(f"{label}: ", item) for label, item in zip(labels, per_axis)]
-    for prefix, (text, exact) in items:
+    for prefix, (text, clean) in items:
         ctx.note(prefix + text)
-        if not exact:
+        if not clean:
             ctx.warn(prefix + text)
 
 

@@ -12,6 +12,7 @@ clears them) and writes dx into `dx` (None: not wanted). Big temporaries live in
 buffers (workspace.py).
 """
 from .im2col import col2im, col_shape, im2col
+from .windows import covers_all
 from .workspace import scratch
 
 # Bytes of the stacked (M, K) products summed over the batch at a time (pointwise weight grad).
@@ -68,6 +69,23 @@ def _transposed(xp, name, a):
     return t
 
 
+def _depthwise(xp, x, w, win, out, out_shape):
+    """out = sum over taps of w[:, tap] * shifted x: a full tap first (assigned, not added),
+    the products of the others in one scratch buffer."""
+    whole = (slice(None), slice(None))
+    taps = sorted(win.taps(x.shape[2:], out_shape), key=lambda t: not covers_all(t[1], out_shape))
+    tmp = scratch(xp, "depthwise", out.shape, out.dtype)
+    if not taps or not covers_all(taps[0][1], out_shape):
+        out[...] = 0
+    for k, (tap, out_slices, in_slices) in enumerate(taps):
+        if k == 0 and covers_all(out_slices, out_shape):
+            xp.multiply(x[whole + in_slices], _tap_weight(w, tap), out=out)
+            continue
+        part = tmp[whole + out_slices]
+        xp.multiply(x[whole + in_slices], _tap_weight(w, tap), out=part)
+        out[whole + out_slices] += part
+
+
 # -- convolution --------------------------------------------------------------------------------
 def conv_forward(xp, x, w, b, win, group, out, col=None):
     """out[...] = conv(x, w) + b. `col`, when given, receives the im2col columns (a buffer of
@@ -79,10 +97,7 @@ def conv_forward(xp, x, w, b, win, group, out, col=None):
         _matmul_into(xp, w.reshape(group, o // group, c // group), x.reshape(n, group, c // group, -1),
                      out, (n, group, o // group, -1))
     elif is_depthwise(c, w, group):
-        out[...] = 0
-        whole = (slice(None), slice(None))
-        for tap, out_slices, in_slices in win.taps(x.shape[2:], out_shape):
-            out[whole + out_slices] += x[whole + in_slices] * _tap_weight(w, tap)
+        _depthwise(xp, x, w, win, out, out_shape)
     else:
         if col is None:
             col = scratch(xp, "col", col_shape(x.shape, win, out_shape), x.dtype)
