@@ -18,7 +18,7 @@ from .backend import get_xp, to_numpy
 from .blob import Blob
 from .errors import LayerError, NetspecError
 from .fillers import fill
-from .plan import loss_weights, net_outputs, param_specs, plan_backward
+from .plan import net_outputs, param_specs, plan_backward
 from .utils import atomic_write, did_you_mean
 from .weights import array_to_proto, proto_shape, proto_to_array, read_weights, shapes_match
 
@@ -64,6 +64,14 @@ def load_source(model):
 
 
 class Net:
+    """A net ready to run. model: a path, NetSource or NetParameter; weights: a .caffemodel;
+    inputs: {blob: shape} instead of the file's input shapes; seed: the fillers' and the
+    random layers' seed; dtype: float32, or float64 for gradient checks.
+
+    blobs {name: Blob}, params {layer: [Blob]}, layers, layer_names, inputs, outputs,
+    loss (after forward), learnable_params (ParamSlots for the solver), steps (the plan).
+    """
+
     def __init__(self, model, weights=None, phase="TEST", backend="numpy", inputs=None, seed=None,
                  stages=(), level=0, dtype="float32"):
         from .graph import build_graph, phase_value
@@ -95,7 +103,7 @@ class Net:
         self._plan_backward()
         self._mark_fed()
         self.loss_tops = [(self.blobs[t], w) for node in self.nodes
-                          for t, w in zip(node.tops, loss_weights(node)) if w != 0]
+                          for t, w in zip(node.tops, node.loss_weights) if w != 0]
         if weights:
             self.copy_from(weights)
 
@@ -203,7 +211,8 @@ class Net:
 
     # -- running -------------------------------------------------------------------------
     def forward(self, **feeds):
-        """Run the net on the given inputs; a dict of the output blobs as NumPy arrays."""
+        """Run the net on the given inputs; a dict of the output blobs as NumPy arrays (on NumPy,
+        the blobs' own arrays, as pycaffe returns them: copy what must outlive the next call)."""
         self._feed(feeds)
         self.run_forward()
         self.loss = float(sum(w * self.xp.sum(blob.data) for blob, w in self.loss_tops)) if self.loss_tops else 0.0
@@ -336,7 +345,8 @@ class Net:
             protos = found[layer.name]
             if len(protos) != len(layer.blobs):
                 raise self._error(node, f"the weights file has {len(protos)} blob(s) for this layer, "
-                                        f"the net has {len(layer.blobs)}", hint=f"check that {path} was trained for this net")
+                                        f"the net has {len(layer.blobs)}",
+                                  hint=f"check that {path} was trained for this net")
             for j, (blob, bp) in enumerate(zip(layer.blobs, protos)):
                 if not shapes_match(blob.shape, bp):
                     raise self._error(node, f"parameter {j}: the weights file has shape {proto_shape(bp)}, "
@@ -362,4 +372,5 @@ class Net:
         atomic_write(path, self.to_proto(write_diff).SerializeToString())
 
     def __repr__(self):
-        return f"Net('{self.name}', {len(self.layers)} layers, phase={caffe_pb2.Phase.Name(self.phase)}, backend={self.backend})"
+        phase = caffe_pb2.Phase.Name(self.phase)
+        return f"Net('{self.name}', {len(self.layers)} layers, phase={phase}, backend={self.backend})"

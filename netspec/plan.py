@@ -1,20 +1,10 @@
-"""Lowering decisions that need no arrays: loss weights, which layers and bottoms need
-backward, and the net's outputs. Pure functions of the graph, as in Caffe's Net::Init.
+"""Lowering decisions that need no arrays: which layers, bottoms and parameters need
+backward, and the net's outputs. Pure functions of the graph (whose nodes carry each top's
+loss weight), as in Caffe's Net::Init.
 """
 from dataclasses import dataclass, field
 
 from . import caffe_pb2
-
-
-def loss_weights(node):
-    """One weight per top: the file's loss_weight, else 1 for top 0 of a loss layer, else 0."""
-    given = getattr(node, "loss_weights", None)
-    if given is not None and len(given) == len(node.tops):
-        return [float(w) for w in given]
-    lp = node.lp
-    if len(lp.loss_weight):
-        return [float(lp.loss_weight[i]) if i < len(lp.loss_weight) else 0.0 for i in range(len(node.tops))]
-    return [1.0 if (node.layer.loss and i == 0) else 0.0 for i in range(len(node.tops))]
 
 
 def param_specs(lp, count):
@@ -55,8 +45,7 @@ def plan_backward(nodes, param_lr_mults, force_backward=False):
     under_loss, skip_backprop = set(), set()
     for i in range(len(nodes) - 1, -1, -1):
         node = nodes[i]
-        weights = loss_weights(node)
-        contributes = any(w != 0 or t in under_loss for t, w in zip(node.tops, weights))
+        contributes = any(w != 0 or t in under_loss for t, w in zip(node.tops, node.loss_weights))
         all_tops_cut = all(t in skip_backprop for t in node.tops)
         if plan.layer[i] and all_tops_cut:
             plan.layer[i] = False

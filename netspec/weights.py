@@ -11,17 +11,21 @@ from . import caffe_pb2
 from .errors import NetspecError
 
 
-def proto_shape(bp):
-    """A BlobProto's shape: `shape` when set, else the legacy 4-d num/channels/height/width."""
-    if bp.HasField("shape"):
-        return tuple(int(d) for d in bp.shape.dim)
-    if any(bp.HasField(f) for f in ("num", "channels", "height", "width")):
-        return (bp.num, bp.channels, bp.height, bp.width)
-    return (len(bp.data) or len(bp.double_data),)
+LEGACY_FIELDS = ("num", "channels", "height", "width")
 
 
 def is_legacy(bp):
-    return not bp.HasField("shape") and any(bp.HasField(f) for f in ("num", "channels", "height", "width"))
+    """A BlobProto in old Caffe's 4-d form (any legacy field set wins over `shape`, as in Caffe)."""
+    return any(bp.HasField(f) for f in LEGACY_FIELDS)
+
+
+def proto_shape(bp):
+    """A BlobProto's shape: the legacy 4-d num/channels/height/width when set, else `shape`."""
+    if is_legacy(bp):
+        return tuple(getattr(bp, f) for f in LEGACY_FIELDS)
+    if bp.HasField("shape"):
+        return tuple(int(d) for d in bp.shape.dim)
+    return (len(bp.double_data) or len(bp.data),)
 
 
 def legacy_shape(shape):
@@ -38,10 +42,11 @@ def shapes_match(target_shape, bp):
 
 
 def proto_to_array(bp, shape=None, diff=False):
-    """The values of a BlobProto (float or double) as a NumPy array of `shape` (default: its own)."""
-    values = (bp.double_diff or bp.diff) if diff else (bp.double_data or bp.data)
+    """A BlobProto's values (double ones when present, as Caffe's FromProto) as a NumPy array
+    of `shape` (default: the proto's own)."""
+    doubles, floats = (bp.double_diff, bp.diff) if diff else (bp.double_data, bp.data)
+    array = np.asarray(doubles, np.float64) if len(doubles) else np.asarray(floats, np.float32)
     shape = proto_shape(bp) if shape is None else tuple(shape)
-    array = np.asarray(values, dtype=np.float64 if (bp.double_diff if diff else bp.double_data) else np.float32)
     if array.size != int(np.prod(shape)):
         raise NetspecError(f"blob holds {array.size} values but its shape {shape} needs {int(np.prod(shape))}")
     return array.reshape(shape)

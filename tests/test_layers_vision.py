@@ -110,6 +110,21 @@ def test_convolution_gradient(shape, fields, geometry, phase):
     check_gradient(make_layer(conv_text(num_output=4, **fields), phase=phase), [x])
 
 
+@pytest.mark.parametrize("phase", [TRAIN, TEST])
+def test_convolution_in_batch_chunks(monkeypatch, phase):
+    """Columns larger than the budget are built a few images at a time (and not kept)."""
+    import netspec.ops.conv as conv_ops
+    x = np.random.default_rng(18).standard_normal((3, 2, 5, 5))
+    text = conv_text(num_output=3, kernel_size=3, pad=1, group=1)
+    (whole,), _, _ = forward(make_layer(text, phase=phase), [x])
+    monkeypatch.setattr(conv_ops, "COLUMN_BYTES", 2 * 9 * 25 * 8)      # one image's columns
+    layer = make_layer(text, phase=phase)
+    (chunked,), _, _ = forward(layer, [x])
+    np.testing.assert_allclose(chunked, whole)
+    assert not any(c is not None for c in layer._state.get("cols", {}).values())
+    check_gradient(make_layer(text, phase=phase), [x])
+
+
 def test_convolution_shares_weights_across_bottoms():
     layer = make_layer(conv_text(num_output=3, kernel_size=2) + ' bottom: "a" bottom: "b" top: "A" top: "B"')
     rng = np.random.default_rng(2)
@@ -498,3 +513,40 @@ def test_im2col_layer_orders_channels_as_convolution_does():
     conv = np.einsum("ok,nkhw->nohw", w.reshape(5, -1), y)
     np.testing.assert_allclose(conv, naive_conv(x, w, None, (2, 2), (1, 1), (1, 1), 1))
     check_gradient(make_layer('name: "i" type: "Im2col" convolution_param { kernel_size: 2 stride: 2 pad: 1 }'), [x])
+
+
+# -- float32 and every backend --------------------------------------------------------------------
+@pytest.mark.parametrize("text,shape", [
+    (conv_text(num_output=8, kernel_size=3, stride=2, pad=1, group=2), (2, 4, 9, 9)),
+    (conv_text(num_output=6, kernel_size=3, pad=1, group=6), (2, 6, 5, 5)),
+    (conv_text(num_output=6, kernel_size=1), (2, 4, 5, 5)),
+    (pool_text(pool="MAX", kernel_size=3, stride=2), (2, 3, 9, 9)),
+    (pool_text(pool="AVE", kernel_size=3, stride=2, pad=1), (2, 3, 9, 9)),
+    (lrn_text(local_size=5, alpha=0.001, beta=0.75), (2, 7, 4, 4)),
+    (lrn_text("WITHIN_CHANNEL", local_size=3, alpha=0.5, beta=0.75), (2, 2, 5, 5)),
+])
+def test_float32_keeps_its_dtype_and_agrees_with_float64(text, shape, xp):
+    x = np.random.default_rng(15).standard_normal(shape)
+    params = [np.random.default_rng(16).standard_normal(s) for s in make_layer(text).param_shapes([shape])]
+    (y32,), bottoms, tops = forward(make_layer(text), [x], xp, params=params, dtype=np.float32)
+    (y64,), _, _ = forward(make_layer(text), [x], np, params=params)
+    assert y32.dtype == np.float32
+    np.testing.assert_allclose(y32, y64, rtol=1e-4, atol=1e-4)
+    layer32 = make_layer(text)
+    _, bottoms, tops = forward(layer32, [x], xp, params=params, dtype=np.float32)
+    tops[0].diff[...] = 1
+    layer32.backward(xp, tops, [True], bottoms)
+    assert bottoms[0].diff.dtype == np.float32 and all(b.diff.dtype == np.float32 for b in layer32.blobs)
+
+
+@pytest.mark.parametrize("text,shape", [
+    (conv_text(num_output=4, kernel_size=3, stride=2, pad=1, group=2), (2, 4, 5, 5)),
+    (conv_text(num_output=4, kernel_size=3, pad=1, group=4), (1, 4, 4, 4)),
+    (conv_text("Deconvolution", num_output=2, kernel_size=3, stride=2), (1, 2, 3, 3)),
+    (pool_text(pool="MAX", kernel_size=3, stride=2, pad=1), (2, 2, 5, 6)),
+    (pool_text(pool="AVE", kernel_size=3, stride=2), (2, 2, 5, 6)),
+    (lrn_text(local_size=3, alpha=0.5, beta=0.75, k=2), (2, 4, 3, 3)),
+])
+def test_gradient_on_every_backend(text, shape, xp):
+    x = np.random.default_rng(17).permutation(np.prod(shape)).reshape(shape) / 10
+    check_gradient(make_layer(text), [x], xp=xp)

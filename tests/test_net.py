@@ -1,4 +1,6 @@
 """The executor: lowering, forward/backward of whole nets, weight sharing, skipping, reshape."""
+from pathlib import Path
+
 import numpy as np
 import pytest
 from google.protobuf import text_format
@@ -337,3 +339,18 @@ def test_batchnorm_statistics_are_not_learnable(tmp_path):
     assert learnable == {id(b) for b in net.params["scale"]}
     with pytest.raises(NetspecError, match="bn.*statistics"):
         Net(write(tmp_path, BATCHNORM % "param { lr_mult: 1 }", "b.prototxt"))
+
+
+LENET_DEPLOY = Path(__file__).resolve().parent.parent / "models" / "lenet" / "deploy.prototxt"
+
+
+@pytest.mark.skipif(not LENET_DEPLOY.exists(), reason="the model zoo's LeNet is not generated")
+def test_zoo_lenet_saved_by_save_reloads_to_identical_outputs(tmp_path):
+    net = Net(str(LENET_DEPLOY), seed=21)
+    images = np.random.default_rng(5).uniform(0, 1, (3, 1, 28, 28))
+    out = net.forward(data=images)["prob"]
+    assert out.shape == (3, 10)
+    np.testing.assert_allclose(out.sum(axis=1), 1, rtol=1e-5)
+    net.save(tmp_path / "lenet.caffemodel")
+    again = Net(str(LENET_DEPLOY), weights=tmp_path / "lenet.caffemodel", seed=0)
+    np.testing.assert_array_equal(again.forward(data=images)["prob"], out)

@@ -109,6 +109,13 @@ def test_max_pool_ties_go_to_the_first_element():
     np.testing.assert_array_equal(dx[0, 0], [[0, 1, 0], [0, 0, 0]])
 
 
+def test_max_pool_skips_nan_like_caffe():
+    x = np.array([[[[np.nan, 1., 2., 0.]]]])
+    y, arg = pooling.max_pool(np, x, window((1, 3), 1), (1, 2))
+    np.testing.assert_array_equal(y[0, 0, 0], [2, 2])
+    np.testing.assert_array_equal(arg[0, 0, 0], [2, 1])
+
+
 def test_max_pool_with_more_than_255_taps():
     x = np.random.default_rng(2).standard_normal((1, 2, 18, 18))
     x[0, 0, 16, 16] = 10                      # tap 16*17 + 16 = 288 of output (0, 0)

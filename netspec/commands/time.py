@@ -8,6 +8,7 @@ import time
 
 import numpy as np
 
+from .. import caffe_pb2
 from ..errors import NetspecError
 
 
@@ -25,20 +26,6 @@ def add_parser(subparsers):
     p.add_argument("--level", type=int, default=0, help="net state level")
     p.add_argument("--seed", type=int, default=0, help="seed for the weights and the random inputs")
     return p
-
-
-def parse_inputs(specs):
-    """['data=10,3,227,227'] -> {'data': (10, 3, 227, 227)}."""
-    shapes = {}
-    for spec in specs:
-        name, _, dims = spec.partition("=")
-        try:
-            shapes[name.strip()] = tuple(int(d) for d in dims.replace("x", ",").split(",") if d.strip())
-        except ValueError:
-            dims = None
-        if not name.strip() or not dims or not shapes.get(name.strip()):
-            raise NetspecError(f"cannot read --input '{spec}'", hint="write NAME=N,C,H,W, e.g. data=10,3,227,227")
-    return shapes
 
 
 class Timer:
@@ -65,7 +52,8 @@ def fill_inputs(net, rng):
 
 
 def measure(net, iterations):
-    """Per-layer and whole-net mean times in ms: (layer_fwd, layer_bwd, total_fwd, total_bwd)."""
+    """Mean per-layer forward and backward ms, then each whole-net iteration's (forward,
+    backward) ms, timed in runs of their own."""
     timer = Timer(net.xp)
     net.run_forward()
     net.run_backward()                       # warm-up: first-call costs stay out of the figures
@@ -82,28 +70,36 @@ def measure(net, iterations):
             t0 = timer.now()
             net.run_step(steps[i], forward=False)
             layer_bwd[i] += timer.now() - t0
-    total_fwd = total_bwd = 0.0
+    whole = []
     for _ in range(iterations):
         t0 = timer.now()
         net.run_forward()
         t1 = timer.now()
         net.run_backward()
         t2 = timer.now()
-        total_fwd += t1 - t0
-        total_bwd += t2 - t1
-    scale = 1000.0 / iterations
-    return layer_fwd * scale, layer_bwd * scale, total_fwd * scale, total_bwd * scale
+        whole.append((1000.0 * (t1 - t0), 1000.0 * (t2 - t1)))
+    return layer_fwd * (1000.0 / iterations), layer_bwd * (1000.0 / iterations), whole
 
 
-def report(net, iterations, layer_fwd, layer_bwd, total_fwd, total_bwd):
-    lines = [f"Timing net '{net.name}' ({'TRAIN' if net.phase == 0 else 'TEST'} phase, {net.backend} backend) "
-             f"for {iterations} iterations.",
-             "Inputs: " + (", ".join(f"{n} {net.blobs[n].shape}" for n in net.inputs) or "none (the net's data layers)"),
-             "Average time per layer: "]
+def report(net, layer_fwd, layer_bwd, whole):
+    iterations = len(whole)
+    phase = caffe_pb2.Phase.Name(net.phase)
+    inputs = ", ".join(f"{n} {net.blobs[n].shape}" for n in net.inputs) or "none (the net's data layers)"
+    lines = [f"Timing net '{net.name}' ({phase} phase, {net.backend} backend).",
+             f"Inputs: {inputs}",
+             f"Initial loss: {net.loss:.6g}"]
+    if not any(s.needs_backward for s in net.steps):
+        lines.append("Note: no layer here needs backward (nothing reaches a loss), so backward does no work, "
+                     "where Caffe's `time` would still run every layer's: time a net with a loss for backward figures.")
+    lines += ["*** Benchmark begins ***", f"Testing for {iterations} iterations."]
+    lines += [f"Iteration: {i + 1} forward-backward time: {f + b:.5g} ms." for i, (f, b) in enumerate(whole)]
+    lines.append("Average time per layer: ")
     width = max([10] + [len(s.name) for s in net.steps])
     for step, f, b in zip(net.steps, layer_fwd, layer_bwd):
         lines.append(f"{step.name:>{width}}\tforward: {f:.5g} ms.")
         lines.append(f"{step.name:>{width}}\tbackward: {b:.5g} ms.")
+    total_fwd = sum(f for f, _ in whole) / iterations
+    total_bwd = sum(b for _, b in whole) / iterations
     total = total_fwd + total_bwd
     lines += [f"Average Forward pass: {total_fwd:.5g} ms.",
               f"Average Backward pass: {total_bwd:.5g} ms.",
@@ -111,9 +107,9 @@ def report(net, iterations, layer_fwd, layer_bwd, total_fwd, total_bwd):
               f"Total Time: {total * iterations:.5g} ms.",
               "(whole-net passes timed in runs of their own, without per-layer timers)"]
     sums = (layer_fwd.sum(), layer_bwd.sum())
-    for what, part, whole in (("Forward", sums[0], total_fwd), ("Backward", sums[1], total_bwd),
-                              ("Forward-Backward", sum(sums), total)):
-        share = f"{100.0 * part / whole:.1f}% of the whole-net time" if whole > 0 else "whole-net time is 0"
+    for what, part, whole_time in (("Forward", sums[0], total_fwd), ("Backward", sums[1], total_bwd),
+                                   ("Forward-Backward", sum(sums), total)):
+        share = f"{100.0 * part / whole_time:.1f}% of the whole-net time" if whole_time > 0 else "whole-net time is 0"
         lines.append(f"Sum of per-layer {what} times: {part:.5g} ms ({share}).")
     lines.append("*** Benchmark ends ***")
     return "\n".join(lines)
@@ -121,10 +117,12 @@ def report(net, iterations, layer_fwd, layer_bwd, total_fwd, total_bwd):
 
 def run(args):
     from ..net import Net
+    from ..report import parse_input
     if args.iterations < 1:
         raise NetspecError(f"--iterations must be at least 1, got {args.iterations}")
-    net = Net(args.model, phase=args.phase, backend=args.backend, inputs=parse_inputs(args.input) or None,
+    inputs = dict(parse_input(text) for text in args.input)
+    net = Net(args.model, phase=args.phase, backend=args.backend, inputs=inputs or None,
               seed=args.seed, stages=args.stage, level=args.level)
     net.forward(**fill_inputs(net, np.random.default_rng(args.seed)))
-    print(report(net, args.iterations, *measure(net, args.iterations)))
+    print(report(net, *measure(net, args.iterations)))
     return 0

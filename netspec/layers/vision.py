@@ -123,7 +123,7 @@ def _repeated(p, name, h_name, w_name, default, n, what):
     if has_hw:
         if n != 2:
             _raise(f"{h_name}/{w_name} apply to 2-d convolution only; this one has {n} spatial axes",
-                        f"use {name} repeated once per spatial axis")
+                   f"use {name} repeated once per spatial axis")
         if values:
             _raise(f"set either {name} or {h_name}/{w_name}, not both")
         return (getattr(p, h_name), getattr(p, w_name))
@@ -132,8 +132,7 @@ def _repeated(p, name, h_name, w_name, default, n, what):
             _raise(f"{what} is not set", f"add {name}: N (or {h_name} and {w_name})")
         return (default,) * n
     if len(values) not in (1, n):
-        _raise(f"{name} is given {len(values)} times for {n} spatial axes",
-                    f"give it once, or once per spatial axis")
+        _raise(f"{name} is given {len(values)} times for {n} spatial axes", "give it once, or once per spatial axis")
     return tuple(values) * n if len(values) == 1 else tuple(values)
 
 
@@ -141,9 +140,12 @@ class _ConvolutionBase(Layer):
     """ConvolutionParameter handling shared by Convolution, Deconvolution and Im2col."""
     bottoms = (1, None)
     tops = (1, None)
+    has_filters = True      # learnable weights (and bias): num_output must be set
 
     def setup(self):
         p = self.param = self.lp.convolution_param
+        if self.has_filters and p.num_output <= 0:
+            self.fail("num_output must be set to a positive number of filters")
         if p.HasField("kernel_h") != p.HasField("kernel_w"):
             self.fail("kernel_h and kernel_w must be set together", "set both, or use kernel_size")
         if (p.HasField("kernel_h") or p.HasField("kernel_w")) and len(p.kernel_size):
@@ -194,12 +196,13 @@ class _ConvolutionBase(Layer):
         group, num_output = self.param.group, self.param.num_output
         if group < 1:
             self.fail("group must be at least 1")
+        common = math.gcd(channels, num_output)
+        near = sorted(sorted((g for g in range(1, common + 1) if common % g == 0), key=lambda g: abs(g - group))[:2])
         for what, count in (("input channels", channels), ("num_output", num_output)):
             if count % group:
-                divisors = [g for g in range(1, count + 1) if count % g == 0]
-                near = sorted(divisors, key=lambda g: abs(g - group))[:2]
                 self.fail(f"group {group} does not divide the {count} {what}",
-                          f"use a group that divides both channel counts (e.g. {' or '.join(map(str, sorted(near)))})")
+                          f"use a group that divides both channel counts ({channels} and {num_output}), "
+                          f"e.g. {' or '.join(map(str, near))}")
 
     def _conv_spatial(self, ctx, in_spatial, win):
         """Output spatial dims by the convolution rule, with notes; errors for kernels that do
@@ -220,6 +223,17 @@ class _ConvolutionBase(Layer):
         _, win = self._split(bottoms[0])
         return list(zip(*win))
 
+    def param_fillers(self):
+        if not self.has_filters:
+            return []
+        return [self.param.weight_filler] + [self.param.bias_filler] * self.param.bias_term
+
+    def _param_grads(self):
+        """(dw, db): the diffs to accumulate into, None where not wanted (lr_mult 0, no bias)."""
+        dw = self.blobs[0].diff if _wants(self, 0) else None
+        db = self.blobs[1].diff if self.param.bias_term and _wants(self, 1) else None
+        return dw, db
+
     # -- array plumbing -----------------------------------------------------------------------
     @staticmethod
     def _as_ncs(a, axis):
@@ -231,11 +245,6 @@ class _ConvolutionBase(Layer):
 class Convolution(_ConvolutionBase):
     """Caffe's convolution: weights (O, C/G, *kernel), optional bias (O,); several bottoms
     share the weights, one top each."""
-
-    def setup(self):
-        super().setup()
-        if self.param.num_output <= 0:
-            self.fail("num_output must be set to a positive number of filters")
 
     def infer(self, bottoms, ctx):
         self._check_bottoms(bottoms)
@@ -251,9 +260,6 @@ class Convolution(_ConvolutionBase):
         shapes = [(p.num_output, bottoms[0][axis] // p.group) + tuple(win.kernel)]
         return shapes + [(p.num_output,)] * p.bias_term
 
-    def param_fillers(self):
-        return [self.param.weight_filler] + [self.param.bias_filler] * self.param.bias_term
-
     def macs(self, bottoms, tops):
         w = self.param_shapes(bottoms)[0]
         return sum(math.prod(t) * math.prod(w[1:]) for t in tops)
@@ -266,7 +272,8 @@ class Convolution(_ConvolutionBase):
         for i, (bottom, top) in enumerate(zip(bottoms, tops)):
             x, out = self._as_ncs(bottom.data, axis), self._as_ncs(top.data, axis)
             col = None
-            if self.phase == TRAIN and conv_ops.uses_columns(x, w, self.param.group, win):
+            if self.phase == TRAIN and conv_ops.uses_columns(win) and \
+                    conv_ops.column_bytes(x.shape, win, out.shape[2:], x.itemsize) <= conv_ops.COLUMN_BYTES:
                 # Keep this layer's columns for backward (TRAIN), in a buffer reused every pass.
                 shape = col_shape(x.shape, win, out.shape[2:])
                 col = cols.get(i)
@@ -277,8 +284,7 @@ class Convolution(_ConvolutionBase):
     def backward(self, xp, tops, propagate_down, bottoms):
         axis, win = self._split(bottoms[0].shape)
         w = self.blobs[0]
-        dw = w.diff if _wants(self, 0) else None
-        db = self.blobs[1].diff if self.param.bias_term and _wants(self, 1) else None
+        dw, db = self._param_grads()
         cols = self._state.get("cols", {}) if self.phase == TRAIN else {}
         for i, (bottom, top) in enumerate(zip(bottoms, tops)):
             x, dy = self._as_ncs(bottom.data, axis), self._as_ncs(top.diff, axis)
@@ -291,11 +297,6 @@ class Convolution(_ConvolutionBase):
 class Deconvolution(_ConvolutionBase):
     """Caffe's deconvolution (convolution's transpose): weights (C, O/G, *kernel),
     out = stride*(in - 1) + dilation*(kernel - 1) + 1 - 2*pad."""
-
-    def setup(self):
-        super().setup()
-        if self.param.num_output <= 0:
-            self.fail("num_output must be set to a positive number of filters")
 
     def infer(self, bottoms, ctx):
         self._check_bottoms(bottoms)
@@ -320,9 +321,6 @@ class Deconvolution(_ConvolutionBase):
         shapes = [(bottoms[0][axis], p.num_output // p.group) + tuple(win.kernel)]
         return shapes + [(p.num_output,)] * p.bias_term
 
-    def param_fillers(self):
-        return [self.param.weight_filler] + [self.param.bias_filler] * self.param.bias_term
-
     def macs(self, bottoms, tops):
         w = self.param_shapes(bottoms)[0]
         return sum(math.prod(b) * math.prod(w[1:]) for b in bottoms)
@@ -341,8 +339,7 @@ class Deconvolution(_ConvolutionBase):
     def backward(self, xp, tops, propagate_down, bottoms):
         axis, win = self._split(bottoms[0].shape)
         w = self.blobs[0]
-        dw = w.diff if _wants(self, 0) else None
-        db = self.blobs[1].diff if self.param.bias_term and _wants(self, 1) else None
+        dw, db = self._param_grads()
         for i, (bottom, top) in enumerate(zip(bottoms, tops)):
             dx = self._as_ncs(bottom.diff, axis) if propagate_down[i] else None
             conv_ops.deconv_backward(xp, self._as_ncs(bottom.data, axis), w.data, self._as_ncs(top.diff, axis),
@@ -355,6 +352,7 @@ class Im2col(_ConvolutionBase):
     (c, *tap) in row-major order, as convolution sees its input."""
     bottoms = (1, 1)
     tops = (1, 1)
+    has_filters = False
 
     def infer(self, bottoms, ctx):
         shape = tuple(bottoms[0])
@@ -468,7 +466,7 @@ class Pooling(Layer):
             size_out = pool_out(size, k, s, p, self.ceil_mode)
             last = (size_out - 1) * s - p
             if last >= size:
-                self.fail(f"{label}: {explain_pool(size, k, s, p, self.ceil_mode)[0]}, but that last window starts "
+                self.fail(f"{label}: ceil(({size} + 2*{p} - {k})/{s}) + 1 = {size_out} windows, but the last starts "
                           f"at {last}, past the input ({size}): kernel {k} < stride {s} leaves it empty",
                           "use round_mode: FLOOR, or a kernel at least as large as the stride")
             items.append(explain_pool(size, k, s, p, self.ceil_mode))

@@ -2,5 +2,6 @@
 
 windows: sliding-window arithmetic (output sizes, kernel taps); im2col: im2col/col2im;
 conv: convolution and deconvolution; pooling: MAX/AVE/STOCHASTIC pooling; lrn: local
-response normalisation; cuda: the CuPy kernels used for the 2-d cases when xp is cupy.
+response normalisation; cuda: the CuPy kernels used for the 2-d cases when xp is cupy;
+workspace: reusable scratch buffers for big temporaries.
 """

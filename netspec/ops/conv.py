@@ -1,22 +1,26 @@
 """Convolution and deconvolution, forward and backward, on NumPy or CuPy.
 
-Three paths, chosen by the shapes:
+Two paths, chosen by the shapes:
   * pointwise (1x1, stride 1, no pad): a batched product W @ x[n], no im2col and no copy;
-  * depthwise (one input and one output channel per group): one multiply-add per kernel tap
-    over the whole batch, instead of N*G tiny matrix products;
-  * general: channel-major im2col (see im2col.py), one product per group.
+  * general: channel-major im2col (see im2col.py), one product per group, the batch inside
+    the columns; depthwise convolution (a group per channel) is G products of (1 x taps) @
+    (taps x N*out), not N*G tiny ones.
 
 Weights are (O, C/G, *kernel) for convolution and (C, O/G, *kernel) for deconvolution, as in
 Caffe. Forward writes the top into `out`; backward ACCUMULATES into dw and db (the executor
 clears them) and writes dx into `dx` (None: not wanted). Big temporaries live in scratch
 buffers (workspace.py).
 """
+import math
+
 from .im2col import col2im, col_shape, im2col
-from .windows import covers_all
 from .workspace import scratch
 
 # Bytes of the stacked (M, K) products summed over the batch at a time (pointwise weight grad).
 _CHUNK_BYTES = 32 << 20
+# Bytes of im2col columns built at a time; a larger batch is convolved in chunks (Caffe
+# builds one image's columns at a time; a whole batch makes one big efficient product).
+COLUMN_BYTES = 128 << 20
 
 
 def _sum_over_batch(xp, a, b):
@@ -31,13 +35,9 @@ def _sum_over_batch(xp, a, b):
     return total
 
 
-def is_depthwise(x_channels, w, group):
-    return group > 1 and group == x_channels == w.shape[0]
-
-
-def uses_columns(x, w, group, win):
+def uses_columns(win):
     """Whether convolution runs through im2col (so a column buffer is worth keeping)."""
-    return not win.pointwise and not is_depthwise(x.shape[1], w, group)
+    return not win.pointwise
 
 
 def _matmul_into(xp, a, b, out, shape):
@@ -69,52 +69,57 @@ def _transposed(xp, name, a):
     return t
 
 
-def _depthwise(xp, x, w, win, out, out_shape):
-    """out = sum over taps of w[:, tap] * shifted x: a full tap first (assigned, not added),
-    the products of the others in one scratch buffer."""
-    whole = (slice(None), slice(None))
-    taps = sorted(win.taps(x.shape[2:], out_shape), key=lambda t: not covers_all(t[1], out_shape))
-    tmp = scratch(xp, "depthwise", out.shape, out.dtype)
-    if not taps or not covers_all(taps[0][1], out_shape):
-        out[...] = 0
-    for k, (tap, out_slices, in_slices) in enumerate(taps):
-        if k == 0 and covers_all(out_slices, out_shape):
-            xp.multiply(x[whole + in_slices], _tap_weight(w, tap), out=out)
-            continue
-        part = tmp[whole + out_slices]
-        xp.multiply(x[whole + in_slices], _tap_weight(w, tap), out=part)
-        out[whole + out_slices] += part
-
-
 # -- convolution --------------------------------------------------------------------------------
+def column_bytes(x_shape, win, out_shape, itemsize):
+    """Size of the whole batch's im2col columns."""
+    return math.prod(col_shape(x_shape, win, out_shape)) * itemsize
+
+
+def _batch_chunks(x_shape, win, out_shape, itemsize):
+    """Batch slices whose columns fit COLUMN_BYTES (whole batches when they fit: one product)."""
+    n = x_shape[0]
+    step = max(1, COLUMN_BYTES * n // max(column_bytes(x_shape, win, out_shape, itemsize), 1))
+    return [slice(start, min(start + step, n)) for start in range(0, n, step)]
+
+
 def conv_forward(xp, x, w, b, win, group, out, col=None):
-    """out[...] = conv(x, w) + b. `col`, when given, receives the im2col columns (a buffer of
-    col_shape) so that backward can reuse them; otherwise a scratch buffer is used."""
+    """out[...] = conv(x, w) + b. `col`, when given, receives the whole batch's im2col columns
+    (a buffer of col_shape) so that backward can reuse them; otherwise the columns go to a
+    scratch buffer, a batch chunk at a time."""
     n, c = x.shape[:2]
     o = w.shape[0]
-    out_shape = out.shape[2:]
     if win.pointwise:
         _matmul_into(xp, w.reshape(group, o // group, c // group), x.reshape(n, group, c // group, -1),
                      out, (n, group, o // group, -1))
-    elif is_depthwise(c, w, group):
-        _depthwise(xp, x, w, win, out, out_shape)
+        _add_bias(out, b)
+    elif col is not None:
+        _columns_forward(xp, x, w, b, win, group, out, col)
     else:
-        if col is None:
-            col = scratch(xp, "col", col_shape(x.shape, win, out_shape), x.dtype)
-        im2col(xp, x, win, out_shape, col)
-        rows = w[0].size                        # C/G * taps: one filter's inputs
-        y = scratch(xp, "conv_y", (group, o // group, col.size // (group * rows)), x.dtype)
-        xp.matmul(w.reshape(group, o // group, rows), col.reshape(group, rows, -1), out=y)
-        out[...] = y.reshape((o, n) + tuple(out_shape)).swapaxes(0, 1)
-    _add_bias(out, b)
+        for part in _batch_chunks(x.shape, win, out.shape[2:], x.itemsize):
+            xs, outs = x[part], out[part]
+            _columns_forward(xp, xs, w, b, win, group, outs,
+                             scratch(xp, "col", col_shape(xs.shape, win, outs.shape[2:]), x.dtype))
+
+
+def _columns_forward(xp, x, w, b, win, group, out, col):
+    n, o = x.shape[0], w.shape[0]
+    out_shape = out.shape[2:]
+    im2col(xp, x, win, out_shape, col)
+    rows = w[0].size                        # C/G * taps: one filter's inputs
+    y = scratch(xp, "conv_y", (group, o // group, col.size // (group * rows)), x.dtype)
+    xp.matmul(w.reshape(group, o // group, rows), col.reshape(group, rows, -1), out=y)
+    y = y.reshape((o, n) + tuple(out_shape)).swapaxes(0, 1)
+    if b is None:
+        out[...] = y
+    else:                                   # the transpose and the bias in one pass
+        xp.add(y, b.reshape((-1,) + (1,) * len(out_shape)), out=out)
 
 
 def conv_backward(xp, x, w, dy, win, group, col=None, dw=None, db=None, dx=None):
     """Accumulate dw and db (where given); write dx (where given). `col` holds forward's
-    im2col columns, or None to recompute them."""
+    im2col columns of the whole batch, or None to recompute them a batch chunk at a time."""
     n, c = x.shape[:2]
     o = w.shape[0]
-    out_shape = dy.shape[2:]
     if db is not None:
         db += _bias_grad(dy)
     if win.pointwise:
@@ -125,21 +130,17 @@ def conv_backward(xp, x, w, dy, win, group, col=None, dw=None, db=None, dx=None)
         if dx is not None:
             _matmul_into(xp, w.reshape(group, o // group, c // group).swapaxes(1, 2), dys,
                          dx, (n, group, c // group, -1))
-        return
-    whole = (slice(None), slice(None))
-    if is_depthwise(c, w, group):
-        taps = win.taps(x.shape[2:], out_shape)
-        if dw is not None:
-            axes = "".join(chr(ord("a") + i) for i in range(dy.ndim - 2))
-            spec = f"nc{axes},nc{axes}->c"
-            for tap, out_slices, in_slices in taps:
-                dw[(slice(None), 0) + tap] += xp.einsum(spec, dy[whole + out_slices], x[whole + in_slices])
-        if dx is not None:
-            dx[...] = 0
-            for tap, out_slices, in_slices in taps:
-                dx[whole + in_slices] += dy[whole + out_slices] * _tap_weight(w, tap)
-        return
-    rows = w[0].size
+    elif col is not None:
+        _columns_backward(xp, x, w, dy, win, group, col, dw, dx)
+    elif dw is not None or dx is not None:
+        for part in _batch_chunks(x.shape, win, dy.shape[2:], x.itemsize):
+            _columns_backward(xp, x[part], w, dy[part], win, group, None, dw,
+                              None if dx is None else dx[part])
+
+
+def _columns_backward(xp, x, w, dy, win, group, col, dw, dx):
+    o, rows = w.shape[0], w[0].size
+    out_shape = dy.shape[2:]
     dyt = _transposed(xp, "dy_t", dy).reshape(group, o // group, -1)
     if dw is not None:
         if col is None:
@@ -147,7 +148,11 @@ def conv_backward(xp, x, w, dy, win, group, col=None, dw=None, db=None, dx=None)
         dw += xp.matmul(dyt, col.reshape(group, rows, -1).swapaxes(1, 2)).reshape(w.shape)
     if dx is not None:
         dcol = scratch(xp, "dcol", col_shape(x.shape, win, out_shape), x.dtype)
-        xp.matmul(w.reshape(group, o // group, rows).swapaxes(1, 2), dyt, out=dcol.reshape(group, rows, -1))
+        wt = w.reshape(group, o // group, rows).swapaxes(1, 2)
+        if o == group:      # one filter per group (depthwise): an outer product, cheaper as a broadcast
+            xp.multiply(wt, dyt, out=dcol.reshape(group, rows, -1))
+        else:
+            xp.matmul(wt, dyt, out=dcol.reshape(group, rows, -1))
         col2im(xp, dcol, x.shape, win, dx)
 
 

@@ -5,7 +5,8 @@ same thing; tests compare the two where a GPU is present.
 Kernels are compiled lazily, on first use, and cached; importing this module needs no CuPy.
 Every kernel computes one output element per thread and gathers what it needs (col2im and
 the pooling backwards loop over the taps that reach their input element), so no atomics.
-All arrays are made C-contiguous before raw indexing.
+Raw inputs are made C-contiguous before they are indexed by hand. Inside a kernel body `i`
+(the element index) and `n` are CuPy's own names.
 """
 from functools import lru_cache
 
@@ -36,21 +37,21 @@ _SOURCES = {
         "raw T x, int32 num, int32 channels, " + _GEOMETRY + ", int32 dil_y, int32 dil_x",
         "T col",
         _DECODE_OUTPUT.replace("nc", "rest") + """
-        const long long n = rest % num;
+        const long long nb = rest % num;
         const int kj = (int)((rest / num) % kw);
         const int ki = (int)((rest / num / kw) % kh);
         const long long c = rest / num / kw / kh;
         const int yy = oy * sy - py + ki * dil_y;
         const int xx = ox * sx - px + kj * dil_x;
         col = (yy >= 0 && yy < h && xx >= 0 && xx < w)
-            ? x[((n * channels + c) * h + yy) * w + xx] : (T)0;
+            ? x[((nb * channels + c) * h + yy) * w + xx] : (T)0;
         """),
     # img[n, c, y, x] = sum of the col entries that im2col copied from (y, x).
     "netspec_col2im": (
         "raw T col, int32 num, int32 channels, " + _GEOMETRY + ", int32 dil_y, int32 dil_x",
         "T img",
         _DECODE_INPUT + """
-        const long long n = nc / channels;
+        const long long nb = nc / channels;
         const long long c = nc % channels;
         T sum = 0;
         for (int ki = 0; ki < kh; ++ki) {
@@ -59,7 +60,7 @@ _SOURCES = {
             for (int kj = 0; kj < kw; ++kj) {
                 const int tx = x0 + px - kj * dil_x;
                 if (tx < 0 || tx % sx != 0 || tx / sx >= out_w) continue;
-                sum += col[((((c * kh + ki) * kw + kj) * num + n) * out_h + ty / sy) * out_w + tx / sx];
+                sum += col[((((c * kh + ki) * kw + kj) * num + nb) * out_h + ty / sy) * out_w + tx / sx];
             }
         }
         img = sum;
@@ -78,7 +79,7 @@ _SOURCES = {
         for (int yy = y_lo; yy < y_hi; ++yy) {
             for (int xx = x_lo; xx < x_hi; ++xx) {
                 const T v = x[plane + (long long)yy * w + xx];
-                if (v > best) {
+                if (v > best || best != best) {     // a NaN never stays the max of numbers
                     best = v;
                     where = (yy - ys) * kw + (xx - xs);
                 }

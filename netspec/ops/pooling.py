@@ -12,6 +12,8 @@
 NumPy loops over the kernel taps only (see windows.taps). 2-d MAX and AVE run as CuPy kernels
 where xp is cupy (netspec.ops.cuda).
 """
+import math
+
 import numpy
 
 from .windows import ave_divisor, flat_tap
@@ -50,12 +52,12 @@ def max_pool(xp, x, win, out_shape, out=None):
         return y, arg.astype(numpy.int32).reshape(y.shape)
     y[...] = -xp.inf
     # Small tap indices fit uint8; the update below wraps consistently in either type.
-    arg = xp.zeros(y.shape, dtype=numpy.uint8 if numpy.prod(win.kernel) <= 255 else numpy.int32)
+    arg = xp.zeros(y.shape, dtype=numpy.uint8 if math.prod(win.kernel) <= 255 else numpy.int32)
     for tap, out_slices, in_slices in win.taps(in_shape, out_shape):
         index = arg.dtype.type(flat_tap(tap, win.kernel))
         src, best, where = x[WHOLE + in_slices], y[WHOLE + out_slices], arg[WHOLE + out_slices]
         wins = src > best
-        xp.maximum(best, src, out=best)
+        xp.fmax(best, src, out=best)        # fmax: a NaN never wins, as with Caffe's strict >
         # where = index if wins else where, in arithmetic (masked copies are ~10x slower)
         where += wins * (index - where)
     return y, arg
@@ -94,7 +96,7 @@ def argmax_to_input_index(xp, arg, in_shape, win):
         shape = [1] * arg.ndim
         shape[2 + axis] = out_shape[axis]
         start = (xp.arange(out_shape[axis]) * s - p).reshape(shape)
-        stride_in = int(numpy.prod(in_shape[axis + 1:], dtype=int))
+        stride_in = math.prod(in_shape[axis + 1:])
         index += (start + tap) * stride_in
     return index
 
@@ -132,7 +134,7 @@ def ave_pool_backward(xp, dy, in_shape, win, out=None):
     if gpu:
         return gpu.ave_pool_backward(dy, in_shape, win, dx)
     if _is_global(in_shape, dy.shape[2:], win):
-        dx[...] = dy / numpy.prod(in_shape, dtype=int)
+        dx[...] = dy / math.prod(in_shape)
         return dx
     share = dy / _divisor(xp, in_shape, dy.shape[2:], win, dy.dtype)
     dx[...] = 0
