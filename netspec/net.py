@@ -210,19 +210,33 @@ class Net:
                             layer=node.layer.name, layer_type=node.layer.type, hint=hint)
 
     # -- running -------------------------------------------------------------------------
-    def forward(self, **feeds):
+    def forward(self, blobs=(), start=None, end=None, **feeds):
         """Run the net on the given inputs; a dict of the output blobs as NumPy arrays (on NumPy,
-        the blobs' own arrays, as pycaffe returns them: copy what must outlive the next call)."""
-        self._feed(feeds)
-        self.run_forward()
-        self.loss = float(sum(w * self.xp.sum(blob.data) for blob, w in self.loss_tops)) if self.loss_tops else 0.0
-        return {name: to_numpy(self.blobs[name].data) for name in self.outputs}
+        the blobs' own arrays, as pycaffe returns them: copy what must outlive the next call).
 
-    def backward(self):
-        """Backward from every loss; a dict of the inputs' diffs as NumPy arrays.
-        Parameter diffs accumulate (clear_param_diffs() zeroes them, as the solver does)."""
-        self.run_backward()
-        return {name: to_numpy(self.blobs[name].diff) for name in self.inputs if name in self.blobs}
+        As pycaffe: `blobs` names more blobs to return; `start`/`end` name the first and last
+        layers to run (with `end`, the outputs are that layer's tops)."""
+        self._feed(feeds)
+        first, last = self._index(start, 0), self._index(end, len(self.steps) - 1)
+        self._run(self.steps[first:last + 1], forward=True)
+        self.loss = float(sum(w * self.xp.sum(blob.data) for blob, w in self.loss_tops)) if self.loss_tops else 0.0
+        names = self.outputs if end is None else self.steps[last].node.tops
+        return {name: to_numpy(self.blobs[name].data) for name in self._known(list(names) + list(blobs))}
+
+    def backward(self, diffs=(), start=None, end=None, **top_diffs):
+        """Backward from every loss; a dict of the inputs' diffs as NumPy arrays. Parameter
+        diffs accumulate (clear_param_diffs() zeroes them, as the solver does).
+
+        As pycaffe: keyword arrays set output blobs' diffs (d something / d output) besides
+        the losses' seeds; `diffs` names more blobs to return; `start`/`end` name the layers
+        backward starts at and stops after."""
+        for blob, w in self.loss_tops:
+            blob.diff.fill(w)
+        for name in self._known(top_diffs):
+            self.blobs[name].diff[...] = self.xp.asarray(top_diffs[name], dtype=self.dtype)
+        first, last = self._index(start, len(self.steps) - 1), self._index(end, 0)
+        self._run(self.steps[last:first + 1][::-1], forward=False)
+        return {name: to_numpy(self.blobs[name].diff) for name in self._known(self.inputs + list(diffs))}
 
     def run_forward(self):
         """Every layer's forward on the Blobs as they are (no feeding, no copies out)."""
@@ -233,6 +247,22 @@ class Net:
         for blob, w in self.loss_tops:
             blob.diff.fill(w)
         self._run(reversed(self.steps), forward=False)
+
+    def _index(self, layer_name, default=None):
+        """The plan position of a layer (`default` for None)."""
+        if layer_name is None:
+            return default
+        if layer_name not in self.layer_names:
+            near = did_you_mean(layer_name, self.layer_names)
+            raise NetspecError(f"net '{self.name}' has no layer '{layer_name}'{near}")
+        return self.layer_names.index(layer_name)
+
+    def _known(self, names):
+        """The names, checked to be blobs of this net."""
+        for name in names:
+            if name not in self.blobs:
+                raise NetspecError(f"net '{self.name}' has no blob '{name}'{did_you_mean(name, self.blobs)}")
+        return list(names)
 
     def run_step(self, step, forward=True):
         """One layer's forward (or backward, where it needs one): for per-layer timing."""
@@ -312,10 +342,7 @@ class Net:
         return {layer.name: layer.blobs for layer in self.layers if layer.blobs}
 
     def layer(self, name):
-        for layer in self.layers:
-            if layer.name == name:
-                return layer
-        raise NetspecError(f"net '{self.name}' has no layer '{name}'{did_you_mean(name, self.layer_names)}")
+        return self.layers[self._index(name)]
 
     def share_with(self, other):
         """Use `other`'s parameter Blobs in the layers of the same name (Caffe's ShareTrainedLayersWith):

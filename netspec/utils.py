@@ -17,6 +17,12 @@ def did_you_mean(name, candidates):
     return " (did you mean " + " or ".join(f"'{c}'" for c in near) + "?)"
 
 
+def _umask():
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write(path, data):
     """Write bytes or text to `path` through a temporary file and a rename: never half-written."""
     path = os.fspath(path)
@@ -24,6 +30,7 @@ def atomic_write(path, data):
     mode = "wb" if isinstance(data, (bytes, bytearray, memoryview)) else "w"
     fd, tmp = tempfile.mkstemp(dir=folder, prefix="." + os.path.basename(path) + ".", suffix=".tmp")
     try:
+        os.chmod(tmp, 0o666 & ~_umask())    # mkstemp makes 0600; give the file the usual mode
         with os.fdopen(fd, mode) as f:
             f.write(data)
             f.flush()

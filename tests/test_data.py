@@ -400,3 +400,10 @@ def test_a_record_that_is_not_a_datum_is_a_clear_error(tmp_path):
     with pytest.raises(NetspecError, match="layer 'd' \\(Data\\): a record is not a Datum"):
         run_forward(layer)
     layer.close()
+
+
+def test_dummy_data_refills_random_fillers_every_forward():
+    layer = make('name: "x" type: "DummyData" top: "a" dummy_data_param { shape { dim: 3 dim: 4 } '
+                 'data_filler { type: "gaussian" std: 2 } }')
+    (first,), (second,) = run_forward(layer), run_forward(layer)
+    assert first.shape == (3, 4) and not np.array_equal(first, second) and first.std() > 0.5

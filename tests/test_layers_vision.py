@@ -243,7 +243,6 @@ def test_deconvolution_shape_note():
     (conv_text(kernel_h=3, kernel_w=3), (1, 1, 5, 5, 5), "kernel_h/kernel_w apply to 2-d convolution only"),
     (conv_text(kernel_size=3, stride=[1, 2, 1]), (1, 1, 5, 5), "stride is given 3 times for 2 spatial axes"),
     (pool_text(pool="MAX", kernel_size=7), (1, 1, 5, 5), "kernel 7 is larger than the padded input 5 + 2*0 = 5"),
-    (pool_text(pool="MAX", kernel_size=1, stride=3), (1, 1, 8, 8), "past the input (8)"),
     (pool_text(pool="MAX", kernel_size=2), (1, 4, 5), "takes a 4-d"),
     ('name: "s" type: "SPP" spp_param { pyramid_height: 3 }', (1, 1, 3, 3), "pyramid level 2 (4x4 bins)"),
     ('name: "c" type: "Crop" crop_param { axis: 2 offset: 3 }', ((1, 1, 6, 6), (1, 1, 4, 4)), "cannot crop 4 from 6 at offset 3"),
@@ -256,6 +255,21 @@ def test_shape_errors_show_the_arithmetic(text, shape, words):
     with pytest.raises(LayerError) as e:
         infer(layer, *shapes)
     assert words in e.value.message
+
+
+def test_empty_last_pooling_window_warns_and_gives_caffes_values():
+    """ceil rounding with kernel < stride: Caffe keeps the empty window (MAX: -FLT_MAX; AVE: a sum
+    of nothing over Caffe's unclipped divisor, here -1 or 1, so 0)."""
+    for pool, empty in (("MAX", np.finfo(np.float32).min), ("AVE", 0.0)):
+        layer = make_layer(pool_text(pool=pool, kernel_size=1, stride=3))
+        ctx = ShapeContext()
+        assert layer.infer([(1, 1, 8, 8)], ctx) == [(1, 1, 4, 4)]
+        assert any("past the input (8)" in w for w in ctx.warnings)
+        bottoms, tops = setup_blobs(layer, [np.arange(64.0).reshape(1, 1, 8, 8)])
+        layer.forward(np, bottoms, tops)
+        y = tops[0].data[0, 0]
+        np.testing.assert_array_equal(y[:3, :3], np.arange(64.0).reshape(8, 8)[::3, ::3])
+        np.testing.assert_array_equal(y[3], np.full(4, empty))
 
 
 @pytest.mark.parametrize("text,words", [

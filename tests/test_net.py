@@ -293,8 +293,9 @@ def test_first_nonfinite_names_the_layer(tmp_path):
     net.forward(**feeds)
     assert net.first_nonfinite() is None
     net.params["conv1"][1].data[0] = np.nan       # conv1's top is rewritten in place by relu1
-    net.forward(**feeds)
-    assert net.first_nonfinite() == ("conv1", "conv1")
+    with np.errstate(all="ignore"):
+        net.forward(**feeds)
+        assert net.first_nonfinite() == ("conv1", "conv1")
 
 
 def test_unknown_backend_is_an_error(tmp_path):
@@ -354,3 +355,46 @@ def test_zoo_lenet_saved_by_save_reloads_to_identical_outputs(tmp_path):
     net.save(tmp_path / "lenet.caffemodel")
     again = Net(str(LENET_DEPLOY), weights=tmp_path / "lenet.caffemodel", seed=0)
     np.testing.assert_array_equal(again.forward(data=images)["prob"], out)
+
+
+def test_inputs_get_gradients_only_with_force_backward(tmp_path):
+    feeds = small_inputs(np.random.default_rng(0))
+    plain = Net(write(tmp_path, SMALL_LENET.replace("force_backward: true", ""), "plain.prototxt"), phase="TRAIN")
+    plain.forward(**feeds)
+    assert not plain.backward()["data"].any()
+    assert [s.propagate_down for s in plain.steps if s.name in ("conv1", "loss")] == [[False], [True, False]]
+    forced = Net(write(tmp_path, SMALL_LENET), phase="TRAIN")
+    forced.forward(**feeds)
+    assert forced.backward()["data"].any()
+    assert [s.propagate_down for s in forced.steps if s.name == "loss"] == [[True, False]]   # never the labels
+
+
+def test_pycaffe_style_partial_runs_extra_blobs_and_output_diffs(tmp_path):
+    text = "force_backward: true\n" + IP_NET + 'layer { name: "relu" type: "ReLU" bottom: "y" top: "z" }\n'
+    net = Net(write(tmp_path, text), seed=0, dtype="float64")
+    x = np.random.default_rng(1).standard_normal((2, 3))
+    assert set(net.forward(x=x, end="ip")) == {"y"}
+    out = net.forward(x=x, blobs=["y"])
+    assert set(out) == {"z", "y"}
+    g = np.random.default_rng(2).standard_normal((2, 4))
+    w = net.params["ip"][0].data
+    dx = net.backward(z=g, diffs=["y"])
+    np.testing.assert_allclose(dx["x"], (g * (out["y"] > 0)) @ w)
+    np.testing.assert_allclose(dx["y"], g * (out["y"] > 0))
+    with pytest.raises(NetspecError, match="no layer 'rel'.*'relu'"):
+        net.forward(start="rel")
+    with pytest.raises(NetspecError, match="no blob 'zz'"):
+        net.backward(zz=g)
+
+
+def test_same_seed_same_dropout_masks(tmp_path):
+    text = """
+    layer { name: "data" type: "Input" top: "x" input_param { shape { dim: 4 dim: 50 } } }
+    layer { name: "drop" type: "Dropout" bottom: "x" top: "y" dropout_param { dropout_ratio: 0.5 } }
+    """
+    path = write(tmp_path, text)
+    x = np.ones((4, 50))
+    runs = [Net(path, phase="TRAIN", seed=s).forward(x=x)["y"].copy() for s in (3, 3, 4)]
+    np.testing.assert_array_equal(runs[0], runs[1])
+    assert not np.array_equal(runs[0], runs[2])
+    assert set(np.unique(runs[0])) == {0.0, 2.0}

@@ -48,3 +48,11 @@ def test_time_bad_input_is_exit_2(tmp_path, capsys):
     assert code == 2 and "NAME=N,C,H,W" in out.err and "Traceback" not in out.err
     code, out = run_time(tmp_path, capsys, "--input", "dat=1,1,8,8")
     assert code == 2 and "did you mean 'data'" in out.err
+
+
+def test_time_takes_caffes_model_flag(tmp_path, capsys):
+    path = tmp_path / "tiny.prototxt"
+    path.write_text(NET)
+    assert cli.main(["time", "--model", str(path), "--iterations", "1"]) == 0
+    assert "conv1\tforward:" in capsys.readouterr().out
+    assert cli.main(["time"]) == 2 and "no net given" in capsys.readouterr().err

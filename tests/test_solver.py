@@ -6,14 +6,15 @@ import pytest
 from google.protobuf import text_format
 
 from netspec import caffe_pb2
+from netspec.backend import to_numpy
 from netspec.blob import Blob
 from netspec.errors import NetspecError
 from netspec.solver import Solver, learning_rate, solver_type
 
 
 class Slot:
-    def __init__(self, data, lr_mult=1.0, decay_mult=1.0):
-        self.blob = Blob(np.array(data, np.float64), np.zeros(np.shape(data)))
+    def __init__(self, data, lr_mult=1.0, decay_mult=1.0, xp=np):
+        self.blob = Blob(xp.array(data, np.float64), xp.zeros(np.shape(data)))
         self.lr_mult, self.decay_mult = lr_mult, decay_mult
 
 
@@ -21,10 +22,10 @@ def solver_param(text):
     return text_format.Parse(text, caffe_pb2.SolverParameter())
 
 
-def run(sp, starts, grads_of, iters, mults=None):
+def run(sp, starts, grads_of, iters, mults=None, xp=np):
     """Run the Solver for `iters` steps; grads_of(i, data) gives each parameter's gradient."""
-    slots = [Slot(s, *(mults[i] if mults else (1.0, 1.0))) for i, s in enumerate(starts)]
-    solver = Solver(sp, slots)
+    slots = [Slot(s, *(mults[i] if mults else (1.0, 1.0)), xp=xp) for i, s in enumerate(starts)]
+    solver = Solver(sp, slots, xp)
     for _ in range(iters):
         for i, s in enumerate(slots):
             s.blob.diff[...] = grads_of(i, s.blob.data)

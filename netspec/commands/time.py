@@ -15,7 +15,8 @@ from ..errors import NetspecError
 def add_parser(subparsers):
     p = subparsers.add_parser("time", help="time a net's forward and backward passes, layer by layer",
                               description="Time forward and backward passes of a net, per layer and in total.")
-    p.add_argument("model", metavar="FILE", help="the net (.prototxt, .yaml, .json)")
+    p.add_argument("model", metavar="FILE", nargs="?", help="the net (.prototxt, .yaml, .json)")
+    p.add_argument("--model", dest="model_option", metavar="FILE", help="the net, as `caffe time --model` takes it")
     p.add_argument("--iterations", "-n", type=int, default=50, help="timed iterations (default 50)")
     p.add_argument("--backend", default="numpy", choices=["numpy", "cupy"], help="array backend (default numpy)")
     p.add_argument("--phase", default="TRAIN", type=str.upper, choices=["TRAIN", "TEST"],
@@ -118,10 +119,13 @@ def report(net, layer_fwd, layer_bwd, whole):
 def run(args):
     from ..net import Net
     from ..report import parse_input
+    model = args.model or args.model_option
+    if not model:
+        raise NetspecError("no net given", hint="netspec time FILE (or --model FILE)")
     if args.iterations < 1:
         raise NetspecError(f"--iterations must be at least 1, got {args.iterations}")
     inputs = dict(parse_input(text) for text in args.input)
-    net = Net(args.model, phase=args.phase, backend=args.backend, inputs=inputs or None,
+    net = Net(model, phase=args.phase, backend=args.backend, inputs=inputs or None,
               seed=args.seed, stages=args.stage, level=args.level)
     net.forward(**fill_inputs(net, np.random.default_rng(args.seed)))
     print(report(net, *measure(net, args.iterations)))

@@ -11,6 +11,7 @@ import numpy as np
 
 from .. import caffe_pb2
 from ..errors import LayerError
+from ..ops.gemm import matmul
 from .base import Layer
 from .registry import layer
 
@@ -110,7 +111,7 @@ class InnerProduct(_Common):
         _, m, k = self._split(bottoms[0].shape)
         w = self.blobs[0].data
         y = tops[0].data.reshape(m, self.num_output)
-        xp.matmul(bottoms[0].data.reshape(m, k), w if self.transpose else w.T, out=y)
+        matmul(xp, bottoms[0].data.reshape(m, k), w if self.transpose else w.T, out=y)
         if self.bias_term:
             y += self.blobs[1].data
 
@@ -120,11 +121,11 @@ class InnerProduct(_Common):
         x = bottoms[0].data.reshape(m, k)
         w = self.blobs[0]
         if self.param_wanted(0):
-            w.diff += x.T @ dy if self.transpose else dy.T @ x
+            w.diff += matmul(xp, x.T, dy) if self.transpose else matmul(xp, dy.T, x)
         if self.bias_term and self.param_wanted(1):
             self.blobs[1].diff += dy.sum(axis=0)
         if propagate_down[0]:
-            xp.matmul(dy, w.data.T if self.transpose else w.data, out=bottoms[0].diff.reshape(m, k))
+            matmul(xp, dy, w.data.T if self.transpose else w.data, out=bottoms[0].diff.reshape(m, k))
 
 
 # ---------------------------------------------------------------------------------------------

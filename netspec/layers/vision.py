@@ -465,10 +465,10 @@ class Pooling(Layer):
                           "pad more, use a smaller kernel, or feed a larger input")
             size_out = pool_out(size, k, s, p, self.ceil_mode)
             last = (size_out - 1) * s - p
-            if last >= size:
-                self.fail(f"{label}: ceil(({size} + 2*{p} - {k})/{s}) + 1 = {size_out} windows, but the last starts "
-                          f"at {last}, past the input ({size}): kernel {k} < stride {s} leaves it empty",
-                          "use round_mode: FLOOR, or a kernel at least as large as the stride")
+            if last >= size:    # Caffe allows it: MAX gives -FLT_MAX there, AVE gives 0
+                ctx.warn(f"{label}: ceil(({size} + 2*{p} - {k})/{s}) + 1 = {size_out} windows, but the last starts "
+                         f"at {last}, past the input ({size}): kernel {k} < stride {s} leaves it empty; "
+                         "use round_mode: FLOOR, or a kernel at least as large as the stride")
             items.append(explain_pool(size, k, s, p, self.ceil_mode))
             out.append(size_out)
         _explain_axes(ctx, labels, items)

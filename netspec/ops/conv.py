@@ -13,6 +13,7 @@ buffers (workspace.py).
 """
 import math
 
+from .gemm import matmul
 from .im2col import col2im, col_shape, im2col
 from .workspace import scratch
 
@@ -30,7 +31,7 @@ def _sum_over_batch(xp, a, b):
     step = max(1, _CHUNK_BYTES // max(per_item, 1))
     total = None
     for start in range(0, a.shape[0], step):
-        part = xp.matmul(a[start:start + step], b[start:start + step]).sum(axis=0)
+        part = matmul(xp, a[start:start + step], b[start:start + step]).sum(axis=0)
         total = part if total is None else total + part
     return total
 
@@ -43,9 +44,9 @@ def uses_columns(win):
 def _matmul_into(xp, a, b, out, shape):
     """out[...] = a @ b, with `out` viewed as `shape`; straight into out when it is contiguous."""
     if out.flags.c_contiguous:
-        xp.matmul(a, b, out=out.reshape(shape))
+        matmul(xp, a, b, out=out.reshape(shape))
     else:
-        out[...] = xp.matmul(a, b).reshape(out.shape)
+        out[...] = matmul(xp, a, b).reshape(out.shape)
 
 
 def _add_bias(out, b):
@@ -107,7 +108,7 @@ def _columns_forward(xp, x, w, b, win, group, out, col):
     im2col(xp, x, win, out_shape, col)
     rows = w[0].size                        # C/G * taps: one filter's inputs
     y = scratch(xp, "conv_y", (group, o // group, col.size // (group * rows)), x.dtype)
-    xp.matmul(w.reshape(group, o // group, rows), col.reshape(group, rows, -1), out=y)
+    matmul(xp, w.reshape(group, o // group, rows), col.reshape(group, rows, -1), out=y)
     y = y.reshape((o, n) + tuple(out_shape)).swapaxes(0, 1)
     if b is None:
         out[...] = y
@@ -145,14 +146,14 @@ def _columns_backward(xp, x, w, dy, win, group, col, dw, dx):
     if dw is not None:
         if col is None:
             col = im2col(xp, x, win, out_shape, scratch(xp, "col", col_shape(x.shape, win, out_shape), x.dtype))
-        dw += xp.matmul(dyt, col.reshape(group, rows, -1).swapaxes(1, 2)).reshape(w.shape)
+        dw += matmul(xp, dyt, col.reshape(group, rows, -1).swapaxes(1, 2)).reshape(w.shape)
     if dx is not None:
         dcol = scratch(xp, "dcol", col_shape(x.shape, win, out_shape), x.dtype)
         wt = w.reshape(group, o // group, rows).swapaxes(1, 2)
         if o == group:      # one filter per group (depthwise): an outer product, cheaper as a broadcast
             xp.multiply(wt, dyt, out=dcol.reshape(group, rows, -1))
         else:
-            xp.matmul(wt, dyt, out=dcol.reshape(group, rows, -1))
+            matmul(xp, wt, dyt, out=dcol.reshape(group, rows, -1))
         col2im(xp, dcol, x.shape, win, dx)
 
 
@@ -163,7 +164,7 @@ def deconv_forward(xp, x, w, b, win, group, out):
     rows = w[0].size                        # O/G * taps
     xt = _transposed(xp, "x_t", x).reshape(group, c // group, -1)
     col = scratch(xp, "dcol", col_shape(out.shape, win, x.shape[2:]), x.dtype)
-    xp.matmul(w.reshape(group, c // group, rows).swapaxes(1, 2), xt, out=col.reshape(group, rows, -1))
+    matmul(xp, w.reshape(group, c // group, rows).swapaxes(1, 2), xt, out=col.reshape(group, rows, -1))
     col2im(xp, col, out.shape, win, out)
     _add_bias(out, b)
 
@@ -179,8 +180,8 @@ def deconv_backward(xp, x, w, dy, win, group, dw=None, db=None, dx=None):
     col = col.reshape(group, rows, -1)
     if dw is not None:
         xt = _transposed(xp, "x_t", x).reshape(group, c // group, -1)
-        dw += xp.matmul(xt, col.swapaxes(1, 2)).reshape(w.shape)
+        dw += matmul(xp, xt, col.swapaxes(1, 2)).reshape(w.shape)
     if dx is not None:
         dxt = scratch(xp, "dx_t", (group, c // group, col.shape[-1]), x.dtype)
-        xp.matmul(w.reshape(group, c // group, rows), col, out=dxt)
+        matmul(xp, w.reshape(group, c // group, rows), col, out=dxt)
         dx[...] = dxt.reshape((c, n) + tuple(x.shape[2:])).swapaxes(0, 1)

@@ -74,12 +74,12 @@ _SOURCES = {
         const int y_lo = imax(ys, 0), y_hi = imin(ys + kh, h);
         const int x_lo = imax(xs, 0), x_hi = imin(xs + kw, w);
         const long long plane = nc * h * w;
-        T best = x[plane + (long long)y_lo * w + x_lo];
-        int where = (y_lo - ys) * kw + (x_lo - xs);
+        T best = -3.402823466e+38;      // Caffe's -FLT_MAX: what a window left empty gives
+        int where = -1;
         for (int yy = y_lo; yy < y_hi; ++yy) {
             for (int xx = x_lo; xx < x_hi; ++xx) {
                 const T v = x[plane + (long long)yy * w + xx];
-                if (v > best || best != best) {     // a NaN never stays the max of numbers
+                if (v > best) {                 // strict: the first maximum wins, a NaN never does
                     best = v;
                     where = (yy - ys) * kw + (xx - xs);
                 }

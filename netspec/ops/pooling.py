@@ -32,6 +32,9 @@ def _is_global(in_shape, out_shape, win):
     return tuple(win.kernel) == tuple(in_shape) and not any(win.pad) and all(o == 1 for o in out_shape)
 
 
+FLT_LOWEST = float(numpy.finfo(numpy.float32).min)
+
+
 # -- MAX ---------------------------------------------------------------------------------------
 def _output(xp, out, shape, dtype):
     return xp.empty(shape, dtype=dtype) if out is None else out
@@ -50,7 +53,7 @@ def max_pool(xp, x, win, out_shape, out=None):
         arg = flat.argmax(axis=-1)[..., None]
         y[...] = xp.take_along_axis(flat, arg, axis=-1).reshape(y.shape)
         return y, arg.astype(numpy.int32).reshape(y.shape)
-    y[...] = -xp.inf
+    y[...] = FLT_LOWEST     # as Caffe: a window left empty by ceil rounding gives -FLT_MAX
     # Small tap indices fit uint8; the update below wraps consistently in either type.
     arg = xp.zeros(y.shape, dtype=numpy.uint8 if math.prod(win.kernel) <= 255 else numpy.int32)
     for tap, out_slices, in_slices in win.taps(in_shape, out_shape):
