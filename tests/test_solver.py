@@ -140,15 +140,15 @@ RULE_FILES = {
 
 
 @pytest.mark.parametrize("kind", sorted(RULE_FILES))
-def test_rule_matches_reference(kind):
+def test_rule_matches_reference(kind, xp):
     sp = solver_param(RULE_FILES[kind] + ' base_lr: 0.05 lr_policy: "fixed" weight_decay: 0.001')
-    got, solver = run(sp, STARTS, quadratic, 5)
+    got, solver = run(sp, STARTS, quadratic, 5, xp=xp)
     want, history = reference(kind, sp, STARTS, 5)
     for g, w in zip(got, want):
-        np.testing.assert_allclose(g, w, rtol=1e-10, atol=1e-7)
+        np.testing.assert_allclose(to_numpy(g), w, rtol=1e-10, atol=1e-12)
     assert len(solver.history) == len(history)
     for g, w in zip(solver.history, history):
-        np.testing.assert_allclose(g, w, rtol=1e-10, atol=1e-7)
+        np.testing.assert_allclose(to_numpy(g), w, rtol=1e-10, atol=1e-12)
 
 
 def test_legacy_solver_type_maps_to_type():
