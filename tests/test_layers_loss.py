@@ -417,10 +417,10 @@ def accuracy(extra="", tops=1):
 
 
 @pytest.mark.parametrize("top_k, labels, expected", [
-    # scores [1, 1, 0]: Caffe's CPU sort puts the tied class 1 ahead of class 0
-    (1, [0], 0.0), (1, [1], 1.0), (2, [0], 1.0), (2, [2], 0.0), (3, [2], 1.0),
+    # scores [1, 1, 0]: Caffe counts every other class scoring >= the true one as ahead of it
+    (1, [0], 0.0), (1, [1], 0.0), (2, [0], 1.0), (2, [1], 1.0), (2, [2], 0.0), (3, [2], 1.0),
 ])
-def test_accuracy_ties_as_caffe_ranks_them(top_k, labels, expected, xp):
+def test_accuracy_ties_count_against_the_true_class(top_k, labels, expected, xp):
     layer = accuracy(f"accuracy_param {{ top_k: {top_k} }}")
     assert loss_of(layer, [np.array([[1.0, 1.0, 0.0]]), np.array(labels)], xp) == expected
 
@@ -429,8 +429,8 @@ def test_accuracy_three_way_tie():
     x = np.full((3, 3), 2.0)
     layer = accuracy("accuracy_param { top_k: 2 }", tops=2)
     _, tops = forward(layer, [x, np.array([0, 1, 2])])
-    assert float(tops[0].data) == pytest.approx(2 / 3)
-    np.testing.assert_array_equal(tops[1].data, [0, 1, 1])
+    assert float(tops[0].data) == 0.0          # each true class has two others tied with it
+    np.testing.assert_array_equal(tops[1].data, [0, 0, 0])
 
 
 def test_accuracy_per_class_with_ignore_label_and_axis(xp):

@@ -152,8 +152,8 @@ def test_nan_loss_stops_and_names_the_layer(data, capsys):
     # a square root of negative numbers: NaN from layer 'root' on, at iteration 12 (after two snapshots)
     root = ('layer { name: "root" type: "Power" bottom: "ip1" top: "ip1" '
             'power_param { power: 0.5 shift: -1000 } include { min_level: 1 } }\n')
-    solver = write_files(data, "nan", max_iter=30, mid=root, extra="train_state { level: 1 }")
-    assert main(["train", "--solver", solver, "--seed", "1"]) == 2
+    solver = write_files(data, "nan", max_iter=30, mid=root)
+    assert main(["train", "--solver", solver, "--seed", "1", "--level", "1"]) == 2
     err = capsys.readouterr().err
     assert "layer 'root' (top 'ip1') is the first" in err and "iteration 0" in err
 
@@ -243,3 +243,16 @@ def test_iter_size_with_batchnorm_warns(data, capsys):
     out = capsys.readouterr().out
     assert "Effective batch: 8 (batch_size) x 2 (iter_size) = 16" in out
     assert re.search(r"^W.*iter_size 2 with BatchNorm in TRAIN \(bn\)", out, re.M)
+
+
+def test_solver_mode_gpu_asks_for_cupy_and_never_falls_back(tmp_path, capsys, monkeypatch):
+    """`solver_mode: GPU` means CuPy; where CuPy or a GPU is missing that is an error (exit 2)
+    with the fix, not a silent run on the CPU. Unset solver_mode runs on NumPy."""
+    from netspec.commands.train import _default_backend
+    monkeypatch.setitem(__import__("sys").modules, "cupy", None)     # `import cupy` fails
+    solver = tmp_path / "s.prototxt"
+    solver.write_text('net: "n.prototxt"\nbase_lr: 0.01\nmax_iter: 1\nsolver_mode: GPU\n')
+    assert main(["train", "--solver", str(solver)]) == 2
+    err = capsys.readouterr().err
+    assert "solver_mode: GPU" in err and "--backend numpy" in err and "Traceback" not in err
+    assert _default_backend(caffe_pb2.SolverParameter(), None) == "numpy"

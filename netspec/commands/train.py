@@ -18,12 +18,17 @@ def add_parser(subparsers):
                    help="train LeNet on the Fashion-MNIST sample shipped with netspec (no download)")
     p.add_argument("--iterations", type=int, default=None,
                    help=f"with --example: iterations to train (default {EXAMPLE_ITERATIONS})")
-    p.add_argument("--weights", help="a .caffemodel to fine-tune from (copied by layer name)")
+    p.add_argument("--weights", help="the .caffemodel(s) to fine-tune from, copied by layer name "
+                                      "(comma-separated: each in turn, as Caffe)")
     p.add_argument("--weights-legacy-reshape", action="store_true",
                    help="with --weights: take blobs whose element count matches but whose shape is another (legacy) form")
     p.add_argument("--snapshot", help="a .solverstate to resume from")
     p.add_argument("--backend", choices=["numpy", "cupy"], default=None,
-                   help="array backend (default: cupy when the solver says GPU and one is present, else numpy)")
+                   help="array backend (default: cupy when the solver says solver_mode: GPU, else numpy)")
+    p.add_argument("--stage", action="append", default=[],
+                   help="a train net stage (repeatable or comma-separated), added to the solver's train_state")
+    p.add_argument("--level", type=int, default=0,
+                   help="the train net's level; as `caffe train`, it replaces any level in the files (default 0)")
     p.add_argument("--seed", type=int, default=None, help="random seed (overrides the solver's random_seed)")
     p.add_argument("--log", help="also write the log to this file")
     p.add_argument("--plot", help="write loss and accuracy curves to this PNG")
@@ -31,7 +36,7 @@ def add_parser(subparsers):
 
 
 def run(args):
-    from ..trainer import Log, Trainer, copy_weights, read_solver, weights_table
+    from ..trainer import Log, Trainer, read_solver
     if args.example == bool(args.solver):
         raise NetspecError("give --solver SOLVER.prototxt, or --example")
     if args.iterations is not None and not args.example:
@@ -48,18 +53,11 @@ def run(args):
             solver_path = None
         else:
             sp, solver_path = read_solver(args.solver, log), args.solver
-        backend = args.backend or _default_backend(sp)
+            set_train_state(sp, args.level, args.stage, log)
+        backend = args.backend or _default_backend(sp, solver_path)
         trainer = Trainer(sp, backend=backend, seed=args.seed, log=log, solver_path=solver_path)
-        if args.weights:
-            rows = copy_weights(trainer.net, args.weights, args.weights_legacy_reshape)
-            log.info(f"Fine-tuning from {args.weights}:\n" + weights_table(rows))
-            refused = [r for r in rows if r[1] == "refused"]
-            if refused:
-                raise NetspecError(
-                    f"{len(refused)} layer(s) in {args.weights} do not fit the net: "
-                    + "; ".join(f"'{name}' ({detail})" for name, _, detail in refused),
-                    hint="rename the layer in the net so it starts from its filler (the usual way to "
-                         "replace a classifier), or pass --weights-legacy-reshape if only the shape's form differs")
+        for path in (args.weights.split(",") if args.weights else ()):
+            fine_tune(trainer, path, args.weights_legacy_reshape, log)
         scores = trainer.solve(resume=args.snapshot)
         if args.plot:
             from ..curves import plot_curves
@@ -77,11 +75,48 @@ def run(args):
     return 0
 
 
-def _default_backend(sp):
-    if sp.solver_mode == caffe_pb2.SolverParameter.GPU:
-        from ..backend import gpu_available
-        return "cupy" if gpu_available() else "numpy"
-    return "numpy"
+def set_train_state(sp, level, stages, log):
+    """`caffe train`'s rule: the train net's level is always the command's (default 0), replacing a
+    level the solver's train_state or the net file's state sets; stages are added to train_state."""
+    if sp.train_state.HasField("level") and sp.train_state.level != level:
+        log.warn(f"the solver's train_state level {sp.train_state.level} is replaced by --level {level}, "
+                 "as `caffe train` does; pass --level to keep it")
+    sp.train_state.level = level
+    sp.train_state.stage.extend(s for arg in stages for s in arg.split(",") if s)
+
+
+def fine_tune(trainer, path, legacy_reshape, log):
+    """Copy one weights file into the train net (the table says what happened to each layer) and
+    into the layers only a test net has, as Caffe's CopyLayers; stop if any layer is refused."""
+    from ..trainer import copy_weights, weights_table
+    rows = copy_weights(trainer.net, path, legacy_reshape)
+    trained = {layer.name for layer in trainer.net.layers}
+    for i, net in enumerate(trainer.test_nets):
+        rows += [(f"{name} (test net #{i})", status, detail)
+                 for name, status, detail in copy_weights(net, path, legacy_reshape)
+                 if name not in trained and status != "skipped"]
+    log.info(f"Fine-tuning from {path}:\n" + weights_table(rows))
+    refused = [r for r in rows if r[1] == "refused"]
+    if refused:
+        raise NetspecError(
+            f"{len(refused)} layer(s) in {path} do not fit the net: "
+            + "; ".join(f"'{name}' ({detail})" for name, _, detail in refused),
+            hint="rename the layer in the net so it starts from its filler (the usual way to "
+                 "replace a classifier), or pass --weights-legacy-reshape if only the shape's form differs")
+
+
+def _default_backend(sp, solver_path):
+    """A solver that says `solver_mode: GPU` asks for CuPy (an error where there is none, never a
+    silent fallback); one that leaves solver_mode unset runs on NumPy."""
+    if not (sp.HasField("solver_mode") and sp.solver_mode == caffe_pb2.SolverParameter.GPU):
+        return "numpy"
+    from ..backend import get_xp
+    try:
+        get_xp("cupy")
+    except NetspecError as e:
+        raise NetspecError(f"the solver asks for the GPU (solver_mode: GPU): {e.message}", file=solver_path,
+                           hint="pass --backend numpy to train on the CPU, or set solver_mode: CPU") from None
+    return "cupy"
 
 
 def example_solver(workdir, iterations, log):

@@ -471,9 +471,9 @@ class ContrastiveLoss(LossLayer):
 
 @layer("Accuracy")
 class Accuracy(Layer):
-    """The fraction of labels within the top_k scores on `axis` (ties ranked as Caffe's CPU
-    path: equal scores order by class index, higher first). Top 1 (optional): per-class accuracy.
-    Not a loss; its gradient is zero."""
+    """The fraction of labels within the top_k scores on `axis`. As in Caffe, a tie counts
+    against the true class: it is a hit when fewer than top_k other classes score at least as
+    high. Top 1 (optional): per-class accuracy. Not a loss; its gradient is zero."""
     bottoms = (2, 2)
     tops = (1, 2)
 
@@ -517,9 +517,8 @@ class Accuracy(Layer):
         lab, valid = class_labels(xp, bottoms[1].data.reshape(outer, inner), classes,
                                   self.ignore_label, f"on axis {axis} of bottom[0] {x.shape}")
         score = xp.take_along_axis(x3, lab[:, None, :], axis=1)
-        index = xp.arange(classes)[None, :, None]
-        ahead = (x3 > score) | ((x3 == score) & (index > lab[:, None, :]))
-        hit = (ahead.sum(axis=1) < self.top_k) & valid
+        at_least = (x3 >= score).sum(axis=1) - 1        # other classes scoring >= the true one
+        hit = (at_least < self.top_k) & valid
         count = int(valid.sum())
         tops[0].data[...] = loss_top(xp, hit.sum() / max(count, 1), x)
         if len(tops) > 1:
