@@ -9,14 +9,11 @@ Edit this script, never the generated files: a test regenerates the zoo and comp
 import argparse
 import json
 import os
-import re
 import sys
-
-from google.protobuf import text_format
 
 from netspec import NetSpec, caffe_pb2, dsl, layers as L, params as P
 from netspec.dsl import fill
-from netspec.io import read_net
+from netspec.io import dump, read_net
 from netspec.report import check
 from netspec.utils import atomic_write, did_you_mean
 
@@ -409,9 +406,8 @@ def solver_param(**fields):
 
 
 def prototxt(message):
-    """Caffe-style text: whole floats print as Caffe's examples write them ('1', not '1.0')."""
-    text = text_format.MessageToString(message)
-    return HEADER + re.sub(r"^( *\w+: -?\d+)\.0$", r"\1", text, flags=re.M)
+    """The text Caffe writes (and `netspec convert`): numbers as C++ protobuf prints them."""
+    return HEADER + dump(message, "text")
 
 
 # name -> function returning {file name: NetParameter or SolverParameter}

@@ -1,10 +1,12 @@
 """The `netspec` command: one entry point, one module per subcommand under netspec/commands/."""
 import argparse
 import importlib
+import os
 import sys
 
 from . import __version__
 from .errors import NetspecError
+from .utils import closest
 
 # Subcommands in the order --help lists them; each module has add_parser(subparsers) and run(args).
 COMMANDS = [
@@ -25,24 +27,63 @@ def build_parser():
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
         module = importlib.import_module(f"netspec.commands.{name}")
-        module.add_parser(sub).set_defaults(run=module.run)
+        subparser = module.add_parser(sub)
+        subparser.set_defaults(run=module.run, command_parser=subparser)
     return parser
+
+
+def unrecognized(parser, extra):
+    """'unrecognized arguments: ...', with the nearest option for a misspelt one."""
+    options = [o for o in parser._option_string_actions if o.startswith("--")]
+    hints = []
+    for word in extra:
+        near = closest(word.split("=")[0], options, n=1) if word.startswith("--") else []
+        hints += [f"{word.split('=')[0]}: did you mean {near[0]}?"] if near else []
+    return "; ".join(["unrecognized arguments: " + " ".join(extra)] + hints)
 
 
 def main(argv=None):
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    command_parser = getattr(args, "command_parser", parser)
+    if extra:       # said by the subcommand, with its own usage line, not the top level's
+        command_parser.error(unrecognized(command_parser, extra))
     if not getattr(args, "run", None):
         parser.print_help()
         return 2
     try:
         return args.run(args) or 0
     except NetspecError as e:
-        print(f"netspec {args.command}: error: {e}", file=sys.stderr)
-        return 2
+        return fail(args.command, e)
+    except BrokenPipeError:         # `netspec check big.prototxt | head`: not an error
+        _silence_stdout()
+        return 0
+    except OSError as e:
+        if e.filename is None:
+            raise
+        # A file the command was told to use (a --log, say) that the OS refuses.
+        return fail(args.command, NetspecError(f"cannot open the file: {e.strerror}", file=e.filename,
+                                               hint="check the path: its folder must exist and be writable"))
+    except MemoryError as e:        # NumPy's and CuPy's both derive from it
+        return fail(args.command, NetspecError(
+            f"out of memory: {e}", hint="the net's blobs do not fit: use a smaller batch or input "
+                                         "(the data layer's batch_size, or --input NAME=N,C,H,W)"))
     except KeyboardInterrupt:
         print(f"netspec {args.command}: interrupted", file=sys.stderr)
         return 130
+
+
+def fail(command, error):
+    print(f"netspec {command}: error: {error}", file=sys.stderr)
+    return 2
+
+
+def _silence_stdout():
+    """Point stdout at /dev/null so that Python's flush at exit does not fail again."""
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@
     n.data, n.label = L.Data(source="train_lmdb", backend=P.Data.LMDB, batch_size=64, ntop=2)
     n.conv1 = L.Convolution(n.data, kernel_size=5, num_output=20, weight_filler=dict(type="xavier"))
     n.pool1 = L.Pooling(n.conv1, pool=P.Pooling.MAX, kernel_size=2, stride=2)
-    text = str(n.to_proto())          # the prototxt
+    text = netspec.io.dump(n.to_proto(), "text")    # the prototxt, as Caffe writes it
 
 A keyword goes to the layer's own parameter message (convolution_param for Convolution,
 found from the type through the LayerParameter descriptor) or else to a LayerParameter

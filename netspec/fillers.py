@@ -32,7 +32,8 @@ def fill(xp, rng, shape, filler_param, dtype="float32"):
     if int(np.prod(shape)) == 0 and kind != "constant":
         raise LayerError(f"cannot fill an empty blob of shape {shape} with the '{kind}' filler")
     values = make(rng, shape, param)
-    return xp.asarray(np.asarray(values, dtype=dtype).reshape(shape))
+    # a C-contiguous, writeable array (bilinear's values are a broadcast view), as CuPy makes
+    return xp.asarray(np.ascontiguousarray(values, dtype=dtype).reshape(shape))
 
 
 def fans(shape):

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from . import caffe_pb2
 from .errors import LayerError, NetspecError
 from .layers import layer_class
+from .plan import plan_backward
 from .utils import closest
 
 PHASES = {"TRAIN": caffe_pb2.TRAIN, "TEST": caffe_pb2.TEST}
@@ -48,6 +49,28 @@ class Issue:
                             layer_type=self.type, hint=self.hint)
 
 
+def node_issue(graph, node, message, hint=None):
+    """An Issue placed at a node: its file, line, name and type."""
+    return Issue(message, node.name, node.type, node.line, graph.path, hint)
+
+
+def by_name(items, name):
+    """The Node (or the shape pass's LayerResult) called `name`; KeyError when none is."""
+    for item in items:
+        if item.name == name:
+            return item
+    raise KeyError(name)
+
+
+class Findings:
+    """What gathers Issues in `errors`: check() raises the first, for callers that cannot go on."""
+
+    def check(self):
+        if self.errors:
+            raise self.errors[0].to_error()
+        return self
+
+
 @dataclass
 class Node:
     """One layer of the graph in execution order (an implicit Split is a node too)."""
@@ -59,8 +82,11 @@ class Node:
     line: int = None
     loss_weights: list = field(default_factory=list)   # one float per top
     needs_backward: bool = False
-    propagate_down: list = field(default_factory=list)  # one bool per bottom
+    propagate_down: list = field(default_factory=list)  # one bool per bottom: it gets a diff
+    param_propagate_down: list = field(default_factory=list)  # one bool per parameter blob
+    reaches_loss: bool = False         # its output reaches a nonzero loss weight
     split: bool = False                # inserted by the graph, not written in the file
+    anonymous: list = field(default_factory=list)   # tops Caffe makes for a loss layer given none
 
     @property
     def name(self):
@@ -76,7 +102,7 @@ class Node:
 
 
 @dataclass
-class Graph:
+class Graph(Findings):
     nodes: list
     excluded: list                     # (layer name, reason) for layers the net state leaves out
     inputs: list                       # blobs the caller feeds (tops of Input layers)
@@ -92,10 +118,7 @@ class Graph:
     force_backward: bool = False
 
     def node(self, name):
-        for n in self.nodes:
-            if n.name == name:
-                return n
-        raise KeyError(name)
+        return by_name(self.nodes, name)
 
     def consumers(self):
         """blob name -> nodes that read it."""
@@ -108,12 +131,6 @@ class Graph:
     @property
     def has_loss(self):
         return any(w for n in self.nodes for w in n.loss_weights)
-
-    def check(self):
-        """Raise the first error as a NetspecError (for callers that cannot go on)."""
-        if self.errors:
-            raise self.errors[0].to_error()
-        return self
 
 
 # -- phase, level and stage ---------------------------------------------------------------
@@ -306,7 +323,7 @@ def _fed_input_layer(nodes, inputs):
 
 def _make_node(graph, index, lp, line):
     node = Node(index, lp, None, list(lp.bottom), list(lp.top), line)
-    issue = lambda msg, hint=None: Issue(msg, lp.name, lp.type, line, graph.path, hint)  # noqa: E731
+    issue = lambda msg, hint=None: node_issue(graph, node, msg, hint)  # noqa: E731
     cls = None
     try:
         cls = layer_class(lp.type)
@@ -318,6 +335,9 @@ def _make_node(graph, index, lp, line):
             hint = f"{hint}; or give the shape: {flags}" if hint else f"give the shape: {flags}"
         graph.errors.append(issue(e.message, hint))
     if cls is not None:
+        if cls.loss and len(node.tops) < cls.tops[0]:   # Caffe's AutoTopBlobs: loss layers only
+            node.anonymous = [f"{lp.name} (automatic top {j})" for j in range(len(node.tops), cls.tops[0])]
+            node.tops += node.anonymous
         for what, have, (low, high) in (("bottom", node.bottoms, cls.bottoms), ("top", node.tops, cls.tops)):
             if len(have) < low or (high is not None and len(have) > high):
                 graph.errors.append(issue(f"takes {_count_text(low, high, what)}, got {len(have)}",
@@ -325,7 +345,7 @@ def _make_node(graph, index, lp, line):
     if len(lp.propagate_down) not in (0, len(node.bottoms)):
         graph.errors.append(issue(f"{len(lp.propagate_down)} propagate_down values for "
                                   f"{len(node.bottoms)} bottoms", "give propagate_down once per bottom, or not at all"))
-    node.loss_weights = _loss_weights(graph, node, cls, issue)
+    node.loss_weights = _loss_weights(graph, node, cls)
     return node
 
 
@@ -337,20 +357,21 @@ def _count_text(low, high, what):
     return f"{low} to {high} {what}s"
 
 
-def _loss_weights(graph, node, cls, issue):
-    """Caffe's rule: the file's loss_weight, one per top; else 1 for top 0 of a loss layer."""
-    given = list(node.lp.loss_weight)
-    if given:
-        if len(given) != len(node.tops):
-            graph.errors.append(issue(
-                f"{len(given)} loss_weight values for {len(node.tops)} tops",
-                "give loss_weight once per top, or not at all"))
-            given = (given + [0.0] * len(node.tops))[:len(node.tops)]
-        return given
-    weights = [0.0] * len(node.tops)
-    if cls is not None and cls.loss and weights:
-        weights[0] = 1.0
-    return weights
+def _loss_weights(graph, node, cls, given=None):
+    """Caffe's rule: the file's loss_weight, one per top; else a loss layer's single default
+    of 1, which fits a loss layer of one top only (Caffe refuses it for more)."""
+    given = list(node.lp.loss_weight) if given is None else given
+    if not given and cls is not None and cls.loss:
+        given = [1.0]
+        if len(node.tops) > 1:
+            graph.errors.append(node_issue(
+                graph, node, f"a loss layer with {len(node.tops)} tops needs its loss_weight given once per top: "
+                "Caffe's default is one weight, for top 0 alone",
+                "write loss_weight: 1 then loss_weight: 0 for each other top"))
+    elif given and len(given) != len(node.tops):
+        graph.errors.append(node_issue(graph, node, f"{len(given)} loss_weight values for {len(node.tops)} tops",
+                                       "give loss_weight once per top, or not at all"))
+    return (given + [0.0] * len(node.tops))[:len(node.tops)]
 
 
 def _check_names(graph, nodes):
@@ -359,8 +380,8 @@ def _check_names(graph, nodes):
         first = seen.setdefault(n.name, n)
         if first is not n:
             where = f" (line {first.line})" if first.line else ""
-            graph.warnings.append(Issue(f"the layer name '{n.name}' is used before{where}", n.name, n.type,
-                                        n.line, graph.path, "weights are matched by layer name: rename one"))
+            graph.warnings.append(node_issue(graph, n, f"the layer name '{n.name}' is used before{where}",
+                                             "weights are matched by layer name: rename one"))
 
 
 def _check_bottoms(graph, nodes):
@@ -368,17 +389,18 @@ def _check_bottoms(graph, nodes):
     made, producer_of = set(), {}
     for n in nodes:
         for t in n.tops:
-            producer_of.setdefault(t, n)
+            if t not in n.anonymous:
+                producer_of.setdefault(t, n)
     for n in nodes:
         for j, b in enumerate(n.bottoms):
             if b not in made:
                 graph.errors.append(_missing_bottom(graph, n, j, b, made, producer_of))
-        made.update(n.tops)
+        made.update(t for t in n.tops if t not in n.anonymous)   # Caffe lets no layer read those
 
 
 def _missing_bottom(graph, node, j, blob, made, producer_of):
     later = producer_of.get(blob)
-    issue = lambda msg, hint: Issue(msg, node.name, node.type, node.line, graph.path, hint)  # noqa: E731
+    issue = lambda msg, hint: node_issue(graph, node, msg, hint)  # noqa: E731
     if later is None:
         near = closest(blob, made)
         if near:
@@ -447,17 +469,31 @@ def _insert_splits(graph, nodes):
                 next_split[src] = k + 1
                 n.bottoms[j] = split_blob_name(by_index[src[0]].name, b, src[1], k)
         out.append(n)
+        moved = False
         for j, t in enumerate(n.tops):
             count = readers.get((n.index, j), 0)
             if count > 1:
-                weight = n.loss_weights[j] if n.lp.loss_weight else 0.0
+                weight = n.lp.loss_weight[j] if j < len(n.lp.loss_weight) else 0.0
                 out.append(_split_node(graph, n, j, t, count, weight))
-                if weight:
-                    n.loss_weights[j] = 0.0     # the Split's top 0 carries it now
+                if weight:                      # the Split's top 0 carries it now
+                    moved = True
                     next_split[(n.index, j)] = 1
+        if moved:
+            _drop_loss_weights(graph, n)
     for i, n in enumerate(out):
         n.index = i
     return out
+
+
+def _drop_loss_weights(graph, node):
+    """Caffe clears all of the layer's loss weights once a Split took one: its defaults apply
+    again, so a loss layer's own top weighs 1 besides the Split's (Caffe reports the sum)."""
+    node.loss_weights = _loss_weights(graph, node, type(node.layer) if node.layer else None, given=[])
+    if any(node.loss_weights):
+        graph.warnings.append(node_issue(
+            graph, node, "its top is read by other layers, so Caffe moves its loss_weight to a Split and gives "
+            "this layer its default weight of 1 as well: the loss is counted twice",
+            "end the loss's top in no other layer, or drop its loss_weight"))
 
 
 def _split_node(graph, producer, j, blob, count, loss_weight):
@@ -469,7 +505,7 @@ def _split_node(graph, producer, j, blob, count, loss_weight):
     try:
         node.layer = layer_class("Split")(lp, graph.phase)
     except LayerError as e:
-        graph.errors.append(Issue(e.message, lp.name, "Split", producer.line, graph.path, e.hint))
+        graph.errors.append(node_issue(graph, node, e.message, e.hint))
     return node
 
 
@@ -487,70 +523,30 @@ def _check_tops(graph):
                 if t in n.lp.bottom:
                     hint = (f"'{t}' is read by other layers too, so it was split and cannot be "
                             "overwritten in place here: give this top its own name")
-                graph.errors.append(Issue(f"top '{t}' is already produced by '{first.name}'{where}",
-                                          n.name, n.type, n.line, graph.path, hint))
+                graph.errors.append(node_issue(graph, n, f"top '{t}' is already produced by '{first.name}'{where}",
+                                               hint))
             else:
                 made_by[t] = n
 
 
 def _mark_backward(graph):
-    """Caffe's Net::Init bookkeeping: which layers and bottoms need a backward pass."""
-    needs_blob = set()
-    for n in graph.nodes:
-        blob_needs = [b in needs_blob for b in n.bottoms]
-        given = list(n.lp.propagate_down)
-        n.propagate_down = [given[j] if j < len(given) else blob_needs[j] for j in range(len(n.bottoms))]
-        need = any(blob_needs)
-        if n.layer is not None:
-            specs = n.lp.param
-            for p in range(len(n.layer.param_fillers())):
-                need |= (specs[p].lr_mult if p < len(specs) else 1.0) != 0
-        n.needs_backward = need
-        if need:
-            needs_blob.update(n.tops)
-    under_loss, skip = set(), set()
-    for n in reversed(graph.nodes):
-        contributes = any(w for w in n.loss_weights) or any(t in under_loss for t in n.tops)
-        skip_down = all(t in skip for t in n.tops)
-        if n.needs_backward and skip_down:
-            n.needs_backward = False
-            n.propagate_down = [False] * len(n.bottoms)
-        if not contributes:
-            n.needs_backward = False
-        for j, b in enumerate(n.bottoms):
-            if contributes:
-                under_loss.add(b)
-            else:
-                n.propagate_down[j] = False
-            if not n.propagate_down[j]:
-                skip.add(b)
-    if graph.force_backward:
-        for n in graph.nodes:
-            n.needs_backward = True
-            n.propagate_down = [pd or (n.layer is not None and n.layer.allow_force_backward(j))
-                                for j, pd in enumerate(n.propagate_down)]
-
-
-def contributes_to_loss(graph):
-    """Indices of the nodes whose output reaches some nonzero loss weight."""
-    under_loss, reach = set(), set()
-    for n in reversed(graph.nodes):
-        if any(n.loss_weights) or any(t in under_loss for t in n.tops):
-            reach.add(n.index)
-            under_loss.update(n.bottoms)
-    return reach
+    """Caffe's Net::Init bookkeeping (netspec.plan): which layers, bottoms and parameters
+    need a backward pass, and which layers reach a loss."""
+    plan = plan_backward(graph.nodes, graph.force_backward)
+    for i, n in enumerate(graph.nodes):
+        n.needs_backward, n.propagate_down = plan.layer[i], plan.bottoms[i]
+        n.param_propagate_down, n.reaches_loss = plan.params[i], plan.reaches_loss[i]
 
 
 def _outputs(nodes):
-    """Blobs whose last version nobody reads: what Caffe lists as the net's outputs."""
-    live = {}
+    """Blobs whose last version nobody reads: Caffe's net outputs, in its order (by name);
+    the anonymous tops of loss layers are not among them."""
+    available = set()
     for n in nodes:
-        for b in n.bottoms:
-            live.pop(b, None)
-        for t in n.tops:
-            live[t] = True
-    return list(live)
+        available.difference_update(n.bottoms)
+        available.update(n.tops)
+    return sorted(available.difference(t for n in nodes for t in n.anonymous))
 
 
 __all__ = ["Graph", "Node", "Issue", "build_graph", "phase_value", "phase_name",
-           "contributes_to_loss", "split_blob_name", "split_layer_name"]
+           "split_blob_name", "split_layer_name"]

@@ -18,7 +18,7 @@ from .backend import get_xp, to_numpy
 from .blob import Blob
 from .errors import LayerError, NetspecError
 from .fillers import fill
-from .plan import net_outputs, param_specs, plan_backward
+from .plan import param_specs
 from .utils import atomic_write, did_you_mean
 from .weights import array_to_proto, proto_shape, proto_to_array, read_weights, shapes_match
 
@@ -86,7 +86,7 @@ class Net:
         self.nodes = list(self.graph.nodes)
         self.layers = [n.layer for n in self.nodes]
         self.layer_names = [layer.name for layer in self.layers]
-        self.outputs = net_outputs(self.nodes)
+        self.outputs = list(self.graph.outputs)
         self.inputs = list(self.graph.inputs)
         # forward() takes the inputs, and the tops of any layer without bottoms (a data layer's)
         self.feedable = self.inputs + [t for n in self.nodes if not n.bottoms for t in n.tops if t not in self.inputs]
@@ -146,9 +146,6 @@ class Net:
         for node in self.nodes:
             layer, lp = node.layer, node.lp
             shapes = [tuple(s) for s in layer.param_shapes(self._bottom_shapes(node))]
-            if len(lp.param) > len(shapes):
-                raise self._error(node, f"{len(lp.param)} param specs given, but the layer has "
-                                        f"{len(shapes)} parameter blob(s)", hint="remove the extra `param { }` entries")
             fillers = list(layer.param_fillers()) + [None] * len(shapes)
             specs = param_specs(lp, len(shapes))
             statistics = layer.type in STATISTICS_LAYERS
@@ -156,7 +153,7 @@ class Net:
             for j, (shape, spec) in enumerate(zip(shapes, specs)):
                 owner = owners.get(spec.name) if spec.name else None
                 if owner is not None:
-                    layer.blobs.append(self._share(node, j, spec, shape, owner))
+                    layer.blobs.append(self._share(spec, owner))
                     continue
                 blob = Blob(fill(self.xp, rng, shape, fillers[j], self.dtype), self.xp.zeros(shape, self.dtype))
                 layer.blobs.append(blob)
@@ -167,36 +164,22 @@ class Net:
                 if not statistics:
                     self.learnable_params.append(slot)
 
-    def _share(self, node, j, spec, shape, owner):
-        """Caffe's AppendParam for a named parameter seen before: check, then share the owner's Blob."""
-        if spec.share_mode == caffe_pb2.ParamSpec.PERMISSIVE:
-            if int(np.prod(shape)) != owner.blob.count:
-                raise self._error(node, f"shared parameter '{spec.name}' has {int(np.prod(shape))} values here "
-                                        f"but {owner.blob.count} in layer '{owner.layer}'",
-                                  hint="shared blobs must have the same count (share_mode: PERMISSIVE)")
-        elif shape != owner.blob.shape:
-            raise self._error(node, f"shared parameter '{spec.name}' has shape {shape} here but "
-                                    f"{owner.blob.shape} in layer '{owner.layer}'",
-                              hint="give both layers the same parameter shape, or set share_mode: PERMISSIVE")
+    def _share(self, spec, owner):
+        """Caffe's AppendParam for a named parameter seen before (the shape pass checked that the
+        sharers agree): the owner's Blob, and the first lr_mult/decay_mult given for it."""
         for field, has in (("lr_mult", "has_lr"), ("decay_mult", "has_decay")):
-            if spec.HasField(field):
-                if getattr(owner, has) and getattr(spec, field) != getattr(owner, field):
-                    raise self._error(node, f"shared parameter '{spec.name}' has {field} {getattr(spec, field):g} "
-                                            f"here but {getattr(owner, field):g} in layer '{owner.layer}'",
-                                      hint=f"give every sharer the same {field}")
+            if spec.HasField(field) and not getattr(owner, has):
                 setattr(owner, field, getattr(spec, field))
                 setattr(owner, has, True)
         return owner.blob
 
     def _plan_backward(self):
-        mults = [[0.0 if layer.type in STATISTICS_LAYERS else spec.lr_mult
-                  for spec in param_specs(node.lp, len(layer.blobs))]
-                 for node, layer in zip(self.nodes, self.layers)]
-        plan = plan_backward(self.nodes, mults, self.source.param.force_backward)
-        for i, step in enumerate(self.steps):
-            step.propagate_down = plan.bottoms[i]
-            step.needs_backward = plan.layer[i] and (any(plan.bottoms[i]) or any(plan.params[i]))
-            step.layer.param_propagate_down = plan.params[i]
+        """The graph's backward marks (Caffe's); a layer with no diff to write is not called."""
+        for step in self.steps:
+            node = step.node
+            step.propagate_down = node.propagate_down
+            step.needs_backward = node.needs_backward and (any(node.propagate_down) or any(node.param_propagate_down))
+            step.layer.param_propagate_down = node.param_propagate_down
 
     def _mark_fed(self):
         """Layers without bottoms whose tops are all fed (Input layers always) do not run."""

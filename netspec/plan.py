@@ -1,6 +1,6 @@
 """Lowering decisions that need no arrays: which layers, bottoms and parameters need
-backward, and the net's outputs. Pure functions of the graph (whose nodes carry each top's
-loss weight), as in Caffe's Net::Init.
+backward, decided as Caffe's Net::Init decides them. Pure functions
+of the graph's nodes (each carries its tops' loss weights and its Layer, or None).
 """
 from dataclasses import dataclass, field
 
@@ -17,62 +17,54 @@ class BackwardPlan:
     layer: list = field(default_factory=list)    # layer i runs backward
     bottoms: list = field(default_factory=list)  # bottoms[i][k]: layer i writes bottom k's diff
     params: list = field(default_factory=list)   # params[i][j]: layer i's blob j gets a gradient
+    reaches_loss: list = field(default_factory=list)   # layer i's output reaches a nonzero loss weight
 
 
-def plan_backward(nodes, param_lr_mults, force_backward=False):
-    """Which layers, bottoms and params need backward, decided as Caffe's Net::Init does.
+def plan_backward(nodes, force_backward=False):
+    """Which layers, bottoms and params need backward, as Caffe's Net::Init decides.
 
-    param_lr_mults[i] lists layer i's lr_mult per parameter blob. A layer needs backward when
-    a bottom needs it or a parameter learns (lr_mult != 0); a blob needs backward when the
-    layer making it does; propagate_down: false cuts a bottom. Walking back from the losses,
-    layers that reach no loss, or whose every top is cut, skip backward. force_backward
-    turns everything on where the layer allows it (loss layers: not their labels).
+    Forward: a parameter learns when its file's lr_mult > 0 (negative or 0: frozen); a layer
+    needs backward when a bottom blob needs it or a parameter learns, and then its tops need
+    it; a bottom gets a diff when its blob needs one AND propagate_down allows it. Backward
+    from the losses: a layer reaching no loss weight skips backward and writes no bottom
+    diff; a layer whose every top is cut below (no diff wanted) skips it too. force_backward
+    turns every layer and parameter on, and every bottom the layer allows (not labels).
     """
-    blob_needs = {}
     plan = BackwardPlan()
-    for node, mults in zip(nodes, param_lr_mults):
-        lp = node.lp
-        down = list(lp.propagate_down)
-        bottoms = [blob_needs.get(b, False) and (down[k] if down else True) for k, b in enumerate(node.bottoms)]
-        params = [m != 0 for m in mults]
-        needs = any(blob_needs.get(b, False) for b in node.bottoms) or any(params)
-        for t in node.tops:
-            blob_needs[t] = blob_needs.get(t, False) or needs
+    blob_needs = set()
+    for node in nodes:
+        down = list(node.lp.propagate_down)
+        wanted = [b in blob_needs and (down[k] if k < len(down) else True) for k, b in enumerate(node.bottoms)]
+        count = len(node.layer.param_fillers()) if node.layer is not None else 0
+        params = [spec.lr_mult > 0 for spec in param_specs(node.lp, count)]
+        needs = any(b in blob_needs for b in node.bottoms) or any(params)
+        if needs:
+            blob_needs.update(node.tops)
         plan.layer.append(needs)
-        plan.bottoms.append(bottoms)
+        plan.bottoms.append(wanted)
         plan.params.append(params)
 
-    under_loss, skip_backprop = set(), set()
+    under_loss, cut = set(), set()
+    plan.reaches_loss = [False] * len(nodes)
     for i in range(len(nodes) - 1, -1, -1):
         node = nodes[i]
-        contributes = any(w != 0 or t in under_loss for t, w in zip(node.tops, node.loss_weights))
-        all_tops_cut = all(t in skip_backprop for t in node.tops)
-        if plan.layer[i] and all_tops_cut:
+        reaches = any(w != 0 or t in under_loss for t, w in zip(node.tops, node.loss_weights))
+        if plan.layer[i] and all(t in cut for t in node.tops):
             plan.layer[i] = False
             plan.bottoms[i] = [False] * len(node.bottoms)
-        if not contributes:
+        if not reaches:
             plan.layer[i] = False
-        for k, b in enumerate(node.bottoms):
-            if contributes:
-                under_loss.add(b)
-            else:
-                plan.bottoms[i][k] = False
-            if not plan.bottoms[i][k]:
-                skip_backprop.add(b)
+            plan.bottoms[i] = [False] * len(node.bottoms)
+        else:
+            under_loss.update(node.bottoms)
+        cut.update(b for b, wanted in zip(node.bottoms, plan.bottoms[i]) if not wanted)
+        plan.reaches_loss[i] = reaches
 
     if force_backward:
         for i, node in enumerate(nodes):
+            allow = node.layer.allow_force_backward if node.layer is not None else (lambda k: True)
             plan.layer[i] = True
-            plan.bottoms[i] = [need or node.layer.allow_force_backward(k)
-                               for k, need in enumerate(plan.bottoms[i])]
+            plan.bottoms[i] = [wanted or allow(k) for k, wanted in enumerate(plan.bottoms[i])]
             plan.params[i] = [True] * len(plan.params[i])
     return plan
 
-
-def net_outputs(nodes):
-    """Blobs made and never consumed afterwards, in Caffe's order (sorted by name)."""
-    available = set()
-    for node in nodes:
-        available.difference_update(node.bottoms)
-        available.update(node.tops)
-    return sorted(available)

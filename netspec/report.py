@@ -255,16 +255,40 @@ def _text(report, explain):
 
 def parse_input(text):
     """'data=10,3,227,227' (or 10x3x227x227) -> ('data', (10, 3, 227, 227))."""
-    name, sep, dims_text = text.partition("=")
-    parts = dims_text.replace("x", ",").split(",") if sep else []
-    try:
-        shape = tuple(int(p) for p in parts)
-    except ValueError:
-        shape = ()
-    if not name or not shape or any(d <= 0 for d in shape):
-        raise NetspecError(f"--input '{text}' is not NAME=N,C,H,W",
-                           hint="write e.g. --input data=10,3,227,227 (positive integers)")
-    return name, shape
+    name, sep, dims_text = (part.strip() for part in text.partition("="))
+    if not sep or not name:
+        problem = "found no '='" if not sep else "found no blob name before '='"
+        raise _input_error(text, problem)
+    parts = [p.strip() for p in dims_text.replace("x", ",").split(",")]
+    if parts == [""]:
+        raise _input_error(text, f"found no dimensions after '{name}='")
+    shape = []
+    for p in parts:
+        try:
+            shape.append(int(p))
+        except ValueError:
+            raise _input_error(text, f"found {p!r}; expected an integer dimension" if p
+                               else "found an empty dimension (two commas in a row?)") from None
+        if shape[-1] <= 0:
+            raise _input_error(text, f"found the dimension {shape[-1]}; expected a positive integer")
+    return name, tuple(shape)
 
 
-__all__ = ["Report", "check", "parse_input", "human"]
+def parse_inputs(texts):
+    """The --input options as {name: shape}; a name given twice is a mistake, not an override."""
+    inputs = {}
+    for text in texts:
+        name, shape = parse_input(text)
+        if name in inputs:
+            raise NetspecError(f"--input '{name}' given twice ({dims(inputs[name])} and {dims(shape)})",
+                               hint="give each input blob's shape once")
+        inputs[name] = shape
+    return inputs
+
+
+def _input_error(text, problem):
+    return NetspecError(f"--input '{text}' is not NAME=N,C,H,W: {problem}",
+                        hint="write e.g. --input data=10,3,227,227 (a blob name, then positive integers)")
+
+
+__all__ = ["Report", "check", "parse_input", "parse_inputs", "human"]

@@ -11,7 +11,7 @@ from math import prod
 
 from . import caffe_pb2
 from .errors import LayerError, NetspecError
-from .graph import Issue, contributes_to_loss
+from .graph import Findings, by_name, node_issue
 from .layers.base import ShapeContext
 from .utils import did_you_mean
 
@@ -20,6 +20,7 @@ SEARCH_RADIUS = 32           # how far from the given input size the clean-size 
 SEARCH_SECONDS = 2.0         # and for how long at most
 MULTI_BOTTOM_TYPES = ("Eltwise", "Concat", "Crop", "Scale", "Bias")
 LABELLED_DATA_TYPES = ("Data", "ImageData", "WindowData", "MemoryData")
+MULTIPLIERS = ("lr_mult", "decay_mult")      # a shared blob's: the first sharer giving one sets it
 
 
 @dataclass
@@ -63,7 +64,7 @@ class LayerResult:
 
 
 @dataclass
-class ShapeResult:
+class ShapeResult(Findings):
     graph: object
     layers: list                         # LayerResult per graph node, in execution order
     blob_shapes: dict                    # blob -> shape tuple (known ones)
@@ -76,16 +77,7 @@ class ShapeResult:
         return not self.errors
 
     def layer(self, name):
-        for r in self.layers:
-            if r.name == name:
-                return r
-        raise KeyError(name)
-
-    def check(self):
-        """Raise the first error as a NetspecError (for callers that cannot go on)."""
-        if self.errors:
-            raise self.errors[0].to_error()
-        return self
+        return by_name(self.layers, name)
 
 
 def infer_shapes(graph, inputs=None, *, stats=True, suggest=True):
@@ -99,9 +91,10 @@ def infer_shapes(graph, inputs=None, *, stats=True, suggest=True):
     errors = list(graph.errors) + [e for r in results for e in r.errors]
     warnings = list(graph.warnings)
     for r in results:
-        warnings += [_issue(graph, r.node, w) for w in r.warnings]
+        warnings += [node_issue(graph, r.node, w) for w in r.warnings]
     warnings += _wiring_warnings(graph)
     result = ShapeResult(graph, results, shapes, errors, warnings)
+    _check_params(result)
     if stats:
         _count(result)
     errors.sort(key=_by_line)
@@ -146,7 +139,7 @@ def _propagate(graph, inputs, stop_at_error=False):
         try:
             tops = _infer(node, bottoms, ctx, inputs)
         except (LayerError, NetspecError) as e:
-            r.errors.append(_issue(graph, node, e.message, e.hint))
+            r.errors.append(node_issue(graph, node, e.message, e.hint))
         else:
             r.top_shapes = tops
             for t, s in zip(node.tops, tops):
@@ -212,7 +205,7 @@ def _check_sizes(graph, r):
     """The fallback for sizes that reach zero or below, whatever rule let them through."""
     for t, s in zip(r.node.tops, r.top_shapes):
         if any(d <= 0 for d in s):
-            r.errors.append(_issue(graph, r.node, f"top '{t}' would be {_dims(s)}: a size reached zero or below",
+            r.errors.append(node_issue(graph, r.node, f"top '{t}' would be {_dims(s)}: a size reached zero or below",
                                    "the input is too small for this stack of layers: give a larger input, "
                                    "or reduce kernel, stride or depth"))
             r.top_shapes = [None] * len(r.node.tops)
@@ -221,10 +214,6 @@ def _check_sizes(graph, r):
 def _by_line(issue):
     """File order; whole-net issues (no line) last."""
     return (issue.line is None, issue.line or 0)
-
-
-def _issue(graph, node, message, hint=None):
-    return Issue(message, node.name, node.type, node.line, graph.path, hint)
 
 
 def _dims(shape):
@@ -242,26 +231,27 @@ def _wiring_warnings(graph):
         if any(used):
             for t, u in zip(n.tops, used):
                 if not u and t in graph.outputs:
-                    out.append(_issue(graph, n, f"top '{t}' is used by no layer",
+                    out.append(node_issue(graph, n, f"top '{t}' is used by no layer",
                                       "read it, drop it, or end it in a Silence layer"))
     if graph.has_loss and graph.phase == caffe_pb2.TRAIN:
-        reach = contributes_to_loss(graph)
         for n in graph.nodes:
-            if n.index not in reach and n.layer is not None and n.layer.param_fillers() and n.bottoms:
-                out.append(_issue(graph, n, "reaches no loss: its parameters get no gradient and never learn",
+            if not n.reaches_loss and n.layer is not None and n.layer.param_fillers() and n.bottoms:
+                out.append(node_issue(graph, n, "reaches no loss: its parameters get no gradient and never learn",
                                   "connect its output to a loss, or remove it"))
     return out
 
 
 # -- statistics -------------------------------------------------------------------------------
 
+def _known(r):
+    return r.node.layer is not None and r.top_shapes and all(s is not None for s in r.top_shapes)
+
+
 def _count(result):
-    owners, fields = {}, {}
+    fields = {}
     for r in result.layers:
-        known = r.top_shapes and all(s is not None for s in r.top_shapes)
-        if r.node.layer is None or not known:
+        if not _known(r):
             continue
-        _params(result, r, owners)
         r.macs = int(r.node.layer.macs(r.bottom_shapes, r.top_shapes))
         r.memory = sum(BYTES_PER_VALUE * prod(s) for j, s in enumerate(r.top_shapes)
                        if not r.node.in_place(j) and not r.node.split)
@@ -270,8 +260,18 @@ def _count(result):
                     for key, attr in (("params", "param_count"), ("macs", "macs"), ("memory", "memory"))}
 
 
+def _check_params(result):
+    """Each layer's learnable blobs, checked against its ParamSpecs as Caffe's AppendParam does."""
+    owners = {}
+    for r in result.layers:
+        if _known(r):
+            _params(result, r, owners)
+
+
 def _params(result, r, owners):
-    """Learnable blobs; a blob shared through a ParamSpec name counts once, at its first owner."""
+    """Learnable blobs; a blob shared through a ParamSpec name counts once, at its first owner,
+    and its sharers agree with it in shape (or count, PERMISSIVE) and in any lr_mult and
+    decay_mult they give (the first one given stands for the blob)."""
     node = r.node
     try:
         r.param_shapes = [tuple(int(d) for d in s) for s in node.layer.param_shapes(r.bottom_shapes)]
@@ -287,22 +287,28 @@ def _params(result, r, owners):
         if not name:
             r.param_count += prod(shape)
             continue
+        spec = specs[j]
+        given = {f: getattr(spec, f) for f in MULTIPLIERS if spec.HasField(f)}
         if name not in owners:
-            owners[name] = (node.name, shape)
+            owners[name] = (node.name, shape, given)
             r.param_count += prod(shape)
             continue
-        first = owners[name]
-        r.shared.append((j, name, first[0]))
-        permissive = specs[j].share_mode == specs[j].PERMISSIVE
-        same = prod(shape) == prod(first[1]) if permissive else shape == first[1]
-        if not same:
-            _fail(result, r, f"param '{name}' is {_dims(shape)} here but {_dims(first[1])} in '{first[0]}', "
+        owner, owner_shape, multipliers = owners[name]
+        r.shared.append((j, name, owner))
+        permissive = spec.share_mode == spec.PERMISSIVE
+        if not (prod(shape) == prod(owner_shape) if permissive else shape == owner_shape):
+            _fail(result, r, f"param '{name}' is {_dims(shape)} here but {_dims(owner_shape)} in '{owner}', "
                   "which it shares",
                   "shared parameters need the same shape (the same count with share_mode: PERMISSIVE)")
+        for field_name, value in given.items():
+            first = multipliers.setdefault(field_name, value)
+            if value != first:
+                _fail(result, r, f"param '{name}' has {field_name} {value:g} here but {first:g} before "
+                      f"(shared with '{owner}')", f"give every sharer of '{name}' the same {field_name}")
 
 
 def _fail(result, r, message, hint=None):
-    r.errors.append(_issue(result.graph, r.node, message, hint))
+    r.errors.append(node_issue(result.graph, r.node, message, hint))
     result.errors.append(r.errors[-1])
 
 

@@ -68,6 +68,9 @@ def check_lr_policy(sp):
                            hint="add stepsize: ... to the solver file")
     if policy == "poly" and sp.max_iter <= 0:
         raise NetspecError("lr_policy 'poly' needs max_iter > 0", hint="add max_iter: ... to the solver file")
+    if policy in ("step", "exp", "inv", "multistep", "sigmoid") and sp.gamma < 0:
+        raise NetspecError(f"lr_policy '{policy}' needs gamma >= 0, found {sp.gamma:g}",
+                           hint="gamma is the factor of decay: e.g. gamma: 0.1")
     if policy == "multistep" and list(sp.stepvalue) != sorted(sp.stepvalue):
         raise NetspecError(f"stepvalue must increase, found {list(sp.stepvalue)}")
     uses = {"step": ("gamma",), "exp": ("gamma",), "inv": ("gamma", "power"),
@@ -116,8 +119,9 @@ class RMSProp(SGD):
         if sp.momentum != 0:
             raise NetspecError(f"RMSProp takes no momentum (found {sp.momentum:g})",
                                hint="remove momentum; rms_decay sets the averaging")
-        if not 0 <= sp.rms_decay <= 1:
-            raise NetspecError(f"rms_decay must lie in [0, 1], found {sp.rms_decay:g}")
+        if not 0 <= sp.rms_decay < 1:
+            raise NetspecError(f"rms_decay must lie in [0, 1), found {sp.rms_decay:g}",
+                               hint="rms_decay: 0.98 is usual")
         self.decay, self.delta = sp.rms_decay, sp.delta
 
     def update(self, xp, i, diff, history, local_rate, it):
@@ -204,7 +208,10 @@ class Solver:
         self.history = [xp.zeros_like(p.blob.data) for _ in range(self.rule.sets) for p in self.params]
 
     def rate(self):
-        rate, self.current_step = learning_rate(self.sp, self.iter, self.current_step)
+        rate, step = learning_rate(self.sp, self.iter, self.current_step)
+        if self.sp.lr_policy == "multistep" and step != self.current_step:
+            self.log(f"MultiStep Status: Iteration {self.iter}, step = {step}")
+        self.current_step = step
         return rate
 
     def apply_update(self, rate=None):
@@ -228,7 +235,7 @@ class Solver:
         clip = self.sp.clip_gradients
         if clip < 0:
             return
-        norm = math.sqrt(sum(float((p.blob.diff.astype(np.float64) ** 2).sum()) for p in self.params))
+        norm = math.sqrt(float(sum((p.blob.diff.astype(np.float64) ** 2).sum() for p in self.params)))
         if norm > clip:
             scale = clip / norm
             self.log(f"Gradient clipping: scaling down gradients (L2 norm {norm:g} > {clip:g}) "

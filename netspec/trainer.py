@@ -148,6 +148,23 @@ def test_net_sources(sp):
     return out
 
 
+def caffe_learnable_params(net):
+    """The parameters in Caffe's learnable_params order: every blob a layer owns, layer by layer.
+    Unlike the net's own list it keeps BatchNorm's statistics (lr_mult 0, so they never move, and
+    decay_mult as the file says, default 1, as Caffe's BatchNorm set-up leaves it): Caffe keeps
+    history for them, and a .solverstate must hold as many history blobs as Caffe's."""
+    from .net import ParamSlot
+    from .plan import param_specs
+    slots = {id(slot.blob): slot for slot in net.learnable_params}
+    out, seen = [], set()
+    for node, layer in zip(net.nodes, net.layers):
+        for j, (blob, spec) in enumerate(zip(layer.blobs, param_specs(node.lp, len(layer.blobs)))):
+            if id(blob) not in seen:
+                seen.add(id(blob))
+                out.append(slots.get(id(blob)) or ParamSlot(blob, layer.name, j, 0.0, spec.decay_mult))
+    return out
+
+
 def make_net(source, state, backend, seed):
     from .net import Net
     return Net(source, phase=state.phase, backend=backend, seed=seed, stages=tuple(state.stage), level=state.level)
@@ -217,12 +234,16 @@ class Trainer:
             net = make_net(source, state, backend, [self.seed, i + 1])
             net.share_with(self.net)
             self.test_nets.append(net)
-        self.solver = Solver(sp, self.net.learnable_params, self.net.xp, log=self.log.info)
+        if sp.average_loss < 1:
+            raise NetspecError(f"average_loss must be at least 1, found {sp.average_loss}",
+                               hint="average_loss: 1 shows each iteration's own loss")
+        self.solver = Solver(sp, caffe_learnable_params(self.net), self.net.xp, log=self.log.info)
         self.xp = self.net.xp
         self.losses, self.smoothed_loss = [], 0.0
         if sp.snapshot_format == caffe_pb2.SolverParameter.HDF5:
             self.log.warn("snapshot_format HDF5 is not supported: snapshots are written as binary protos")
         self.last_snapshot = None
+        self.prefix = self._snapshot_prefix()
         self.train_curve, self.test_curves = [], {}      # for --plot
         self.stop_requested = False
         self._describe_batch()
@@ -333,7 +354,7 @@ class Trainer:
 
     def _smooth(self, loss, start_iter):
         """Caffe's UpdateSmoothedLoss: the mean of the last average_loss losses."""
-        window = max(1, self.sp.average_loss)
+        window = self.sp.average_loss
         if len(self.losses) < window:
             self.losses.append(loss)
             self.smoothed_loss = (self.smoothed_loss * (len(self.losses) - 1) + loss) / len(self.losses)
@@ -345,9 +366,11 @@ class Trainer:
     def _check_finite(self, loss):
         if math.isfinite(loss):
             return
-        where = self._locate_nonfinite()
+        where = self.net.first_nonfinite()
         if where:
-            layer, top, bad_params = where
+            layer, top = where
+            xp, blobs = self.net.xp, self.net.layer(layer).blobs
+            bad_params = any(not bool(xp.isfinite(b.data).all()) for b in blobs)
             culprit = f"layer '{layer}' (top '{top}') is the first whose output is not finite" + \
                 (" (its parameters already are not)" if bad_params else "")
         else:
@@ -356,19 +379,6 @@ class Trainer:
             "; no snapshot was written before it"
         raise NetspecError(f"the loss became {loss} at iteration {self.solver.iter}: {culprit}{kept}",
                            hint="lower base_lr, set clip_gradients, or check the data (scale) and fillers")
-
-    def _locate_nonfinite(self):
-        """Run the train net once more, layer by layer, checking each output as it is made
-        (after the full pass an in-place layer's output hides whose it was)."""
-        net, xp = self.net, self.net.xp
-        for step in net.steps:
-            if not step.feeds_only:
-                step.layer.forward(xp, step.bottoms, step.tops)
-            for name, blob in zip(step.node.tops, step.tops):
-                if not bool(xp.isfinite(blob.data).all()):
-                    bad_params = any(not bool(xp.isfinite(b.data).all()) for b in step.layer.blobs)
-                    return step.name, name, bad_params
-        return None
 
     def _log_outputs(self, kind, net, outputs):
         weights = {id(blob): w for blob, w in net.loss_tops}
@@ -394,9 +404,10 @@ class Trainer:
             values = {name: np.asarray(outputs[name], np.float64) for name in net.outputs}
             sums = values if sums is None else {k: sums[k] + v for k, v in values.items()}
         if self.sp.test_compute_loss:
-            self.log.info(f"Test loss: {fmt(loss / iters)}")
+            self.log.info(f"Test loss: {fmt(loss / iters if iters else math.nan)}")   # Caffe's 0/0
         means = {k: v / iters for k, v in (sums or {}).items()}
-        self._log_outputs("Test", net, means)
+        if means:                           # none with test_iter 0, as in Caffe
+            self._log_outputs("Test", net, means)
         for name, value in means.items():
             if np.size(value) == 1:
                 key = name if len(self.test_nets) == 1 else f"#{i} {name}"
@@ -404,11 +415,23 @@ class Trainer:
         return means
 
     # -- snapshots --------------------------------------------------------------------------------
-    def snapshot_path(self, ext):
+    def _snapshot_prefix(self):
+        """Caffe's rule for a solver read from a file: no snapshot_prefix is the solver's path
+        without its extension; a prefix naming a directory gets the solver file's stem inside it.
+        Decided once, before any snapshot makes a directory."""
         prefix = self.sp.snapshot_prefix
-        if not prefix and self.solver_path:
-            prefix = os.path.splitext(self.solver_path)[0]
-        return f"{prefix or 'snapshot'}_iter_{self.solver.iter}{ext}"
+        if self.solver_path:
+            stem = os.path.splitext(self.solver_path)[0]
+            if not self.sp.HasField("snapshot_prefix"):
+                prefix = stem
+                self.log.info(f"snapshot_prefix was not specified and is set to {prefix}")
+            elif os.path.isdir(prefix):
+                prefix = os.path.join(prefix, os.path.basename(stem))
+                self.log.info(f"snapshot_prefix is a directory and is set to {prefix}")
+        return prefix or "snapshot"
+
+    def snapshot_path(self, ext):
+        return f"{self.prefix}_iter_{self.solver.iter}{ext}"
 
     def snapshot(self):
         model = self.snapshot_path(".caffemodel")

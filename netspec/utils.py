@@ -40,3 +40,20 @@ def atomic_write(path, data):
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def nonnegative_int(text):
+    """An argparse type: an integer of 0 or more (a random seed, say)."""
+    import argparse
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"found '{text}'; expected an integer of 0 or more") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"found {value}; expected an integer of 0 or more")
+    return value
+
+
+def split_stages(values):
+    """--stage values as stage names: repeatable and comma-separated, as `caffe`'s --stage."""
+    return [stage for value in values for stage in value.split(",") if stage]

@@ -116,7 +116,7 @@ def test_json_schema(net, capsys):
     doc = json.loads(out)
     assert code == 0 and set(doc) == TOP_KEYS
     assert doc["schema"] == "netspec-check/1" and doc["file"] == path and doc["ok"] is True
-    assert doc["inputs"] == {"data": [2, 3, 4, 4]} and doc["outputs"] == ["prob", "fc3"]
+    assert doc["inputs"] == {"data": [2, 3, 4, 4]} and doc["outputs"] == ["fc3", "prob"]   # Caffe's order: by name
     assert [x["name"] for x in doc["layers"]] == ["data", "fc1", "relu1", "fc1_relu1_0_split", "fc2", "prob", "fc3"]
     for layer in doc["layers"]:
         assert set(layer) == LAYER_KEYS

@@ -54,10 +54,10 @@ def test_the_clean_size_search_reruns_the_pass(tmp_path):
 
 
 def test_no_clean_size_nearby_is_said_plainly(tmp_path):
-    # a 3x3 stride-2 convolution against a 1x1 stride-2 one differ at every size
+    # a 3x3 convolution against a 1x1 one differ at every size (n - 2 vs n; at 2x2 the 3x3 has no output)
     text = (DATA.format(h=32, w=32) +
-            'layer { name: "a" type: "Convolution" bottom: "data" top: "a" convolution_param { num_output: 2 kernel_size: 3 stride: 2 } }\n'
-            'layer { name: "b" type: "Convolution" bottom: "data" top: "b" convolution_param { num_output: 2 kernel_size: 1 stride: 2 } }\n'
+            'layer { name: "a" type: "Convolution" bottom: "data" top: "a" convolution_param { num_output: 2 kernel_size: 3 } }\n'
+            'layer { name: "b" type: "Convolution" bottom: "data" top: "b" convolution_param { num_output: 2 kernel_size: 1 } }\n'
             'layer { name: "sum" type: "Eltwise" bottom: "a" bottom: "b" top: "sum" }\n')
     e = only_error(check_text(text, tmp_path))
     assert e.hint.endswith("no data size within 32 of 32x32 checks clean")
@@ -78,11 +78,11 @@ def test_a_kernel_larger_than_the_padded_input(tmp_path):
 
 def test_sizes_that_shrink_to_nothing(tmp_path):
     pools = "".join(f'layer {{ name: "p{i}" type: "Pooling" bottom: "{b}" top: "p{i}" '
-                    f'pooling_param {{ pool: MAX kernel_size: 3 stride: 3 }} }}\n'
+                    f'pooling_param {{ pool: MAX kernel_size: 5 stride: 2 }} }}\n'
                     for i, b in enumerate(["data", "p0", "p1", "p2"]))
     r = check_text(DATA.format(h=16, w=16) + pools, tmp_path)
     e = only_error(r)
-    assert e.layer == "p2"                       # 16 -> 6 -> 2: a 3x3 window no longer fits
+    assert e.layer == "p2"                       # 16 -> 7 -> 2: ceil((2 - 5)/2) + 1 = 0 windows of 5x5
     assert "larger than the padded input 2 + 2*0 = 2" in e.message
     assert r.shape("p1") == (1, 3, 2, 2) and r.shape("p2") is None and r.shape("p3") is None
 

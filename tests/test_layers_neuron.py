@@ -247,3 +247,14 @@ def test_bnll_is_stable_for_large_inputs():
     np.testing.assert_allclose(y, [[0.0, 800.0]])
     np.testing.assert_allclose(dx, [[0.0, 1.0]])
     assert math.isfinite(dx.sum())
+
+
+def test_absval_refuses_in_place_as_caffe_does():
+    with pytest.raises(LayerError, match="AbsVal does not allow in-place"):
+        make_layer('name: "a" type: "AbsVal" bottom: "x" top: "x"')
+    make_layer('name: "a" type: "AbsVal" bottom: "x" top: "y"')
+
+
+def test_log_base_one_is_refused_as_caffe_does():
+    with pytest.raises(LayerError, match="Log base 1 has no logarithm"):
+        make_layer("type: 'Log' log_param { base: 1 }")

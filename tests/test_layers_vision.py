@@ -239,6 +239,7 @@ def test_deconvolution_shape_note():
     (conv_text(num_output=4, kernel_size=3, group=3), (1, 4, 5, 5), "group 3 does not divide the 4 input channels"),
     (conv_text(kernel_size=7), (1, 1, 4, 5), "kernel extent 7 is larger than the padded input 4 + 2*0 = 4"),
     (conv_text(kernel_size=3, dilation=4, pad=1), (1, 1, 5, 5), "kernel extent 9 is larger than the padded input 5 + 2*1 = 7"),
+    (conv_text(), (1, 1, 5, 5), "kernel size is not set"),
     (conv_text(kernel_size=[3, 3, 3]), (1, 1, 5, 5), "kernel_size is given 3 times for 2 spatial axes"),
     (conv_text(kernel_h=3, kernel_w=3), (1, 1, 5, 5, 5), "kernel_h/kernel_w apply to 2-d convolution only"),
     (conv_text(kernel_size=3, stride=[1, 2, 1]), (1, 1, 5, 5), "stride is given 3 times for 2 spatial axes"),
@@ -274,7 +275,6 @@ def test_empty_last_pooling_window_warns_and_gives_caffes_values():
 
 @pytest.mark.parametrize("text,words", [
     (conv_text(num_output=0, kernel_size=3), "num_output must be set"),
-    (conv_text(), "kernel size is not set"),
     (conv_text(kernel_size=3, kernel_h=3, kernel_w=3), "either kernel_size or kernel_h/kernel_w"),
     (conv_text(kernel_h=3), "kernel_h and kernel_w must be set together"),
     (conv_text(kernel_size=3, stride=0), "stride must be positive"),

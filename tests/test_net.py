@@ -87,6 +87,16 @@ def test_loss_is_weighted_sum_and_outputs_are_unconsumed_tops(tmp_path):
     assert net.loss == pytest.approx(float(out["loss"]) + 0.5 * float(out["l2"]))
 
 
+def test_a_loss_layer_without_a_top_counts_but_is_no_output(tmp_path):
+    # Caffe makes the loss layer an anonymous top (AutoTopBlobs) and lists it among no outputs
+    text = SMALL_LENET.replace('bottom: "label" top: "loss" }', 'bottom: "label" }')
+    net = Net(write(tmp_path, text), phase="TRAIN", seed=1, dtype="float64")
+    out = net.forward(**small_inputs(np.random.default_rng(0)))
+    assert sorted(out) == ["l2"]
+    softmax = float(net.blobs["loss (automatic top 0)"].data)
+    assert softmax > 0 and net.loss == pytest.approx(softmax + 0.5 * float(out["l2"]))
+
+
 def test_same_seed_same_weights(tmp_path):
     path = write(tmp_path, SMALL_LENET)
     a, b, c = Net(path, seed=7), Net(path, seed=7), Net(path, seed=8)
@@ -122,7 +132,7 @@ def test_weight_sharing_shares_one_blob_and_adds_gradients(tmp_path):
 
 
 def test_weight_sharing_checks_shapes_and_multipliers(tmp_path):
-    with pytest.raises(NetspecError, match=r"ipb.*'w' .*\(2, 5\) here but \(2, 4\)"):
+    with pytest.raises(NetspecError, match=r"ipb.*'w' is 2x5 here but 2x4 in 'ipa'"):
         Net(write(tmp_path, SHARED % (5, ""), "a.prototxt"))
     with pytest.raises(NetspecError, match="lr_mult 2 here but 3"):
         Net(write(tmp_path, (SHARED % (4, "lr_mult: 2")).replace('param { name: "w" }', 'param { name: "w" lr_mult: 3 }'),

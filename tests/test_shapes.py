@@ -105,6 +105,21 @@ def test_permissive_sharing_needs_only_the_same_count():
     assert [e.message for e in r.errors] == ["param 'w' is 6x4 here but 4x6 in 'a', which it shares"]
 
 
+def test_sharers_agree_on_the_multipliers_they_give():
+    owner = 'param { name: "w" } param { name: "b" }'
+    r = run(data(2, 6) + ip("a", "data", 4, owner)
+            + ip("b", "data", 4, 'param { name: "w" lr_mult: 2 } param { name: "b" decay_mult: 0 }')
+            + ip("c", "data", 4, 'param { name: "w" lr_mult: 3 } param { name: "b" decay_mult: 0 }'))
+    assert [e.message for e in r.errors] == ["param 'w' has lr_mult 3 here but 2 before (shared with 'a')"]
+    assert r.errors[0].layer == "c"
+
+
+def test_param_checks_run_without_the_statistics():
+    r = infer_shapes(build_graph(parse_net_text(data(2, 6) + ip("a", "data", 4, "param { } param { } param { }"))),
+                     stats=False)
+    assert [e.message for e in r.errors] == ["3 param specs for 2 learnable blobs"]
+
+
 def test_too_many_param_specs():
     r = run(data(2, 6) + ip("a", "data", 4, "param { } param { } param { }"))
     assert [e.message for e in r.errors] == ["3 param specs for 2 learnable blobs"]

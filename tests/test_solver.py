@@ -163,6 +163,13 @@ def test_adagrad_refuses_momentum():
         Solver(solver_param('type: "AdaGrad" base_lr: 1 lr_policy: "fixed" momentum: 0.9'), [Slot([1.0])])
 
 
+def test_rmsprop_refuses_rms_decay_of_one():
+    # Caffe checks 0 <= rms_decay < 1: at 1 the mean square never takes in a gradient
+    with pytest.raises(NetspecError, match=r"rms_decay must lie in \[0, 1\), found 1"):
+        Solver(solver_param('type: "RMSProp" base_lr: 1 lr_policy: "fixed" rms_decay: 1'), [Slot([1.0])])
+    Solver(solver_param('type: "RMSProp" base_lr: 1 lr_policy: "fixed" rms_decay: 0'), [Slot([1.0])])
+
+
 # -- lr policies, by hand -------------------------------------------------------------------------
 def rates(text, iters):
     sp = solver_param(text)
@@ -213,6 +220,8 @@ def test_unknown_or_incomplete_policy_is_a_clear_error():
         Solver(solver_param('base_lr: 1 lr_policy: "stepp"'), [Slot([1.0])])
     with pytest.raises(NetspecError, match="needs stepsize"):
         Solver(solver_param('base_lr: 1 lr_policy: "step" gamma: 0.1'), [Slot([1.0])])
+    with pytest.raises(NetspecError, match="needs gamma >= 0, found -0.5"):      # Caffe's CHECK_GE(gamma, 0)
+        Solver(solver_param('base_lr: 1 lr_policy: "step" stepsize: 2 gamma: -0.5'), [Slot([1.0])])
     notes = []
     Solver(solver_param('base_lr: 1 lr_policy: "inv" gamma: 0.1'), [Slot([1.0])], log=notes.append)
     assert notes == ["lr_policy 'inv' uses power, which the solver leaves unset (0 or none, as in Caffe)"]

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from netspec.io import read_net
+from netspec import caffe_pb2
+from netspec.io import dump, read_net, read_solver
 from netspec.report import check
 
 MODELS = Path(__file__).resolve().parent.parent / "models"
@@ -51,6 +52,23 @@ def test_committed_files_are_what_the_script_writes(tmp_path):
             fresh = (tmp_path / name / file_name).read_text()
             assert (MODELS / name / file_name).read_text() == fresh, \
                 f"models/{name}/{file_name} is stale: run python models/generate.py"
+
+
+def test_the_zoo_is_what_netspec_convert_writes():
+    """One text writer: the zoo's files are netspec.io's text of what they hold, as Caffe prints it."""
+    for name in NETS:
+        for file_name in net_files(name):
+            path = MODELS / name / file_name
+            message = (read_solver(path) if "solver" in file_name else read_net(path).param)
+            assert generate.HEADER + dump(message, "text") == path.read_text(), f"{name}/{file_name}"
+
+
+def test_numbers_print_as_cpp_protobuf_prints_them():
+    lp = caffe_pb2.LayerParameter(loss_weight=[1, 0.1, 1e-5, 0.1234567, 1e6, 16777217, -0.0, float("inf")])
+    assert dump(lp, "text").split("\n")[:-1] == [f"loss_weight: {v}" for v in (
+        "1", "0.1", "1e-05", "0.123456702", "1e+06", "16777216", "-0", "inf")]
+    blob = caffe_pb2.BlobProto(double_data=[0.1, 1 / 3])
+    assert dump(blob, "text") == "double_data: 0.1\ndouble_data: 0.33333333333333331\n"
 
 
 def test_readme_table_is_up_to_date():

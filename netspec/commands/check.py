@@ -5,7 +5,8 @@ or an argument is wrong.
 """
 import sys
 
-from ..report import check, parse_input
+from ..report import check, parse_inputs
+from ..utils import split_stages
 
 
 def add_parser(subparsers):
@@ -18,7 +19,7 @@ def add_parser(subparsers):
                    help="shape of an input blob, overriding the data layer's (repeatable), e.g. data=10,3,227,227")
     p.add_argument("--phase", type=str.upper, choices=["TRAIN", "TEST"],
                    help="net phase (default: the file's state, else TEST)")
-    p.add_argument("--stage", action="append", default=[], help="net state stage (repeatable)")
+    p.add_argument("--stage", action="append", default=[], help="a net stage (repeatable or comma-separated)")
     p.add_argument("--level", type=int, help="net state level (default: the file's state, else 0)")
     p.add_argument("--explain", action="store_true", help="show the arithmetic behind each shape")
     p.add_argument("--json", action="store_true", help="print one JSON document (schema: docs/check-json.md)")
@@ -27,8 +28,8 @@ def add_parser(subparsers):
 
 
 def run(args):
-    inputs = dict(parse_input(text) for text in args.input)
-    report = check(args.model, inputs=inputs, phase=args.phase, stages=args.stage,
+    inputs = parse_inputs(args.input)
+    report = check(args.model, inputs=inputs, phase=args.phase, stages=split_stages(args.stage),
                    level=args.level, strict=args.strict)
     sys.stdout.write(report.to_json() + "\n" if args.json else report.format(explain=args.explain))
     return report.exit_code

@@ -20,11 +20,12 @@ def add_parser(subparsers):
 
 
 def run(args):
-    io.format_of(args.output)                      # a bad output extension fails before reading
+    io.check_output(args.output)                   # a bad output path fails before reading
     kind, message, warnings = io.read_kind(args.input, args.kind)
+    fmt = io.check_output(args.output, kind)
     print_warnings("convert", warnings)
     io.write_message(message, args.output)
-    print(f"wrote {args.output} ({kind}, {io.format_of(args.output)})")
+    print(f"wrote {args.output} ({kind}, {fmt})")
     return 0
 
 

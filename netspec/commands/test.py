@@ -11,7 +11,7 @@ def add_parser(subparsers):
     p.add_argument("--weights", required=True, help="the trained .caffemodel")
     p.add_argument("--iterations", type=int, default=50, help="batches to run (default 50, as Caffe)")
     p.add_argument("--phase", choices=["TRAIN", "TEST"], default="TEST", help="net phase (default TEST)")
-    p.add_argument("--stage", action="append", default=[], help="a net stage (repeatable)")
+    p.add_argument("--stage", action="append", default=[], help="a net stage (repeatable or comma-separated)")
     p.add_argument("--level", type=int, default=0, help="net level")
     p.add_argument("--backend", choices=["numpy", "cupy"], default="numpy")
     p.add_argument("--seed", type=int, default=None, help="random seed")
@@ -28,7 +28,7 @@ def run(args):
     log = Log(args.log)
     try:
         net = Net(args.model, weights=args.weights, phase=args.phase, backend=args.backend,
-                  seed=args.seed, stages=args.stage, level=args.level)
+                  seed=args.seed, stages=[s for arg in args.stage for s in arg.split(",") if s], level=args.level)
         log.info(f"Running for {args.iterations} iterations.")
         sums, loss = {}, 0.0
         for i in range(args.iterations):

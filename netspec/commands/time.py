@@ -10,6 +10,7 @@ import numpy as np
 
 from .. import caffe_pb2
 from ..errors import NetspecError
+from ..utils import nonnegative_int, split_stages
 
 
 def add_parser(subparsers):
@@ -23,9 +24,9 @@ def add_parser(subparsers):
                    help="net phase (default TRAIN, as `caffe time`)")
     p.add_argument("--input", action="append", default=[], metavar="NAME=N,C,H,W",
                    help="shape of an input blob (repeatable), e.g. data=10,3,227,227")
-    p.add_argument("--stage", action="append", default=[], help="net state stage (repeatable)")
+    p.add_argument("--stage", action="append", default=[], help="a net stage (repeatable or comma-separated)")
     p.add_argument("--level", type=int, default=0, help="net state level")
-    p.add_argument("--seed", type=int, default=0, help="seed for the weights and the random inputs")
+    p.add_argument("--seed", type=nonnegative_int, default=0, help="seed for the weights and the random inputs")
     return p
 
 
@@ -118,15 +119,18 @@ def report(net, layer_fwd, layer_bwd, whole):
 
 def run(args):
     from ..net import Net
-    from ..report import parse_input
+    from ..report import parse_inputs
     model = args.model or args.model_option
     if not model:
         raise NetspecError("no net given", hint="netspec time FILE (or --model FILE)")
+    if args.model and args.model_option and args.model != args.model_option:
+        raise NetspecError(f"two nets given: {args.model} and --model {args.model_option}",
+                           hint="give the net once, as FILE or as --model FILE")
     if args.iterations < 1:
         raise NetspecError(f"--iterations must be at least 1, got {args.iterations}")
-    inputs = dict(parse_input(text) for text in args.input)
+    inputs = parse_inputs(args.input)
     net = Net(model, phase=args.phase, backend=args.backend, inputs=inputs or None,
-              seed=args.seed, stages=args.stage, level=args.level)
+              seed=args.seed, stages=split_stages(args.stage), level=args.level)
     net.forward(**fill_inputs(net, np.random.default_rng(args.seed)))
     print(report(net, *measure(net, args.iterations)))
     return 0

@@ -1,6 +1,7 @@
 """`netspec upgrade IN OUT`: write a legacy net or solver in the current Caffe form."""
 from .. import io
 from ..errors import NetspecError
+from ..io.binary import DESCRIBE
 from .convert import print_warnings
 
 
@@ -20,10 +21,13 @@ def add_parser(subparsers):
 
 
 def run(args):
-    io.format_of(args.output)
+    io.check_output(args.output)
     kind, message, warnings = io.read_kind(args.input, args.kind)
     if kind not in ("net", "solver"):
-        raise NetspecError(f"found {kind}; expected a net or a solver", file=args.input)
+        raise NetspecError(f"found {DESCRIBE[kind]}; expected a net or a solver", file=args.input,
+                           hint="only nets and solvers have legacy forms; `netspec convert` "
+                                "changes the format of other files")
+    io.check_output(args.output, kind)
     print_warnings("upgrade", warnings)
     io.write_message(message, args.output)
     state = "upgraded" if warnings else "already current; rewritten"

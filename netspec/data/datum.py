@@ -25,14 +25,38 @@ def decode_image(data, color=None):
 
 
 def read_image(path, height=0, width=0, color=True):
-    """An image file -> uint8 (C, H, W), resized (bilinear) when height and width are set,
-    as Caffe's ReadImageToCVMat does."""
+    """An image file -> uint8 (C, H, W), resized when height and width are set, as Caffe's
+    ReadImageToCVMat does (OpenCV's bilinear resize, see resize_linear)."""
     from PIL import Image
     with Image.open(path) as img:
-        img = img.convert("RGB" if color else "L")
-        if height > 0 and width > 0:
-            img = img.resize((width, height), Image.BILINEAR)
-        return image_to_chw(np.asarray(img))
+        pixels = image_to_chw(np.asarray(img.convert("RGB" if color else "L")))
+    return resize_linear(pixels, height, width) if height > 0 and width > 0 else pixels
+
+
+def _linear_taps(size, new_size):
+    """OpenCV's INTER_LINEAR sampling along one axis: output pixel centres mapped back to
+    the source ((d + 0.5) * size / new_size - 0.5), clamped to the edge pixels. Returns the
+    two source indices and the weight of the second."""
+    pos = (np.arange(new_size) + 0.5) * (size / new_size) - 0.5
+    first = np.floor(pos).astype(np.int64)
+    weight = pos - first
+    outside = (first < 0) | (first >= size - 1)
+    weight[outside] = 0
+    first = np.clip(first, 0, size - 1)
+    return first, np.minimum(first + 1, size - 1), weight.astype(np.float32)
+
+
+def resize_linear(chw, height, width):
+    """uint8 (C, H, W) -> (C, height, width) by OpenCV's cv::resize INTER_LINEAR rule, which
+    Caffe uses: each output pixel blends the 2 x 2 source pixels around its centre, with no
+    smoothing when shrinking (Pillow's BILINEAR widens its filter then, and gives other
+    values). Rounded to nearest; OpenCV's fixed-point weights may differ from it by 1."""
+    top, bottom, wy = _linear_taps(chw.shape[1], height)
+    left, right, wx = _linear_taps(chw.shape[2], width)
+    x = chw.astype(np.float32)
+    rows = x[:, top] * (1 - wy)[:, None] + x[:, bottom] * wy[:, None]
+    out = rows[:, :, left] * (1 - wx) + rows[:, :, right] * wx
+    return np.clip(np.floor(out + 0.5), 0, 255).astype(np.uint8)
 
 
 def image_to_chw(pixels):
@@ -67,15 +91,22 @@ def array_to_datum(pixels, label=None):
 def datum_to_array(datum, force_color=False, force_gray=False):
     """A Datum -> (C, H, W) array: uint8 for pixels (raw or encoded), float32 for float_data."""
     if datum.encoded:
+        if force_color and force_gray:
+            raise NetspecError("transform_param sets both force_color and force_gray",
+                               hint="keep one of them (or neither, to decode images as they are)")
         color = True if force_color else (False if force_gray else None)
         try:
             return decode_image(datum.data, color)
         except OSError as e:  # Pillow cannot identify or decode the bytes
             raise NetspecError(f"an encoded Datum does not decode as an image ({e})") from None
     shape = (datum.channels, datum.height, datum.width)
-    if datum.data:
-        return np.frombuffer(datum.data, np.uint8).reshape(shape)
-    return np.asarray(datum.float_data, np.float32).reshape(shape)
+    values = np.frombuffer(datum.data, np.uint8) if datum.data else np.asarray(datum.float_data, np.float32)
+    if values.size != np.prod(shape) or not all(shape):
+        kind = "bytes of data" if datum.data else "float_data values"
+        raise NetspecError(f"a Datum of {datum.channels} x {datum.height} x {datum.width} holds "
+                           f"{values.size} {kind}, not {int(np.prod(shape))}",
+                           hint="channels, height and width must describe the stored pixels")
+    return values.reshape(shape)
 
 
 def parse_datum(value):

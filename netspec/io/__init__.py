@@ -11,13 +11,13 @@ from dataclasses import dataclass, field
 
 from .. import caffe_pb2
 from ..errors import NetspecError
-from .formats import FORMATS, KINDS, detect_kind, dump, format_of, load, parse_text, save
+from .formats import FORMATS, KINDS, check_output, detect_kind, dump, format_of, load, parse_text, save
 from .upgrade import needs_upgrade, upgrade_net, upgrade_solver
 
 __all__ = [
     "NetSource", "read_net", "parse_net", "parse_net_text", "write_net", "read_solver",
     "write_solver", "read_message", "write_message", "read_blobproto", "read_caffemodel",
-    "detect_kind", "format_of", "dump", "upgrade_net", "upgrade_solver", "needs_upgrade",
+    "detect_kind", "format_of", "check_output", "dump", "upgrade_net", "upgrade_solver", "needs_upgrade",
     "FORMATS", "KINDS",
 ]
 

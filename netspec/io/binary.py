@@ -123,6 +123,22 @@ def guess_kind(data):
     return kinds[0] if kinds else None
 
 
+_KIND_FIX = {
+    ("solver", "net"): "this is a solver: give the net file its `net:` field names "
+                       "(a solver goes to `netspec train --solver`)",
+    ("net", "solver"): "this is a net: give the solver file (the one with base_lr, max_iter "
+                       "and net: \"...\")",
+    ("solverstate", "net"): "this is a training snapshot: give the .caffemodel saved beside it",
+    ("blob", "net"): "this is a single blob (such as an image mean), not a net or its weights",
+}
+
+
+def wrong_kind_hint(found, cls):
+    """What to do when a file of kind `found` was given where a `cls` message was expected."""
+    expected = next((kind for kind, known in KINDS.items() if known is cls), None)
+    return _KIND_FIX.get((found, expected), "check which file you passed")
+
+
 def describe(cls):
     """Words for a message class: 'a net (NetParameter ...)', or its schema name."""
     for kind, known in KINDS.items():
@@ -147,7 +163,7 @@ def parse(data, cls, path):
         other = guess_kind(data)
         if other and KINDS[other] is not cls:
             raise NetspecError(f"found {DESCRIBE[other]}; expected {what}", file=path,
-                               hint=f"check the file name, or read it as '{other}' (--kind {other})")
+                               hint=wrong_kind_hint(other, cls))
         raise NetspecError(f"the top-level fields do not match {what}: "
                            f"{wrong} of {len(fields)} have the wrong wire type", file=path,
                            hint="is this file from another program, or corrupted?")

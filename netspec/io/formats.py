@@ -1,5 +1,8 @@
 """File formats by extension, kinds by content, and the generic load and dump of a message."""
+import contextlib
+import errno
 import os
+import shlex
 from dataclasses import dataclass, field
 
 from ..errors import NetspecError
@@ -34,7 +37,22 @@ def read_bytes(path):
         with open(path, "rb") as f:
             return f.read()
     except OSError as e:
-        raise NetspecError(f"cannot read the file: {e.strerror}", file=os.fspath(path)) from None
+        raise NetspecError(f"cannot read the file: {_why(path, e)}", file=os.fspath(path),
+                           hint=_READ_FIX.get(e.errno)) from None
+
+
+_READ_FIX = {errno.ENOENT: "check the path (relative paths start from the current folder)",
+             errno.EISDIR: "give a file inside it",
+             errno.EACCES: "check the file's permissions"}
+
+
+def _why(path, e):
+    """The OS's reason, and a symbolic link's target when that is what is missing."""
+    if e.errno == errno.EISDIR:
+        return "it is a folder, not a file"
+    if e.errno == errno.ENOENT and os.path.islink(path):
+        return f"it is a symbolic link to {os.readlink(path)}, which does not exist"
+    return e.strerror or str(e)
 
 
 def decode_text(data, path):
@@ -66,13 +84,77 @@ def load(path, cls, fmt=None, data=None):
     if fmt == "binary":
         message, warnings = binary.parse(data, cls, path)
         return _checked(Loaded(message, path, fmt, {}, warnings))
-    return parse_text(decode_text(data, path), cls, fmt, path)
+    source = decode_text(data, path)
+    if _blank(source, fmt):
+        raise NetspecError(f"the file is empty (nothing but spaces or comments); expected "
+                           f"{binary.describe(cls)}", file=path,
+                           hint="check that you passed the right file, and that it was saved")
+    with _naming_the_format(source, fmt):
+        return parse_text(source, cls, fmt, path)
+
+
+_FORMAT_NAMES = {"text": "protobuf text", "yaml": "YAML", "json": "JSON"}
+
+
+@contextlib.contextmanager
+def _naming_the_format(source, fmt):
+    """A file that fails in the format its extension names but reads in another (a prototxt
+    saved as .yaml) gets a hint naming the extension it needs."""
+    try:
+        yield
+    except NetspecError as e:
+        other = None if _reads_in(source, fmt) else _written_in(source, fmt)
+        if other:
+            e.hint = (f"the file reads as {_FORMAT_NAMES[other]}, not {_FORMAT_NAMES[fmt]}: "
+                      f"give it a {FORMATS[other][0]} extension")
+        raise
+
+
+def _reads_in(source, fmt):
+    """Whether `source` is well formed in `fmt` (the error is then in what it says)."""
+    if fmt == "text":
+        return any(_parses(text.parse, source, cls, "") for cls in KINDS.values())
+    return _parses(structured.load_json if fmt == "json" else structured.load_yaml, source, "")
+
+
+def _written_in(source, fmt):
+    """The other text format in which `source` reads as a net, solver, blob or solverstate."""
+    for other in ("json", "yaml", "text"):
+        if other == fmt:
+            continue
+        if other == "text":
+            if _reads_in(source, other):
+                return other
+            continue
+        try:
+            data = (structured.load_json if other == "json" else structured.load_yaml)(source, "")
+        except NetspecError:
+            continue
+        if isinstance(data, dict) and data and any(set(data) <= _fields(cls) for cls in KINDS.values()):
+            return other
+    return None
+
+
+def _parses(read, *args):
+    try:
+        read(*args)
+    except NetspecError:
+        return False
+    return True
+
+
+def _blank(source, fmt):
+    """Nothing but white space (and, outside JSON, '#' comments)."""
+    lines = (line.strip() for line in source.lstrip("\ufeff").splitlines())
+    if fmt == "json":
+        return not any(lines)
+    return all(not line or line.startswith("#") for line in lines)
 
 
 def parse_text(source, cls, fmt, path):
     """Parse text `source` in format 'text', 'yaml' or 'json' as a `cls` message."""
     if fmt == "text":
-        _check_kind(text.scan(source.lstrip("\ufeff")).positions, cls, path)
+        _check_kind(text.scan(source.lstrip("\ufeff"), path).positions, cls, path)
         message, scan, warnings = text.parse(source, cls, path)
         return _checked(Loaded(message, path, fmt, scan.positions, warnings))
     data = structured.load_yaml(source, path) if fmt == "yaml" else structured.load_json(source, path)
@@ -108,7 +190,7 @@ def _check_kind(positions, cls, path):
     other = [kind for kind, known in KINDS.items() if known is not cls and names <= _fields(known)]
     if other:
         raise NetspecError(f"found {binary.DESCRIBE[other[0]]}; expected {binary.describe(cls)}",
-                           file=path, hint="check which file you passed (or --kind)")
+                           file=path, hint=binary.wrong_kind_hint(other[0], cls))
 
 
 def _checked(loaded):
@@ -142,10 +224,13 @@ def detect_kind(path, data=None, fmt=None):
             return preferred
         return kinds[0] if kinds else (preferred or "net")
     source = decode_text(data, path)
+    if _blank(source, fmt):
+        return preferred or "net"           # whose reader says that the file is empty
     if fmt == "text":
-        names = text.scan(source.lstrip("\ufeff")).positions
+        names = text.scan(source.lstrip("\ufeff"), path).positions
     else:
-        loaded = structured.load_yaml(source, path) if fmt == "yaml" else structured.load_json(source, path)
+        with _naming_the_format(source, fmt):
+            loaded = structured.load_yaml(source, path) if fmt == "yaml" else structured.load_json(source, path)
         names = loaded if isinstance(loaded, dict) else {}
     return kind_of_fields(names, preferred)
 
@@ -164,13 +249,42 @@ def dump(message, fmt, path="<output>"):
     return text.format_message(message)
 
 
+def check_output(path, kind=None):
+    """The format `path` names, after making sure it can take a `kind` file: not a folder,
+    in a folder that exists, with an extension that names a format (and not another kind)."""
+    path = os.fspath(path)
+    _check_folder(path)
+    fmt = format_of(path)
+    ext = os.path.splitext(path)[1].lower()
+    named = _PREFERRED_KIND.get(ext)
+    if kind and named and named != kind:
+        ours = [e for e, k in _PREFERRED_KIND.items() if k == kind]
+        raise NetspecError(f"found the extension '{ext}', which names {binary.DESCRIBE[named]}; "
+                           f"the file to write is {binary.DESCRIBE[kind]}", file=path,
+                           hint="name it " + " or ".join(ours + [".pb", ".bin"])
+                                + " for binary, or use a text extension (.prototxt, .yaml, .json)")
+    return fmt
+
+
+def _check_folder(path):
+    if os.path.isdir(path):
+        raise NetspecError("cannot write: it is a folder; expected a file name", file=path,
+                           hint=f"name a file inside it, e.g. {os.path.join(path, 'out.prototxt')}")
+    folder = os.path.dirname(path)
+    if folder and not os.path.isdir(folder):
+        raise NetspecError(f"cannot write: the folder '{folder}' does not exist", file=path,
+                           hint=f"create it first (mkdir -p {shlex.quote(folder)}), or write elsewhere")
+
+
 def save(message, path, fmt=None):
     """Write the message to `path` in the format its extension names; never half-written."""
     path = os.fspath(path)
+    _check_folder(path)
     payload = dump(message, fmt or format_of(path), path)
     if isinstance(payload, str):
         payload = payload.encode("utf-8")
     try:
         atomic_write(path, payload)
     except OSError as e:
-        raise NetspecError(f"cannot write the file: {e.strerror}", file=path) from None
+        raise NetspecError(f"cannot write the file: {e.strerror or e}", file=path,
+                           hint="check that the folder is writable and the disk is not full") from None

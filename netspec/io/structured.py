@@ -80,11 +80,33 @@ class _LocatedProblem(Exception):
         self.message, self.where = message, where
 
 
+MAX_DEPTH = 100     # nets and solvers nest a few levels deep; far deeper is runaway brackets
+
+
+def _check_depth(text, path):
+    """Refuse deep nesting before LibYAML composes it: its composer recurses in C and would
+    overflow the stack (a crash, not an exception)."""
+    depth = 0
+    for event in yaml.parse(text, Loader=_LocatingLoader):
+        if isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
+            depth += 1
+            if depth > MAX_DEPTH:
+                line, col = _mark(event.start_mark)
+                raise NetspecError(f"found maps and lists nested more than {MAX_DEPTH} deep; "
+                                   "expected the shallow nesting of a net or solver", file=path,
+                                   line=line, column=col, hint="look for brackets that are never closed")
+        elif isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
+            depth -= 1
+
+
 def load_yaml(text, path):
     try:
+        _check_depth(text, path)
         return yaml.load(text, Loader=_LocatingLoader)
     except _LocatedProblem as e:
         raise NetspecError(e.message, file=path, line=e.where[0], column=e.where[1]) from None
+    except yaml.constructor.ConstructorError as e:
+        raise _tag_error(e, path) from None
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         what = " ".join(p for p in (e.context, e.problem) if p) or "malformed YAML"
@@ -92,6 +114,19 @@ def load_yaml(text, path):
         raise NetspecError(f"malformed YAML: {what}", file=path, line=line, column=col) from None
     except (yaml.YAMLError, RecursionError, ValueError) as e:
         raise NetspecError(f"malformed YAML: {e}", file=path) from None
+
+
+def _tag_error(e, path):
+    """A tag the safe loader refuses (!!python/object...): said plainly, never constructed."""
+    mark = e.problem_mark or e.context_mark
+    line, col = (mark.line + 1, mark.column + 1) if mark else (None, None)
+    tag = re.search(r"tag '([^']*)'", e.problem or "")
+    if not tag:
+        return NetspecError(f"malformed YAML: {e.problem}", file=path, line=line, column=col)
+    shown_tag = tag.group(1).replace("tag:yaml.org,2002:", "!!")
+    return NetspecError(f"found the YAML tag '{shown_tag}'; expected plain data (maps, lists, "
+                        "strings, numbers, true/false)", file=path, line=line, column=col,
+                        hint="remove the tag: netspec reads YAML safely and builds no objects from tags")
 
 
 # --- JSON --------------------------------------------------------------------------------

@@ -5,11 +5,14 @@ top-level field (every `layer`) starts, the name of each layer, and fork dialect
 the parser cannot report.
 """
 import difflib
+import math
 import re
+import struct
 import warnings as warnings_module
 from dataclasses import dataclass, field
 
-from google.protobuf import text_format
+from google.protobuf import text_encoding, text_format
+from google.protobuf.descriptor import FieldDescriptor as FD
 
 from ..errors import NetspecError
 from ..utils import closest
@@ -59,7 +62,10 @@ class Scan:
     scalars: list = field(default_factory=list)       # (path, field, value token, token spans)
 
 
-def scan(text):
+MAX_DEPTH = 100     # nets and solvers nest a few levels deep; far deeper is runaway braces
+
+
+def scan(text, path=None):
     """Walk the tokens of a text message, tolerant of errors (the parser reports those)."""
     result = Scan()
     stack = [Frame(())]
@@ -68,15 +74,19 @@ def scan(text):
     for kind, tok, line, col in tokens(text):
         frame, span = stack[-1], (line, col, len(tok))
         if kind == "char" and tok in "{<":
+            if len(stack) > MAX_DEPTH:
+                raise NetspecError(f"found messages nested more than {MAX_DEPTH} deep; expected "
+                                   "the shallow nesting of a net or solver", file=path, line=line,
+                                   column=col, hint="look for '{' that are never closed")
             name, index = _opened(frame, last)
             if len(stack) == 1 and frame.list_field:
                 _note_list_item(result.positions.setdefault(name, []), frame, (line, col))
             stack.append(Frame(frame.path + ((name, index),)))
-            expecting_value = False
+            last, expecting_value = None, False     # no field of the new frame seen yet
         elif kind == "char" and tok in "}>":
             if len(stack) > 1:
                 stack.pop()
-            expecting_value = False
+            last, expecting_value = None, False
         elif kind == "char" and tok == "[" and expecting_value and last:
             frame.list_field, expecting_value = last[0], False
             frame.counts[last[0]] -= 1          # each item counts as one occurrence
@@ -126,7 +136,7 @@ def _note_name(result, frame, field_name, tok):
 def parse(text, cls, path):
     """Parse text into a new `cls` message. Returns (message, Scan, warnings)."""
     text = text.lstrip("\ufeff")
-    found = scan(text)
+    found = scan(text, path)
     text, fixes, warnings = dialects.rewrite_text(text, found, path)
     message = cls()
     try:
@@ -142,8 +152,44 @@ def parse(text, cls, path):
 
 
 def format_message(message):
-    """Text format as Caffe writes it (layer blocks, two-space indent)."""
-    return text_format.MessageToString(message, as_utf8=True)
+    """Text format as Caffe writes it: protobuf's layout (layer blocks, two-space indent) and
+    numbers as C++ protobuf prints them (`lr_mult: 1`, `std: 0.01`, `eps: 1e-05`)."""
+    return "".join(_text_lines(message, ""))
+
+
+def _text_lines(message, indent):
+    for fd, value in message.ListFields():
+        for item in value if fd.is_repeated else (value,):
+            if fd.message_type is not None:
+                yield f"{indent}{fd.name} {{\n"
+                yield from _text_lines(item, indent + "  ")
+                yield f"{indent}}}\n"
+            else:
+                yield f"{indent}{fd.name}: {_text_scalar(fd, item)}\n"
+
+
+def _text_scalar(fd, value):
+    if fd.type == FD.TYPE_ENUM:
+        known = fd.enum_type.values_by_number.get(value)
+        return known.name if known else str(value)
+    if fd.type in (FD.TYPE_STRING, FD.TYPE_BYTES):
+        return '"' + text_encoding.CEscape(value, fd.type == FD.TYPE_STRING) + '"'
+    if fd.type == FD.TYPE_BOOL:
+        return "true" if value else "false"
+    if fd.type == FD.TYPE_FLOAT:
+        return c_float_text(value, 6, 9, lambda v: struct.unpack("f", struct.pack("f", v))[0])
+    if fd.type == FD.TYPE_DOUBLE:
+        return c_float_text(value, 15, 17, float)
+    return str(value)
+
+
+def c_float_text(value, digits, more_digits, narrow):
+    """C++ protobuf's SimpleFtoa/SimpleDtoa: %g with `digits` significant digits when that
+    reads back as the same value (after `narrow` to the field's precision), else `more_digits`."""
+    if not math.isfinite(value):
+        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
+    short = f"{value:.{digits}g}"
+    return short if narrow(float(short)) == narrow(value) else f"{value:.{more_digits}g}"
 
 
 # --- errors ----------------------------------------------------------------------------

@@ -36,9 +36,9 @@ def _scatter_add(xp, target, index, values):
 def _as_indices(values, limit, what):
     """Float-coded indices (as Caffe stores them) -> int array; each must be an integer in [0, limit)."""
     idx = values.astype(np.int64)
-    if idx.size and (bool((idx != values).any()) or int(idx.min()) < 0 or int(idx.max()) >= limit):
-        bad = values[(idx != values) | (idx < 0) | (idx >= limit)].reshape(-1)[0]
-        raise LayerError(f"{what} {float(bad):g} is not an integer in [0, {limit})")
+    bad = (idx != values) | (idx < 0) | (idx >= limit)
+    if bool(bad.any()):         # one device sync per call
+        raise LayerError(f"{what} {float(values[bad].reshape(-1)[0]):g} is not an integer in [0, {limit})")
     return idx
 
 
@@ -347,8 +347,8 @@ class Eltwise(_Common):
     def setup(self):
         p = self.lp.eltwise_param
         self.op = p.operation
-        if p.coeff and self.op != self.P.SUM:
-            self.fail("eltwise_param.coeff is only for operation SUM")
+        if p.coeff and self.op == self.P.PROD:     # Caffe rejects coeff for PROD only; MAX ignores it
+            self.fail("eltwise_param.coeff is only for operation SUM (PROD does not take it)")
         self.stable_prod_grad = p.stable_prod_grad
 
     def infer(self, bottoms, ctx):
@@ -619,8 +619,8 @@ class BatchNorm(_Common):
         x = self._grouped(bottoms[0].data)
         mean_blob, var_blob, factor_blob = (b.data for b in self.blobs)
         if self.use_global_stats:
-            factor = float(factor_blob.reshape(-1)[0])
-            scale = 0.0 if factor == 0 else 1.0 / factor
+            factor = factor_blob.reshape(-1)[:1]     # kept on the device: no sync per forward
+            scale = 1 / xp.where(factor == 0, xp.inf, factor)     # a zero factor gives 0, as in Caffe
             mean, var = mean_blob * scale, var_blob * scale
         else:
             mean = x.mean(axis=(0, 2))

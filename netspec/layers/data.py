@@ -199,6 +199,10 @@ class ImageData(_Reading):
         super().setup()
         p = self.lp.image_data_param
         self.batch_size = self._need_batch_size(p.batch_size, "image_data_param")
+        if (p.new_height > 0) != (p.new_width > 0):
+            self.fail(f"image_data_param sets new_height {p.new_height} and new_width {p.new_width}: "
+                      "images are resized only when both are set, as in Caffe",
+                      hint="set both new_height and new_width, or neither")
         self._lines = None
         self._first_shape = None
 
@@ -216,7 +220,7 @@ class ImageData(_Reading):
                 path, _, label = line.rpartition(" ")
                 if not path or not label.lstrip("-").isdigit():
                     self.fail(f"{p.source}:{i}: expected 'path label', found '{line}'")
-                lines.append((os.path.join(p.root_folder, path) if p.root_folder else path, int(label)))
+                lines.append((p.root_folder + path, int(label)))     # joined as Caffe does: no separator added
             if not lines:
                 self.fail(f"image_data_param.source '{p.source}' lists no images")
             self._lines = lines
@@ -274,10 +278,10 @@ class HDF5Data(_Reading):
             source = self.lp.hdf5_data_param.source
             try:
                 with open(source) as f:
-                    paths = [line.strip() for line in f if line.strip()]
+                    paths = f.read().split()     # whitespace-separated names, as Caffe reads them
             except OSError as e:
                 self.fail(f"cannot read hdf5_data_param.source '{source}': {e.strerror}",
-                          hint="it is a text file listing one .h5 path per line")
+                          hint="it is a text file listing .h5 paths (one per line)")
             if not paths:
                 self.fail(f"hdf5_data_param.source '{source}' lists no files")
             files, self.row_shapes = [], None
@@ -381,8 +385,10 @@ class MemoryData(Layer):
 
     def setup(self):
         p = self.lp.memory_data_param
-        if not p.batch_size:
-            self.fail("memory_data_param.batch_size is not set (or 0)")
+        if not (p.batch_size and p.channels and p.height and p.width):
+            self.fail("memory_data_param needs batch_size, channels, height and width, all positive; got "
+                      f"{p.batch_size}, {p.channels}, {p.height}, {p.width}",
+                      hint="e.g. memory_data_param { batch_size: 64 channels: 1 height: 28 width: 28 }")
         self.shape = (p.batch_size, p.channels, p.height, p.width)
         self.data = self.labels = None
         self.position = 0

@@ -159,6 +159,11 @@ class TanH(Neuron):
 
 @layer("AbsVal")
 class AbsVal(Neuron):
+    def setup(self):
+        if len(self.lp.bottom) and len(self.lp.top) and self.lp.bottom[0] == self.lp.top[0]:
+            self.fail("AbsVal does not allow in-place computation (Caffe refuses it)",
+                      f"give its top a new name instead of '{self.lp.top[0]}'")
+
     def value(self, xp, x):
         return xp.abs(x)
 
@@ -224,7 +229,10 @@ class Log(Neuron):
 
     def setup(self):
         p = self.lp.log_param
-        self.base_scale = 1.0 / _log_base(p.base, "Log")
+        log_base = _log_base(p.base, "Log")
+        if log_base == 0:       # Caffe checks 1/ln(base) is finite
+            self.fail("Log base 1 has no logarithm: 1/ln(1) is infinite", "use another base, or -1 for e")
+        self.base_scale = 1.0 / log_base
         self.scale, self.shift = p.scale, p.shift
 
     def value(self, xp, x):

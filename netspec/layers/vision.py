@@ -45,10 +45,13 @@ def explain_floor(size, kernel, stride, pad, dilation=1):
     windows skip anyway (a 1x1 stride-2 kernel skips every other row, so 14 -> 7 is clean)."""
     extent = dilation * (kernel - 1) + 1
     span = size + 2 * pad - extent
-    out = span // stride + 1
+    out = conv_out(size, kernel, stride, pad, dilation)
     head = f"({size} + 2*{pad} - {extent})/{stride} + 1"
     if dilation > 1 and kernel > 1:
         head = f"kernel {kernel} dilated by {dilation} spans {extent}; " + head
+    if span < 0:
+        return (f"{head} = {_number(span / stride + 1)} -> truncated toward 0 (Caffe's integer division) -> "
+                f"{out}; the kernel overhangs the padded input by {-span}"), False
     remainder = span % stride
     if remainder == 0:
         return f"{head} = {out}", True
@@ -59,19 +62,21 @@ def explain_floor(size, kernel, stride, pad, dilation=1):
         max(0, remainder - pad) <= max(0, stride - extent)
 
 
-def explain_pool(size, kernel, stride, pad, ceil_mode):
-    """(text, exact) for Caffe's pooling rule on one axis (ceil or floor, then the pad clip)."""
+def explain_pool(size, kernel, stride, pad, ceil_mode, padded=None):
+    """(text, exact) for Caffe's pooling rule on one axis (ceil or floor, then the pad clip,
+    which applies when any axis is padded: see pool_out)."""
     span = size + 2 * pad - kernel
     head = f"({size} + 2*{pad} - {kernel})/{stride} + 1"
     remainder = span % stride
     floor_out = span // stride + 1
     if remainder == 0:
         return f"{head} = {floor_out}", True
-    out = pool_out(size, kernel, stride, pad, ceil_mode)
+    out = pool_out(size, kernel, stride, pad, ceil_mode, padded)
     rounded = floor_out + 1 if ceil_mode else floor_out
     text = f"{head} = {_number(span / stride + 1)} -> {'ceil' if ceil_mode else 'floor'} -> {rounded}"
     if out != rounded:
-        text += f"; the last window would start in the padding -> {out}"
+        text += (f"; the last window would start in the padding -> {out}" if pad else
+                 f"; the last window would start past the input, dropped as another axis is padded -> {out}")
     text += f"; stride {stride} leaves remainder {remainder}"
     exact_input = size + stride - remainder
     if not ceil_mode:
@@ -128,7 +133,7 @@ def _repeated(p, name, h_name, w_name, default, n, what):
             _raise(f"set either {name} or {h_name}/{w_name}, not both")
         return (getattr(p, h_name), getattr(p, w_name))
     if not values:
-        if default is None:
+        if default is None and n:
             _raise(f"{what} is not set", f"add {name}: N (or {h_name} and {w_name})")
         return (default,) * n
     if len(values) not in (1, n):
@@ -150,8 +155,6 @@ class _ConvolutionBase(Layer):
             self.fail("kernel_h and kernel_w must be set together", "set both, or use kernel_size")
         if (p.HasField("kernel_h") or p.HasField("kernel_w")) and len(p.kernel_size):
             self.fail("set either kernel_size or kernel_h/kernel_w, not both")
-        if not len(p.kernel_size) and not p.HasField("kernel_h"):
-            self.fail("kernel size is not set", "add kernel_size: N (or kernel_h and kernel_w)")
         for name in ("stride", "pad"):
             if (p.HasField(f"{name}_h") or p.HasField(f"{name}_w")) and len(getattr(p, name)):
                 self.fail(f"set either {name} or {name}_h/{name}_w, not both")
@@ -180,10 +183,9 @@ class _ConvolutionBase(Layer):
     def _split(self, shape):
         """(channel axis, Window) for a bottom shape."""
         axis = self.canonical_axis(self.param.axis, len(shape))
-        n = len(shape) - axis - 1
-        if n < 1:
-            self.fail(f"bottom {_dims(shape)} has no spatial axis after the channel axis {axis}")
-        return axis, self.geometry(n)
+        # No spatial axis (channels last) is Caffe's 0-d convolution: a product over the channels
+        # at every position, with no kernel needed; otherwise the kernel size must be set.
+        return axis, self.geometry(len(shape) - axis - 1)
 
     def _check_bottoms(self, bottoms):
         if len(self.lp.top) and len(self.lp.top) != len(bottoms):
@@ -211,17 +213,18 @@ class _ConvolutionBase(Layer):
         items, out = [], []
         for label, size, k, s, p, d in zip(labels, in_spatial, *win):
             extent = d * (k - 1) + 1
-            if extent > size + 2 * p:
+            size_out = conv_out(size, k, s, p, d)
+            if size_out <= 0:
                 self.fail(f"{label}: kernel extent {extent} is larger than the padded input {size} + 2*{p} = "
                           f"{size + 2 * p}", "pad more, use a smaller kernel or dilation, or feed a larger input")
             items.append(explain_floor(size, k, s, p, d))
-            out.append(conv_out(size, k, s, p, d))
+            out.append(size_out)
         _explain_axes(ctx, labels, items)
         return tuple(out)
 
     def window(self, bottoms):
         _, win = self._split(bottoms[0])
-        return list(zip(*win))
+        return list(zip(*win)) or None     # 0-d: each position stays where it is
 
     def param_fillers(self):
         if not self.has_filters:
@@ -357,6 +360,8 @@ class Im2col(_ConvolutionBase):
     def infer(self, bottoms, ctx):
         shape = tuple(bottoms[0])
         axis, win = self._split(shape)
+        if not win.kernel:      # unlike convolution, Caffe's Im2col has no 0-d form
+            self.fail(f"bottom {_dims(shape)} has no spatial axis after the channel axis {axis}")
         out = self._conv_spatial(ctx, shape[axis + 1:], win)
         return [shape[:axis] + (shape[axis] * math.prod(win.kernel),) + out]
 
@@ -459,18 +464,28 @@ class Pooling(Layer):
             return [shape[:2] + (1, 1)] * max(1, len(self.lp.top))
         labels = _axis_labels(2)
         items, out = [], []
+        padded = any(win.pad)
+        overhang = []
         for label, size, k, s, p in zip(labels, shape[2:], win.kernel, win.stride, win.pad):
-            if k > size + 2 * p:
-                self.fail(f"{label}: kernel {k} is larger than the padded input {size} + 2*{p} = {size + 2 * p}",
+            size_out = pool_out(size, k, s, p, self.ceil_mode, padded)
+            if size_out <= 0:
+                self.fail(f"{label}: kernel {k} is larger than the padded input {size} + 2*{p} = {size + 2 * p} "
+                          f"by {k - size - 2 * p} (stride {s}), which leaves no window",
                           "pad more, use a smaller kernel, or feed a larger input")
-            size_out = pool_out(size, k, s, p, self.ceil_mode)
+            if k > size + 2 * p:    # Caffe keeps one window, clipped to the input
+                overhang.append((label, f"kernel {k} is larger than the padded input {size} + 2*{p} = "
+                                        f"{size + 2 * p}; Caffe's rounding keeps one window over the whole of it"))
             last = (size_out - 1) * s - p
             if last >= size:    # Caffe allows it: MAX gives -FLT_MAX there, AVE gives 0
                 ctx.warn(f"{label}: ceil(({size} + 2*{p} - {k})/{s}) + 1 = {size_out} windows, but the last starts "
                          f"at {last}, past the input ({size}): kernel {k} < stride {s} leaves it empty; "
                          "use round_mode: FLOOR, or a kernel at least as large as the stride")
-            items.append(explain_pool(size, k, s, p, self.ceil_mode))
+            items.append(explain_pool(size, k, s, p, self.ceil_mode, padded))
             out.append(size_out)
+        if len(overhang) == len(labels) and len({text for _, text in overhang}) == 1:
+            overhang = [("", overhang[0][1])]
+        for label, text in overhang:
+            ctx.warn(f"{label}: {text}" if label else text)
         _explain_axes(ctx, labels, items)
         return [shape[:2] + tuple(out)] * max(1, len(self.lp.top))
 
@@ -526,7 +541,7 @@ class SPP(Layer):
                           f"{_dims(kernel)} with pad {_dims(pad)}, which Caffe's {_pool_method_name(self.param.pool)} "
                           f"pooling does not allow", "lower pyramid_height or feed a larger map")
             win = Window(kernel, kernel, pad, (1, 1))
-            out = tuple(pool_out(size, k, k, pd) for size, k, pd in zip(shape[2:], kernel, pad))
+            out = tuple(pool_out(size, k, k, pd, padded=any(pad)) for size, k, pd in zip(shape[2:], kernel, pad))
             result.append((win, out))
         return result
 
@@ -556,7 +571,9 @@ class SPP(Layer):
         flat = tops[0].data.reshape(n, -1)
         self._states, start = [], 0
         for win, out in self.levels(x.shape):
-            y, state = _pool_forward(xp, x, self.param.pool, win, out, self.phase == TRAIN, self.rng)
+            # Caffe's SPP builds its Pooling layers from a fresh LayerParameter, whose phase is
+            # TRAIN: STOCHASTIC levels sample in every phase.
+            y, state = _pool_forward(xp, x, self.param.pool, win, out, True, self.rng)
             width = y[0].size
             flat[:, start:start + width] = y.reshape(n, width)
             self._states.append(state)

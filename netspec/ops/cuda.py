@@ -5,15 +5,20 @@ same thing; tests compare the two where a GPU is present.
 Kernels are compiled lazily, on first use, and cached; importing this module needs no CuPy.
 Every kernel computes one output element per thread and gathers what it needs (col2im and
 the pooling backwards loop over the taps that reach their input element), so no atomics.
-Raw inputs are made C-contiguous before they are indexed by hand. Inside a kernel body `i`
-(the element index) and `n` are CuPy's own names.
+Raw inputs are made C-contiguous before they are indexed by hand. Inside a body `i` is
+CuPy's element index (a ptrdiff_t); a non-raw output names the element at i, a `raw`
+input the whole array, and the scalars come typed as declared.
+
+SOURCES (name -> in_params, out_params, body) and PREAMBLE are plain data, so the tests
+compile every kernel with nvcc and run the bodies on the CPU where no GPU is present
+(tests/test_cuda_sources.py).
 """
 from functools import lru_cache
 
 import numpy
 
 # Integer helpers (no reliance on CUDA's min/max overloads for mixed types).
-_PREAMBLE = """
+PREAMBLE = """
 __device__ __forceinline__ int imin(int a, int b) { return a < b ? a : b; }
 __device__ __forceinline__ int imax(int a, int b) { return a > b ? a : b; }
 """
@@ -31,7 +36,7 @@ _DECODE_OUTPUT = """
 _GEOMETRY = ("int32 h, int32 w, int32 out_h, int32 out_w, int32 kh, int32 kw, "
              "int32 sy, int32 sx, int32 py, int32 px")
 
-_SOURCES = {
+SOURCES = {
     # col[c, ki, kj, n, oy, ox] = x[n, c, oy*sy - py + ki*dil_y, ox*sx - px + kj*dil_x], 0 outside.
     "netspec_im2col": (
         "raw T x, int32 num, int32 channels, " + _GEOMETRY + ", int32 dil_y, int32 dil_x",
@@ -181,8 +186,8 @@ _SOURCES = {
 def kernel(name):
     """The compiled ElementwiseKernel `name`, built once."""
     import cupy
-    in_params, out_params, body = _SOURCES[name]
-    return cupy.ElementwiseKernel(in_params, out_params, body, name, preamble=_PREAMBLE)
+    in_params, out_params, body = SOURCES[name]
+    return cupy.ElementwiseKernel(in_params, out_params, body, name, preamble=PREAMBLE)
 
 
 def _contiguous(a):

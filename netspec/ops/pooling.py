@@ -88,9 +88,10 @@ def max_pool_backward(xp, dy, arg, in_shape, win, out=None):
 
 def argmax_to_input_index(xp, arg, in_shape, win):
     """Caffe's MAX mask (the optional second top): the argmax as a flat index h*W + w into its
-    input channel, instead of a kernel tap."""
+    input channel, instead of a kernel tap; -1 for a window left empty by ceil rounding."""
     out_shape = arg.shape[2:]
     index = xp.zeros(arg.shape, dtype=numpy.int64)
+    empty = xp.zeros(arg.shape, dtype=bool)
     rest = arg.astype(numpy.int64)
     for axis in reversed(range(len(in_shape))):
         k, s, p = win.kernel[axis], win.stride[axis], win.pad[axis]
@@ -101,6 +102,8 @@ def argmax_to_input_index(xp, arg, in_shape, win):
         start = (xp.arange(out_shape[axis]) * s - p).reshape(shape)
         stride_in = math.prod(in_shape[axis + 1:])
         index += (start + tap) * stride_in
+        empty |= start >= in_shape[axis]
+    index[empty] = -1
     return index
 
 

@@ -33,9 +33,11 @@ class Window(NamedTuple):
 
 
 def conv_out(size, kernel, stride=1, pad=0, dilation=1):
-    """Caffe's convolution rule: floor((size + 2*pad - extent) / stride) + 1 (may be <= 0)."""
-    extent = dilation * (kernel - 1) + 1
-    return (size + 2 * pad - extent) // stride + 1
+    """Caffe's convolution rule: (size + 2*pad - extent) / stride + 1 in C integer division,
+    which truncates toward zero: a kernel overhanging the padded input by less than the
+    stride still gives one output (may be <= 0 otherwise)."""
+    span = size + 2 * pad - dilation * (kernel - 1) - 1
+    return (span // stride if span >= 0 else -(-span // stride)) + 1
 
 
 def deconv_out(size, kernel, stride=1, pad=0, dilation=1):
@@ -43,12 +45,13 @@ def deconv_out(size, kernel, stride=1, pad=0, dilation=1):
     return stride * (size - 1) + dilation * (kernel - 1) + 1 - 2 * pad
 
 
-def pool_out(size, kernel, stride=1, pad=0, ceil_mode=True):
+def pool_out(size, kernel, stride=1, pad=0, ceil_mode=True, padded=None):
     """Caffe's pooling rule: ceil (or floor) of (size + 2*pad - kernel)/stride, + 1; then,
-    with padding, drop the last window if it would start inside the padding."""
+    with padding, drop the last window if it would start inside the padding. Caffe applies
+    that clip to every axis once ANY axis is padded: `padded` (default: pad != 0) says so."""
     span = size + 2 * pad - kernel
     out = (-(-span // stride) if ceil_mode else span // stride) + 1
-    if pad and (out - 1) * stride >= size + pad:
+    if (bool(pad) if padded is None else padded) and (out - 1) * stride >= size + pad:
         out -= 1
     return out
 
