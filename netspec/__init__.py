@@ -3,10 +3,32 @@
 Parse Caffe nets (prototxt, YAML, JSON, binary, or the NetSpec DSL), check and explain their
 shapes, and run and train them on NumPy or CuPy.
 """
+import importlib
+
 __version__ = "0.1.0"
 
-from . import caffe_pb2  # noqa: F401
-from .errors import NetspecError  # noqa: F401
-from .dsl import NetSpec, params  # noqa: F401,E402  (`layers` is the package; its type names are DSL calls)
-from .net import Net  # noqa: F401,E402
-from .report import check  # noqa: F401,E402
+from .errors import NetspecError  # noqa: F401,E402
+
+# Loaded on first use, so that `netspec --help` starts quickly and the command line can catch a
+# Ctrl-C that comes while NumPy and protobuf are still loading.
+_LAZY = {
+    "caffe_pb2": ("caffe_pb2", None),
+    "NetSpec": ("dsl", "NetSpec"),
+    "params": ("dsl", "params"),     # (`layers` is the package; its type names are DSL calls)
+    "Net": ("net", "Net"),
+    "check": ("report", "check"),
+}
+
+
+def __getattr__(name):
+    if name not in _LAZY:
+        raise AttributeError(f"module 'netspec' has no attribute '{name}'")
+    module, attr = _LAZY[name]
+    value = importlib.import_module(f".{module}", __name__)
+    value = getattr(value, attr) if attr else value
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(list(globals()) + list(_LAZY))

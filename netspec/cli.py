@@ -43,6 +43,15 @@ def unrecognized(parser, extra):
 
 
 def main(argv=None):
+    """The console entry point; a Ctrl-C while the commands are still loading ends quietly too."""
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:
+        print("netspec: interrupted", file=sys.stderr)
+        return 130
+
+
+def _main(argv):
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     command_parser = getattr(args, "command_parser", parser)

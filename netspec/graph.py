@@ -13,7 +13,7 @@ from . import caffe_pb2
 from .errors import LayerError, NetspecError
 from .layers import layer_class
 from .plan import plan_backward
-from .utils import closest
+from .utils import closest, did_you_mean
 
 PHASES = {"TRAIN": caffe_pb2.TRAIN, "TEST": caffe_pb2.TEST}
 
@@ -110,6 +110,7 @@ class Graph(Findings):
     errors: list
     warnings: list
     notices: list = field(default_factory=list)   # what the reader upgraded or read from a dialect
+    stage_warning: Issue = None        # stages asked for that no rule of the net names
     phase: int = caffe_pb2.TEST
     stages: tuple = ()
     level: int = 0
@@ -212,6 +213,22 @@ def exclusion(lp, state):
     return None
 
 
+def _unused_stages(param, stages, path):
+    """A warning for asked-for stages that no include/exclude rule names: they change nothing,
+    and are most likely misspelt."""
+    used = sorted({s for lp in param.layer for rule in list(lp.include) + list(lp.exclude)
+                   for s in list(rule.stage) + list(rule.not_stage)})
+    unused = [s for s in dict.fromkeys(stages) if s not in used]
+    if not unused:
+        return None
+    what = ", ".join(f"'{s}'{did_you_mean(s, used)}" for s in unused)
+    hint = ("the net's stages are " + ", ".join(f"'{s}'" for s in used)) if used else \
+        "this net has no stage rules: leave the stage out"
+    named = "stage {} is" if len(unused) == 1 else "stages {} are"
+    return Issue(named.format(what) + " named by no include or exclude rule of this net: it changes nothing",
+                 file=path, hint=hint)
+
+
 # -- building -------------------------------------------------------------------------------
 
 def build_graph(source, phase=None, stages=(), level=None, insert_splits=True, inputs=None):
@@ -227,6 +244,9 @@ def build_graph(source, phase=None, stages=(), level=None, insert_splits=True, i
     graph = Graph([], [], [], [], [], [], notices, phase=state.phase, stages=tuple(state.stage),
                   level=state.level, path=path, name=param.name,
                   force_backward=param.force_backward)
+    graph.stage_warning = _unused_stages(param, stages, path)
+    if graph.stage_warning:
+        graph.warnings.append(graph.stage_warning)
     nodes = []
     for lp, line in _declared_layers(param, lines):
         if lp.include and lp.exclude:

@@ -65,8 +65,9 @@ def load_source(model):
 
 class Net:
     """A net ready to run. model: a path, NetSource or NetParameter; weights: a .caffemodel;
-    inputs: {blob: shape} instead of the file's input shapes; seed: the fillers' and the
-    random layers' seed; dtype: float32, or float64 for gradient checks.
+    inputs: {blob: shape} instead of the file's input shapes (a data layer given one is fed
+    instead of read); seed: the fillers' and the random layers' seed; dtype: float32, or
+    float64 for gradient checks.
 
     blobs {name: Blob}, params {layer: [Blob]}, layers, layer_names, inputs, outputs,
     loss (after forward), learnable_params (ParamSlots for the solver), steps (the plan).
@@ -87,10 +88,12 @@ class Net:
         self.layers = [n.layer for n in self.nodes]
         self.layer_names = [layer.name for layer in self.layers]
         self.outputs = list(self.graph.outputs)
-        self.inputs = list(self.graph.inputs)
+        # a data layer given an input shape is fed instead of read, as `netspec check --input` takes it
+        self._fed = {t for n in self.nodes if not n.bottoms and n.type != "Input" and set(n.tops) & set(inputs or ())
+                     for t in n.tops}
+        self.inputs = list(self.graph.inputs) + [t for n in self.nodes for t in n.tops if t in self._fed]
         # forward() takes the inputs, and the tops of any layer without bottoms (a data layer's)
         self.feedable = self.inputs + [t for n in self.nodes if not n.bottoms for t in n.tops if t not in self.inputs]
-        self._fed = set()
         self.loss = None
         self._seeds = np.random.SeedSequence(seed)
         filler_seed, *layer_seeds = self._seeds.spawn(len(self.layers) + 1)
@@ -263,6 +266,10 @@ class Net:
                     step.layer.backward(xp, step.tops, step.propagate_down, step.bottoms)
         except LayerError as e:
             raise self._error(step.node, f"{'forward' if forward else 'backward'}: {e.message}", e.hint) from None
+        except NetspecError as e:       # a data layer's reader: place it at the layer's line
+            if e.file is not None or step is None:
+                raise
+            raise self._error(step.node, e.message, e.hint) from None
 
     def _feed(self, feeds):
         if not feeds:
@@ -347,7 +354,7 @@ class Net:
     def copy_from(self, path):
         """Load weights by layer name from a .caffemodel (Caffe's CopyTrainedLayersFrom);
         layers the file lacks keep their values, layers only the file has are ignored."""
-        found = read_weights(path)
+        found = read_weights(path, required=bool(self.params))
         for node in self.nodes:
             layer = node.layer
             if layer.name not in found:

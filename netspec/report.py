@@ -275,12 +275,12 @@ def parse_input(text):
 
 
 def parse_inputs(texts):
-    """The --input options as {name: shape}; a name given twice is a mistake, not an override."""
+    """The --input options as {name: shape}; two shapes for one name are a mistake, not an override."""
     inputs = {}
     for text in texts:
         name, shape = parse_input(text)
-        if name in inputs:
-            raise NetspecError(f"--input '{name}' given twice ({dims(inputs[name])} and {dims(shape)})",
+        if inputs.get(name, shape) != shape:
+            raise NetspecError(f"--input '{name}' given twice, as {dims(inputs[name])} and as {dims(shape)}",
                                hint="give each input blob's shape once")
         inputs[name] = shape
     return inputs

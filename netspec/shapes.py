@@ -205,10 +205,19 @@ def _check_sizes(graph, r):
     """The fallback for sizes that reach zero or below, whatever rule let them through."""
     for t, s in zip(r.node.tops, r.top_shapes):
         if any(d <= 0 for d in s):
-            r.errors.append(node_issue(graph, r.node, f"top '{t}' would be {_dims(s)}: a size reached zero or below",
-                                   "the input is too small for this stack of layers: give a larger input, "
-                                   "or reduce kernel, stride or depth"))
+            r.errors.append(_input_dim_issue(graph, r.node, t, s) if r.node.type == "Input" else
+                            node_issue(graph, r.node, f"top '{t}' would be {_dims(s)}: a size reached zero or below",
+                                       "the input is too small for this stack of layers: give a larger input, "
+                                       "or reduce kernel, stride or depth"))
             r.top_shapes = [None] * len(r.node.tops)
+
+
+def _input_dim_issue(graph, node, top, shape):
+    """An Input layer's shape written with a dim of zero or below: the file's mistake, not the net's."""
+    k = next(i for i, d in enumerate(shape) if d <= 0)
+    return node_issue(graph, node, f"input_param gives top '{top}' the shape {_dims(shape)}: dim {k} is "
+                                   f"{shape[k]}; every dim must be 1 or more",
+                      f"write a positive dim {k} in its input_param shape, or give the shape: --input {top}=N,C,H,W")
 
 
 def _by_line(issue):

@@ -110,12 +110,14 @@ def _state(phase, source, extra=None):
     return state
 
 
-def train_net_source(sp):
+def train_net_source(sp, path=None):
+    """The train net's NetSource and NetState; path: the solver file, named in errors."""
     fields = [f for f in ("train_net_param", "train_net", "net_param", "net") if sp.HasField(f)]
     if not fields:
-        raise NetspecError("the solver names no net", hint="add net: \"path/to/train_val.prototxt\"")
+        raise NetspecError("the solver names no net", file=path,
+                           hint="add net: \"path/to/train_val.prototxt\" to the solver file")
     if len(fields) > 1:
-        raise NetspecError(f"the solver names its train net more than once ({', '.join(fields)})",
+        raise NetspecError(f"the solver names its train net more than once ({', '.join(fields)})", file=path,
                            hint="keep one of train_net_param, train_net, net_param, net")
     source = _net_source(getattr(sp, fields[0]), fields[0])
     return source, _state(caffe_pb2.TRAIN, source, sp.train_state if sp.HasField("train_state") else None)
@@ -225,7 +227,7 @@ class Trainer:
         seed = sp.random_seed if seed is None and sp.random_seed >= 0 else seed
         self.seed = int(seed) if seed is not None else int(np.random.SeedSequence().entropy % (2 ** 31))
         self.log.info(f"Random seed: {self.seed}")
-        source, state = train_net_source(sp)
+        source, state = train_net_source(sp, solver_path)
         self.log.info(f"Creating training net from {source.path}")
         self.net = make_net(source, state, backend, self.seed)
         self.test_nets = []

@@ -1,4 +1,5 @@
 """Small helpers shared by every stage."""
+import argparse
 import difflib
 import os
 import tempfile
@@ -25,8 +26,8 @@ def _umask():
 
 def atomic_write(path, data):
     """Write bytes or text to `path` through a temporary file and a rename: never half-written."""
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
+    path = os.path.realpath(os.fspath(path))     # through a symbolic link: the link stays a link
+    folder = os.path.dirname(path)
     mode = "wb" if isinstance(data, (bytes, bytearray, memoryview)) else "w"
     fd, tmp = tempfile.mkstemp(dir=folder, prefix="." + os.path.basename(path) + ".", suffix=".tmp")
     try:
@@ -44,13 +45,21 @@ def atomic_write(path, data):
 
 def nonnegative_int(text):
     """An argparse type: an integer of 0 or more (a random seed, say)."""
-    import argparse
+    return _bounded_int(text, 0, None, "an integer of 0 or more")
+
+
+def int32(text):
+    """An argparse type: an integer that fits the schema's int32 fields (a net state's level)."""
+    return _bounded_int(text, -2**31, 2**31 - 1, f"an integer from {-2**31} to {2**31 - 1}")
+
+
+def _bounded_int(text, low, high, expected):
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"found '{text}'; expected an integer of 0 or more") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"found {value}; expected an integer of 0 or more")
+        raise argparse.ArgumentTypeError(f"found '{text}'; expected {expected}") from None
+    if value < low or (high is not None and value > high):
+        raise argparse.ArgumentTypeError(f"found {value}; expected {expected}")
     return value
 
 

@@ -63,8 +63,15 @@ def array_to_proto(data, diff=None, bp=None):
     return bp
 
 
-def read_weights(path):
+def read_weights(path, required=True):
     """{layer name: [BlobProto, ...]} from a .caffemodel; netspec.io upgrades V0/V1 files
-    (`layers` blocks) to `layer` on the way in."""
+    (`layers` blocks) to `layer` on the way in. When weights are `required`, a file without a
+    single blob (a .prototxt given as the weights, say) is refused."""
     from .io import read_caffemodel
-    return {lp.name: list(lp.blobs) for lp in read_caffemodel(str(path)).layer}
+    found = {lp.name: list(lp.blobs) for lp in read_caffemodel(str(path)).layer}
+    if required and not any(found.values()):
+        raise NetspecError("this file holds no weights: no layer in it has blobs (a net definition, "
+                           "not a trained model)", file=str(path),
+                           hint="give the .caffemodel that training (or Net.save) wrote; the .prototxt "
+                                "is the model (--model), not the weights")
+    return found

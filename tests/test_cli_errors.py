@@ -182,9 +182,11 @@ def test_bad_input_syntax(files, capsys, command, value, words):
 
 @pytest.mark.parametrize("command", ["check", "time"])
 def test_input_named_twice_or_not_in_the_net(files, capsys, command):
-    net = files / "net.prototxt"
+    net, quick = files / "net.prototxt", ["-n", "1"] if command == "time" else []
     code, _, err = run(capsys, command, net, "--input", "data=1,3,8,8", "--input", "data=2,3,8,8")
-    assert code == 2 and "--input 'data' given twice (1x3x8x8 and 2x3x8x8)" in err
+    assert code == 2 and "--input 'data' given twice, as 1x3x8x8 and as 2x3x8x8" in err
+    code, _, err = run(capsys, command, net, "--input", "data=1,3,8,8", "--input", "data=1x3x8x8", *quick)
+    assert code == 0, err                   # the same shape twice is harmless
     code, _, err = run(capsys, command, net, "--input", "dta=1,3,8,8")
     assert code == 2 and "no input blob 'dta'" in err and "data" in err
 
@@ -400,3 +402,31 @@ def test_stages_are_repeatable_and_comma_separated_as_in_caffe(files, capsys):
         for action in parser._actions:
             if action.dest == "stage":
                 assert "comma-separated" in action.help, name
+
+
+def test_writing_through_a_symbolic_link_keeps_the_link(files, capsys):
+    target = files / "out" / "real.prototxt"
+    target.write_text("old\n")
+    link = files / "link.prototxt"
+    link.symlink_to(target)
+    assert run(capsys, "upgrade", files / "net.prototxt", link)[0] == 0
+    assert link.is_symlink() and 'name: "small"' in target.read_text()
+
+
+@pytest.mark.parametrize("command", ["check", "time"])
+def test_a_level_outside_int32_is_refused_by_the_parser(files, capsys, command):
+    with pytest.raises(SystemExit) as e:
+        main([command, str(files / "net.prototxt"), "--level", str(2**40)])
+    assert e.value.code == 2
+    assert f"argument --level: found {2**40}; expected an integer from -2147483648 to 2147483647" \
+        in capsys.readouterr().err
+
+
+def test_convert_help_names_every_extension_it_reads(capsys):
+    from netspec.io import FORMATS
+    with pytest.raises(SystemExit):
+        main(["convert", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    for extensions in FORMATS.values():
+        for ext in extensions:
+            assert f"{ext} " in out or f"{ext})" in out, ext

@@ -6,7 +6,7 @@ or an argument is wrong.
 import sys
 
 from ..report import check, parse_inputs
-from ..utils import split_stages
+from ..utils import int32, split_stages
 
 
 def add_parser(subparsers):
@@ -20,7 +20,7 @@ def add_parser(subparsers):
     p.add_argument("--phase", type=str.upper, choices=["TRAIN", "TEST"],
                    help="net phase (default: the file's state, else TEST)")
     p.add_argument("--stage", action="append", default=[], help="a net stage (repeatable or comma-separated)")
-    p.add_argument("--level", type=int, help="net state level (default: the file's state, else 0)")
+    p.add_argument("--level", type=int32, help="net state level (default: the file's state, else 0)")
     p.add_argument("--explain", action="store_true", help="show the arithmetic behind each shape")
     p.add_argument("--json", action="store_true", help="print one JSON document (schema: docs/check-json.md)")
     p.add_argument("--strict", action="store_true", help="treat warnings as errors")

@@ -10,13 +10,18 @@ def add_parser(subparsers):
     parser = subparsers.add_parser(
         "convert", help="convert between prototxt, binary, YAML and JSON",
         description="Convert a net, solver, blob or solver state between formats, chosen by "
-                    "the file extensions: text (.prototxt .pt .txt .prototext), binary "
-                    "(.caffemodel .binaryproto .solverstate .pb .bin), YAML (.yaml .yml), "
-                    "JSON (.json). Legacy nets and solvers are upgraded on the way.")
+                    "the file extensions: " + formats_text() + ". Legacy nets and solvers are "
+                    "upgraded on the way.")
     parser.add_argument("input", metavar="IN", help="file to read")
     parser.add_argument("output", metavar="OUT", help="file to write (its extension picks the format)")
     parser.add_argument("--kind", choices=list(io.KINDS), help=KIND_HELP)
     return parser
+
+
+def formats_text():
+    """'text (.prototxt ...), binary (...), ...' from the extensions the readers know."""
+    names = {"text": "text", "binary": "binary", "yaml": "YAML", "json": "JSON"}
+    return ", ".join(f"{names[fmt]} ({' '.join(exts)})" for fmt, exts in io.FORMATS.items())
 
 
 def run(args):

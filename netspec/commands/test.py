@@ -2,6 +2,8 @@
 batch, then the averages over the iterations."""
 import numpy as np
 
+from ..utils import int32, nonnegative_int, split_stages
+
 
 def add_parser(subparsers):
     p = subparsers.add_parser(
@@ -10,11 +12,11 @@ def add_parser(subparsers):
     p.add_argument("--model", required=True, help="the net .prototxt")
     p.add_argument("--weights", required=True, help="the trained .caffemodel")
     p.add_argument("--iterations", type=int, default=50, help="batches to run (default 50, as Caffe)")
-    p.add_argument("--phase", choices=["TRAIN", "TEST"], default="TEST", help="net phase (default TEST)")
+    p.add_argument("--phase", type=str.upper, choices=["TRAIN", "TEST"], default="TEST", help="net phase (default TEST)")
     p.add_argument("--stage", action="append", default=[], help="a net stage (repeatable or comma-separated)")
-    p.add_argument("--level", type=int, default=0, help="net level")
-    p.add_argument("--backend", choices=["numpy", "cupy"], default="numpy")
-    p.add_argument("--seed", type=int, default=None, help="random seed")
+    p.add_argument("--level", type=int32, default=0, help="net level")
+    p.add_argument("--backend", choices=["numpy", "cupy"], default="numpy", help="array backend (default numpy)")
+    p.add_argument("--seed", type=nonnegative_int, default=None, help="random seed")
     p.add_argument("--log", help="also write the log to this file")
     return p
 
@@ -28,7 +30,8 @@ def run(args):
     log = Log(args.log)
     try:
         net = Net(args.model, weights=args.weights, phase=args.phase, backend=args.backend,
-                  seed=args.seed, stages=[s for arg in args.stage for s in arg.split(",") if s], level=args.level)
+                  seed=args.seed, stages=split_stages(args.stage), level=args.level)
+        warn_unused_stages([net], log)
         log.info(f"Running for {args.iterations} iterations.")
         sums, loss = {}, 0.0
         for i in range(args.iterations):
@@ -52,3 +55,10 @@ def run(args):
     finally:
         log.close()
     return 0
+
+
+def warn_unused_stages(nets, log):
+    """Log, once each, the graphs' warnings about stages no rule of the net names."""
+    issues = {f"{w.message} ({w.hint})" for w in (net.graph.stage_warning for net in nets) if w}
+    for text in sorted(issues):
+        log.warn(text)

@@ -10,7 +10,7 @@ import numpy as np
 
 from .. import caffe_pb2
 from ..errors import NetspecError
-from ..utils import nonnegative_int, split_stages
+from ..utils import int32, nonnegative_int, split_stages
 
 
 def add_parser(subparsers):
@@ -25,7 +25,7 @@ def add_parser(subparsers):
     p.add_argument("--input", action="append", default=[], metavar="NAME=N,C,H,W",
                    help="shape of an input blob (repeatable), e.g. data=10,3,227,227")
     p.add_argument("--stage", action="append", default=[], help="a net stage (repeatable or comma-separated)")
-    p.add_argument("--level", type=int, default=0, help="net state level")
+    p.add_argument("--level", type=int32, default=0, help="net state level")
     p.add_argument("--seed", type=nonnegative_int, default=0, help="seed for the weights and the random inputs")
     return p
 

@@ -5,6 +5,8 @@ import tempfile
 
 from .. import caffe_pb2
 from ..errors import NetspecError
+from ..utils import int32, nonnegative_int, split_stages
+from .test import warn_unused_stages
 
 EXAMPLE_ITERATIONS = 300
 
@@ -27,9 +29,9 @@ def add_parser(subparsers):
                    help="array backend (default: cupy when the solver says solver_mode: GPU, else numpy)")
     p.add_argument("--stage", action="append", default=[],
                    help="a train net stage (repeatable or comma-separated), added to the solver's train_state")
-    p.add_argument("--level", type=int, default=0,
+    p.add_argument("--level", type=int32, default=0,
                    help="the train net's level; as `caffe train`, it replaces any level in the files (default 0)")
-    p.add_argument("--seed", type=int, default=None, help="random seed (overrides the solver's random_seed)")
+    p.add_argument("--seed", type=nonnegative_int, default=None, help="random seed (overrides the solver's random_seed)")
     p.add_argument("--log", help="also write the log to this file")
     p.add_argument("--plot", help="write loss and accuracy curves to this PNG")
     return p
@@ -41,6 +43,9 @@ def run(args):
         raise NetspecError("give --solver SOLVER.prototxt, or --example")
     if args.iterations is not None and not args.example:
         raise NetspecError("--iterations goes with --example", hint="set max_iter in the solver file")
+    if args.iterations is not None and args.iterations < 1:
+        raise NetspecError(f"--iterations must be at least 1, found {args.iterations}",
+                           hint=f"leave it out to train {EXAMPLE_ITERATIONS} iterations")
     if args.weights and args.snapshot:
         raise NetspecError("--weights and --snapshot both given",
                            hint="give a snapshot to resume training, or weights to fine-tune, not both")
@@ -56,6 +61,7 @@ def run(args):
             set_train_state(sp, args.level, args.stage, log)
         backend = args.backend or _default_backend(sp, solver_path)
         trainer = Trainer(sp, backend=backend, seed=args.seed, log=log, solver_path=solver_path)
+        warn_unused_stages([trainer.net] + trainer.test_nets, log)
         for path in (args.weights.split(",") if args.weights else ()):
             fine_tune(trainer, path, args.weights_legacy_reshape, log)
         scores = trainer.solve(resume=args.snapshot)
@@ -82,7 +88,7 @@ def set_train_state(sp, level, stages, log):
         log.warn(f"the solver's train_state level {sp.train_state.level} is replaced by --level {level}, "
                  "as `caffe train` does; pass --level to keep it")
     sp.train_state.level = level
-    sp.train_state.stage.extend(s for arg in stages for s in arg.split(",") if s)
+    sp.train_state.stage.extend(split_stages(stages))
 
 
 def fine_tune(trainer, path, legacy_reshape, log):

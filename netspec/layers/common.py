@@ -128,6 +128,17 @@ class InnerProduct(_Common):
             matmul(xp, dy, w.data.T if self.transpose else w.data, out=bottoms[0].diff.reshape(m, k))
 
 
+def pieces_along(array, blobs, axis):
+    """(blob, view of `array`) for consecutive segments along `axis`, one per blob, sized by
+    the blob's extent on that axis (Concat's bottoms, Slice's tops)."""
+    lead = (slice(None),) * axis
+    start = 0
+    for blob in blobs:
+        n = blob.shape[axis]
+        yield blob, array[lead + (slice(start, start + n),)]
+        start += n
+
+
 # ---------------------------------------------------------------------------------------------
 @layer("Concat")
 class Concat(_Common):
@@ -161,13 +172,7 @@ class Concat(_Common):
         return [first[:axis] + (total,) + first[axis + 1:]]
 
     def _pieces(self, array, bottoms):
-        axis = self.legacy_axis("concat_param", "concat_dim", array.ndim)
-        lead = (slice(None),) * axis
-        start = 0
-        for b in bottoms:
-            n = b.shape[axis]
-            yield b, array[lead + (slice(start, start + n),)]
-            start += n
+        return pieces_along(array, bottoms, self.legacy_axis("concat_param", "concat_dim", array.ndim))
 
     def forward(self, xp, bottoms, tops):
         for b, piece in self._pieces(tops[0].data, bottoms):
@@ -215,13 +220,7 @@ class Slice(_Common):
         return [shape[:axis] + (s,) + shape[axis + 1:] for s in sizes]
 
     def _pieces(self, array, tops):
-        axis = self.legacy_axis("slice_param", "slice_dim", array.ndim)
-        lead = (slice(None),) * axis
-        start = 0
-        for t in tops:
-            n = t.shape[axis]
-            yield t, array[lead + (slice(start, start + n),)]
-            start += n
+        return pieces_along(array, tops, self.legacy_axis("slice_param", "slice_dim", array.ndim))
 
     def forward(self, xp, bottoms, tops):
         for t, piece in self._pieces(bottoms[0].data, tops):

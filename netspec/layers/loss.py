@@ -31,6 +31,23 @@ def split_at(shape, axis):
     return prod(shape[:axis]), int(shape[axis]), prod(shape[axis + 1:])
 
 
+def split_scores(layer, bottoms):
+    """(axis, outer, classes, inner) for scores bottoms[0] with classes on layer.axis_param and
+    one label per prediction in bottoms[1]."""
+    x, label = bottoms[0], bottoms[1]
+    if not x:
+        raise LayerError("bottom[0] (the scores) is 0-d; it needs a class axis")
+    axis = layer.canonical_axis(layer.axis_param, len(x))
+    outer, classes, inner = split_at(x, axis)
+    if outer * inner != prod(label):
+        raise LayerError(
+            f"the number of labels must match the number of predictions: scores {x} with "
+            f"classes on axis {axis} need {outer}*{inner} = {outer * inner} labels, but the "
+            f"label blob {label} holds {prod(label)}",
+            hint="for (N, C, H, W) scores over axis 1 give N*H*W labels with values in {0..C-1}")
+    return axis, outer, classes, inner
+
+
 def softmax(xp, x3):
     """Softmax over axis 1 of an (outer, classes, inner) array, shifted by the max for stability."""
     e = xp.exp(x3 - x3.max(axis=1, keepdims=True))
@@ -125,17 +142,8 @@ class ClassLossLayer(LossLayer):
         self.axis_param = self.lp.softmax_param.axis
 
     def split(self, bottoms, ctx=None):
-        x, label = bottoms[0], bottoms[1]
-        if not x:
-            raise LayerError("bottom[0] (the scores) is 0-d; it needs a class axis")
-        axis = self.canonical_axis(self.axis_param, len(x))
-        outer, classes, inner = split_at(x, axis)
-        if outer * inner != prod(label):
-            raise LayerError(
-                f"the number of labels must match the number of predictions: scores {x} with "
-                f"classes on axis {axis} need {outer}*{inner} = {outer * inner} labels, but the "
-                f"label blob {label} holds {prod(label)}",
-                hint="for (N, C, H, W) scores over axis 1 give N*H*W labels with values in {0..C-1}")
+        x = bottoms[0]
+        axis, outer, classes, inner = split_scores(self, bottoms)
         if ctx is not None:
             ctx.note(f"{classes} classes on axis {axis} of {x}; {outer * inner} labels "
                      f"({outer} outer x {inner} inner); loss normalized by "
@@ -486,16 +494,7 @@ class Accuracy(Layer):
         self.ignore_label = ignore_label_of(p)
 
     def split(self, bottoms):
-        x, label = bottoms[0], bottoms[1]
-        if not x:
-            raise LayerError("bottom[0] (the scores) is 0-d; it needs a class axis")
-        axis = self.canonical_axis(self.axis_param, len(x))
-        outer, classes, inner = split_at(x, axis)
-        if outer * inner != prod(label):
-            raise LayerError(
-                f"the number of labels must match the number of predictions: scores {x} with "
-                f"classes on axis {axis} need {outer * inner} labels, but the label blob "
-                f"{label} holds {prod(label)}")
+        axis, outer, classes, inner = split_scores(self, bottoms)
         if self.top_k > classes:
             raise LayerError(f"top_k {self.top_k} exceeds the {classes} classes on axis {axis}",
                              hint=f"set accuracy_param {{ top_k: {classes} }} or less")
