@@ -102,6 +102,11 @@ def softmax_head(n, scores, label, prefix="", loss_weight=None):
     n[prefix + "loss"] = L.SoftmaxWithLoss(scores, label, **weight)
 
 
+def max_pool(n, name, bottom, kernel_size=3, stride=2):
+    n[name] = L.Pooling(bottom, pool=P.Pooling.MAX, kernel_size=kernel_size, stride=stride)
+    return n[name]
+
+
 def fc(n, bottom, name, num_output, std, bias=0, relu=True, dropout=None):
     """fc<i> [+ relu<i>] [+ drop<i>], the AlexNet/VGG classifier pattern."""
     n[name] = L.InnerProduct(bottom, num_output=num_output, param=PAIR,
@@ -130,8 +135,7 @@ def alexnet_body(n, lrn_first=True, lrn_k=1, conv_bias=(0, 1, 0, 1, 1), fc_bias=
             return n[f"norm{i}"]
 
         def pool(x):
-            n[f"pool{i}"] = L.Pooling(x, pool=P.Pooling.MAX, kernel_size=3, stride=2)
-            return n[f"pool{i}"]
+            return max_pool(n, f"pool{i}", x)
         return pool(norm(bottom)) if lrn_first else norm(pool(bottom))
 
     b = conv_bias
@@ -140,8 +144,7 @@ def alexnet_body(n, lrn_first=True, lrn_k=1, conv_bias=(0, 1, 0, 1, 1), fc_bias=
     x = conv("conv3", x, 384, 3, b[2], pad=1)
     x = conv("conv4", x, 384, 3, b[3], pad=1, group=2)
     x = conv("conv5", x, 256, 3, b[4], pad=1, group=2)
-    n.pool5 = L.Pooling(x, pool=P.Pooling.MAX, kernel_size=3, stride=2)
-    x = fc(n, n.pool5, "fc6", 4096, 0.005, fc_bias, dropout=0.5)
+    x = fc(n, max_pool(n, "pool5", x), "fc6", 4096, 0.005, fc_bias, dropout=0.5)
     x = fc(n, x, "fc7", 4096, 0.005, fc_bias, dropout=0.5)
     return fc(n, x, "fc8", 1000, 0.01, relu=False)
 
@@ -195,20 +198,16 @@ def googlenet_body(n, label=None):
         n[name] = L.LRN(x, local_size=5, alpha=0.0001, beta=0.75)
         return n[name]
 
-    def max_pool(name, x):
-        n[name] = L.Pooling(x, pool=P.Pooling.MAX, kernel_size=3, stride=2)
-        return n[name]
-
     x = dsl.conv_relu(n, n.data, "conv1/7x7_s2", 64, 7, stride=2,
                       relu_name="conv1/relu_7x7", **GOOGLENET_CONV)
-    x = lrn("pool1/norm1", max_pool("pool1/3x3_s2", x))
+    x = lrn("pool1/norm1", max_pool(n, "pool1/3x3_s2", x))
     x = dsl.conv_relu(n, x, "conv2/3x3_reduce", 64, 1, relu_name="conv2/relu_3x3_reduce",
                       **GOOGLENET_CONV)
     x = dsl.conv_relu(n, x, "conv2/3x3", 192, 3, relu_name="conv2/relu_3x3", **GOOGLENET_CONV)
-    x = max_pool("pool2/3x3_s2", lrn("conv2/norm2", x))
+    x = max_pool(n, "pool2/3x3_s2", lrn("conv2/norm2", x))
     for stage in ("3a", "3b", "4a", "4b", "4c", "4d", "4e", "5a", "5b"):
         if stage in ("4a", "5a"):
-            x = max_pool(f"pool{int(stage[0]) - 1}/3x3_s2", x)
+            x = max_pool(n, f"pool{int(stage[0]) - 1}/3x3_s2", x)
         x = dsl.inception(n, x, f"inception_{stage}", *GOOGLENET_TABLE[stage], **GOOGLENET_CONV)
         if label is not None and stage in ("4a", "4d"):
             googlenet_aux_head(n, x, label, "loss1/" if stage == "4a" else "loss2/")
@@ -237,11 +236,9 @@ def inception_bn_body(n, label=None):
     """GoogLeNet with batch normalization (BN-Inception): no LRN, 5x5 as two 3x3, three 28x28
     modules, stride-2 modules instead of the pooling between stages."""
     x = dsl.conv_bn(n, n.data, "conv1/7x7_s2", 64, 7, stride=2, **BN_CONV)
-    n["pool1/3x3_s2"] = L.Pooling(x, pool=P.Pooling.MAX, kernel_size=3, stride=2)
-    x = dsl.conv_bn(n, n["pool1/3x3_s2"], "conv2/3x3_reduce", 64, 1, **BN_CONV)
+    x = dsl.conv_bn(n, max_pool(n, "pool1/3x3_s2", x), "conv2/3x3_reduce", 64, 1, **BN_CONV)
     x = dsl.conv_bn(n, x, "conv2/3x3", 192, 3, **BN_CONV)
-    n["pool2/3x3_s2"] = L.Pooling(x, pool=P.Pooling.MAX, kernel_size=3, stride=2)
-    x = n["pool2/3x3_s2"]
+    x = max_pool(n, "pool2/3x3_s2", x)
     for stage, row in INCEPTION_BN_TABLE.items():
         x = dsl.inception_bn(n, x, f"inception_{stage}", *row[:7], stride=row[7], **BN_CONV)
     n["pool5/7x7_s1"] = L.Pooling(x, pool=P.Pooling.AVE, kernel_size=7, stride=1)
@@ -262,14 +259,10 @@ def nin_body(n, label=None):
                               relu_name=f"relu{next(relus)}", **(kw if i == 0 else {}), **conv)
         return x
 
-    def max_pool(name, x):
-        n[name] = L.Pooling(x, pool=P.Pooling.MAX, kernel_size=3, stride=2)
-        return n[name]
-
-    x = max_pool("pool0", mlpconv(n.data, ("conv1", "cccp1", "cccp2"), (96, 96, 96), 11,
-                                  stride=4, pad=0))
-    x = max_pool("pool2", mlpconv(x, ("conv2", "cccp3", "cccp4"), (256, 256, 256), 5))
-    x = max_pool("pool3", mlpconv(x, ("conv3", "cccp5", "cccp6"), (384, 384, 384), 3))
+    x = max_pool(n, "pool0", mlpconv(n.data, ("conv1", "cccp1", "cccp2"), (96, 96, 96), 11,
+                                     stride=4, pad=0))
+    x = max_pool(n, "pool2", mlpconv(x, ("conv2", "cccp3", "cccp4"), (256, 256, 256), 5))
+    x = max_pool(n, "pool3", mlpconv(x, ("conv3", "cccp5", "cccp6"), (384, 384, 384), 3))
     n.drop = L.Dropout(x, dropout_ratio=0.5, in_place=True)
     x = mlpconv(n.drop, ("conv4-1024", "cccp7-1024", "cccp8-1024"), (1024, 1024, 1000), 3)
     n.pool4 = L.Pooling(x, pool=P.Pooling.AVE, global_pooling=True)
@@ -286,8 +279,7 @@ def vgg16_body(n, label=None):
                                                   **conv)
             n[f"relu{stage}_{i}"] = L.ReLU(n[f"conv{stage}_{i}"], in_place=True)
             x = n[f"conv{stage}_{i}"]
-        n[f"pool{stage}"] = L.Pooling(x, pool=P.Pooling.MAX, kernel_size=2, stride=2)
-        x = n[f"pool{stage}"]
+        x = max_pool(n, f"pool{stage}", x, kernel_size=2)
     x = fc(n, x, "fc6", 4096, 0.005, dropout=0.5)
     x = fc(n, x, "fc7", 4096, 0.005, dropout=0.5)
     return fc(n, x, "fc8", 1000, 0.01, relu=False)
@@ -308,8 +300,7 @@ def block_names(stage, count):
 def resnet_stem(n):
     x = dsl.conv_bn(n, n.data, "conv1", 64, 7, stride=2, bn="bn_conv1", scale="scale_conv1",
                     relu_name="conv1_relu", **BN_CONV)
-    n.pool1 = L.Pooling(x, pool=P.Pooling.MAX, kernel_size=3, stride=2)
-    return n.pool1
+    return max_pool(n, "pool1", x)
 
 
 def resnet_head(n, x):
@@ -444,6 +435,9 @@ The table is made from the JSON document `netspec check --json` prints for each
 """
 
 
+WEIGHTED = ("Convolution", "Deconvolution", "InnerProduct")
+
+
 def weighted_depth(report):
     """The longest chain of Convolution/InnerProduct layers, from a check report's layers."""
     depth = {}
@@ -452,9 +446,6 @@ def weighted_depth(report):
         d = max((depth.get(b, 0) for b in layer["bottoms"]), default=0) + weighted
         depth.update((top, d) for top in layer["tops"])
     return max(depth.get(blob, 0) for blob in report["outputs"])
-
-
-WEIGHTED = ("Convolution", "Deconvolution", "InnerProduct")
 
 
 def by_type(report, types, key):

@@ -9,7 +9,7 @@ __version__ = "0.1.0"
 
 from .errors import NetspecError  # noqa: F401,E402
 
-# Loaded on first use, so that `netspec --help` starts quickly and the command line can catch a
+# Loaded on first use, so that `import netspec` stays light and the command line can catch a
 # Ctrl-C that comes while NumPy and protobuf are still loading.
 _LAZY = {
     "caffe_pb2": ("caffe_pb2", None),

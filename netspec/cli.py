@@ -37,8 +37,10 @@ def unrecognized(parser, extra):
     options = [o for o in parser._option_string_actions if o.startswith("--")]
     hints = []
     for word in extra:
-        near = closest(word.split("=")[0], options, n=1) if word.startswith("--") else []
-        hints += [f"{word.split('=')[0]}: did you mean {near[0]}?"] if near else []
+        option = word.split("=")[0]
+        near = closest(option, options, n=1) if option.startswith("--") else []
+        if near:
+            hints.append(f"{option}: did you mean {near[0]}?")
     return "; ".join(["unrecognized arguments: " + " ".join(extra)] + hints)
 
 

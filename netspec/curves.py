@@ -1,4 +1,5 @@
 """Loss and accuracy curves as a PNG, drawn with Pillow (no plotting library needed)."""
+import io
 import math
 
 from .utils import atomic_write
@@ -10,7 +11,6 @@ def plot_curves(path, train_loss, tests, title="training"):
     """train_loss: [(iteration, loss)]; tests: {name: [(iteration, value)]}. Two panels:
     losses (training, and test outputs named like a loss) above, the other test outputs
     (accuracy ...) below."""
-    import io
     from PIL import Image, ImageDraw
     width, height, margin = 900, 640, 60
     image = Image.new("RGB", (width, height), "white")

@@ -383,6 +383,14 @@ def _kaiming(block, branch):
                 scale=f"scale{block}_{branch}", relu_name=f"res{block}_{branch}_relu")
 
 
+def _shortcut(n, bottom, block, channels, stride, project, conv):
+    """The identity, or with project a 1x1 convolution + BN, for the block where the shape changes."""
+    if not project:
+        return bottom
+    return conv_bn(n, bottom, num_output=channels, kernel_size=1, stride=stride, relu=False,
+                   **_kaiming(block, "branch1"), **conv)
+
+
 def _residual(n, block, shortcut, branch):
     n[f"res{block}"] = layers.Eltwise(shortcut, branch)
     n[f"res{block}_relu"] = layers.ReLU(n[f"res{block}"], in_place=True)
@@ -392,8 +400,7 @@ def _residual(n, block, shortcut, branch):
 def basic_block(n, bottom, block, channels, stride=1, project=False, **conv):
     """ResNet-18/34's block: 3x3 conv-BN-ReLU, 3x3 conv-BN, plus the shortcut, then ReLU.
     project: a 1x1 convolution + BN on the shortcut, for the block where the shape changes."""
-    shortcut = (conv_bn(n, bottom, num_output=channels, kernel_size=1, stride=stride,
-                        relu=False, **_kaiming(block, "branch1"), **conv) if project else bottom)
+    shortcut = _shortcut(n, bottom, block, channels, stride, project, conv)
     a = conv_bn(n, bottom, num_output=channels, kernel_size=3, stride=stride,
                 **_kaiming(block, "branch2a"), **conv)
     b = conv_bn(n, a, num_output=channels, kernel_size=3, relu=False,
@@ -406,8 +413,7 @@ def bottleneck(n, bottom, block, channels, stride=1, project=False, **conv):
     stride), 3x3 (channels), 1x1 (4 x channels), each with BN + Scale; the shortcut is a
     projection (1x1 conv + BN) where the shape changes, else the identity; Eltwise sum, ReLU."""
     out = 4 * channels
-    shortcut = (conv_bn(n, bottom, num_output=out, kernel_size=1, stride=stride, relu=False,
-                        **_kaiming(block, "branch1"), **conv) if project else bottom)
+    shortcut = _shortcut(n, bottom, block, out, stride, project, conv)
     a = conv_bn(n, bottom, num_output=channels, kernel_size=1, stride=stride,
                 **_kaiming(block, "branch2a"), **conv)
     b = conv_bn(n, a, num_output=channels, kernel_size=3, **_kaiming(block, "branch2b"), **conv)

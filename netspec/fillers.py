@@ -11,6 +11,7 @@ import numpy as np
 
 from . import caffe_pb2
 from .errors import LayerError
+from .utils import did_you_mean
 
 FillerParameter = caffe_pb2.FillerParameter
 
@@ -23,7 +24,6 @@ def fill(xp, rng, shape, filler_param, dtype="float32"):
     try:
         make = FILLERS[kind]
     except KeyError:
-        from .utils import did_you_mean
         raise LayerError(f"unknown filler type '{kind}'{did_you_mean(kind, FILLERS)}",
                          hint="known fillers: " + ", ".join(sorted(FILLERS))) from None
     if kind != "gaussian" and param.sparse != -1:

@@ -7,6 +7,7 @@ wiring (bottoms nobody produced, tops produced twice, cycles, blob counts). Prob
 collected as Issues, all of them, and the graph is built as far as it can be, so the shape
 pass can go on and report everything together; Graph.check() raises the first one.
 """
+from collections import Counter
 from dataclasses import dataclass, field
 
 from . import caffe_pb2
@@ -240,6 +241,7 @@ def build_graph(source, phase=None, stages=(), level=None, insert_splits=True, i
     Input layer named 'input' at the front, as Caffe's legacy `input:` fields do.
     """
     param, path, lines, notices = _unpack(source)
+    inputs = inputs or {}
     state = net_state(param, phase, stages, level)
     graph = Graph([], [], [], [], [], [], notices, phase=state.phase, stages=tuple(state.stage),
                   level=state.level, path=path, name=param.name,
@@ -258,8 +260,8 @@ def build_graph(source, phase=None, stages=(), level=None, insert_splits=True, i
         if reason:
             graph.excluded.append((lp.name, reason))
             continue
-        nodes.append(_make_node(graph, len(nodes), _shaped_by_caller(lp, inputs or {}), line))
-    fed = _fed_input_layer(nodes, inputs or {})
+        nodes.append(_make_node(graph, len(nodes), _shaped_by_caller(lp, inputs), line))
+    fed = _fed_input_layer(nodes, inputs)
     if fed is not None:
         nodes.insert(0, _make_node(graph, 0, fed, None))
         for i, n in enumerate(nodes):
@@ -276,22 +278,25 @@ def build_graph(source, phase=None, stages=(), level=None, insert_splits=True, i
     return graph
 
 
-def _unpack(source):
+def load_source(source, label=None):
+    """A NetSource from a path, a NetSource, or a NetParameter (`label` names it in messages)."""
     from .io import NetSource, read_net
-    if isinstance(source, (str, bytes)) or hasattr(source, "__fspath__"):
-        source = read_net(source)
-    notices = []
     if isinstance(source, NetSource):
-        param, path, lines = source.param, source.path, list(source.lines)
-        notices = [str(w) for w in getattr(source, "warnings", [])]
-    elif isinstance(source, caffe_pb2.NetParameter):
-        param, path, lines = source, None, []
-    else:
-        raise TypeError(f"build_graph takes a NetSource, NetParameter or path, not {type(source).__name__}")
+        return source
+    if isinstance(source, caffe_pb2.NetParameter):
+        return NetSource(source, label)
+    if isinstance(source, (str, bytes)) or hasattr(source, "__fspath__"):
+        return read_net(source)
+    raise TypeError(f"expected a NetSource, NetParameter or path, not {type(source).__name__}")
+
+
+def _unpack(source):
+    source = load_source(source)
+    param, path = source.param, source.path
     if len(param.layers) and not len(param.layer):
         raise NetspecError("this net is in the legacy V1 format ('layers' blocks)", file=path,
                            hint="read it with netspec.io.read_net, which upgrades it")
-    return param, path, lines, notices
+    return param, path, list(source.lines), [str(w) for w in source.warnings]
 
 
 def _declared_layers(param, lines):
@@ -466,18 +471,17 @@ def split_blob_name(layer_name, blob, top_index, split_index):
 def _insert_splits(graph, nodes):
     """Caffe's InsertSplits: a blob read more than once (a nonzero explicit loss_weight counts
     as a reader) is fanned out by a Split layer right after the layer that made it."""
-    last_top, source_of, readers = {}, {}, {}
+    last_top, source_of, readers = {}, {}, Counter()
     for n in nodes:
         for j, b in enumerate(n.bottoms):
             if b in last_top:
                 source_of[(n.index, j)] = last_top[b]
-                readers[last_top[b]] = readers.get(last_top[b], 0) + 1
+                readers[last_top[b]] += 1
         for j, t in enumerate(n.tops):
             last_top[t] = (n.index, j)
         for j, w in enumerate(n.lp.loss_weight[:len(n.tops)]):
             if w:
-                key = last_top[n.tops[j]]
-                readers[key] = readers.get(key, 0) + 1
+                readers[last_top[n.tops[j]]] += 1
     by_index = {n.index: n for n in nodes}
     next_split = {}
     out = []
@@ -491,7 +495,7 @@ def _insert_splits(graph, nodes):
         out.append(n)
         moved = False
         for j, t in enumerate(n.tops):
-            count = readers.get((n.index, j), 0)
+            count = readers[(n.index, j)]
             if count > 1:
                 weight = n.lp.loss_weight[j] if j < len(n.lp.loss_weight) else 0.0
                 out.append(_split_node(graph, n, j, t, count, weight))
@@ -568,5 +572,5 @@ def _outputs(nodes):
     return sorted(available.difference(t for n in nodes for t in n.anonymous))
 
 
-__all__ = ["Graph", "Node", "Issue", "build_graph", "phase_value", "phase_name",
+__all__ = ["Graph", "Node", "Issue", "build_graph", "load_source", "phase_value", "phase_name",
            "split_blob_name", "split_layer_name"]

@@ -53,16 +53,6 @@ class Step:
         return self.layer.name
 
 
-def load_source(model):
-    """A NetSource from a path, a NetSource, or a NetParameter."""
-    from .io import NetSource, read_net
-    if isinstance(model, caffe_pb2.NetParameter):
-        return NetSource(model)
-    if isinstance(model, NetSource):
-        return model
-    return read_net(str(model))
-
-
 class Net:
     """A net ready to run. model: a path, NetSource or NetParameter; weights: a .caffemodel;
     inputs: {blob: shape} instead of the file's input shapes (a data layer given one is fed
@@ -75,7 +65,7 @@ class Net:
 
     def __init__(self, model, weights=None, phase="TEST", backend="numpy", inputs=None, seed=None,
                  stages=(), level=0, dtype="float32"):
-        from .graph import build_graph, phase_value
+        from .graph import build_graph, load_source, phase_value
         self.xp = get_xp(backend)
         self.backend = "cupy" if self.xp is not np else "numpy"
         self.phase = phase_value(phase)
@@ -192,7 +182,7 @@ class Net:
                 step.layer.type == "Input" or tops <= self._fed)
 
     def _error(self, node, message, hint=None):
-        return NetspecError(message, file=self.source.path, line=getattr(node, "line", None),
+        return NetspecError(message, file=self.source.path, line=node.line,
                             layer=node.layer.name, layer_type=node.layer.type, hint=hint)
 
     # -- running -------------------------------------------------------------------------
@@ -205,7 +195,7 @@ class Net:
         self._feed(feeds)
         first, last = self._index(start, 0), self._index(end, len(self.steps) - 1)
         self._run(self.steps[first:last + 1], forward=True)
-        self.loss = float(sum(w * self.xp.sum(blob.data) for blob, w in self.loss_tops)) if self.loss_tops else 0.0
+        self.loss = float(sum(w * self.xp.sum(blob.data) for blob, w in self.loss_tops))
         names = self.outputs if end is None else self.steps[last].node.tops
         return {name: to_numpy(self.blobs[name].data) for name in self._known(list(names) + list(blobs))}
 
@@ -216,8 +206,7 @@ class Net:
         As pycaffe: keyword arrays set output blobs' diffs (d something / d output) besides
         the losses' seeds; `diffs` names more blobs to return; `start`/`end` name the layers
         backward starts at and stops after."""
-        for blob, w in self.loss_tops:
-            blob.diff.fill(w)
+        self._seed_loss_diffs()
         for name in self._known(top_diffs):
             self.blobs[name].diff[...] = self.xp.asarray(top_diffs[name], dtype=self.dtype)
         first, last = self._index(start, len(self.steps) - 1), self._index(end, 0)
@@ -230,9 +219,12 @@ class Net:
 
     def run_backward(self):
         """Seed each loss top's diff with its weight, then every needed layer's backward."""
+        self._seed_loss_diffs()
+        self._run(reversed(self.steps), forward=False)
+
+    def _seed_loss_diffs(self):
         for blob, w in self.loss_tops:
             blob.diff.fill(w)
-        self._run(reversed(self.steps), forward=False)
 
     def _index(self, layer_name, default=None):
         """The plan position of a layer (`default` for None)."""
@@ -383,6 +375,12 @@ class Net:
             for blob in node.layer.blobs:
                 array_to_proto(to_numpy(blob.data), to_numpy(blob.diff) if write_diff else None, lp.blobs.add())
         return param
+
+    def close(self):
+        """Stop the layers that hold resources (data readers and their read-ahead threads)."""
+        for layer in self.layers:
+            if hasattr(layer, "close"):
+                layer.close()
 
     def save(self, path, write_diff=False):
         """Write the weights as a binary .caffemodel (atomically)."""

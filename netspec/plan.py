@@ -46,16 +46,13 @@ def plan_backward(nodes, force_backward=False):
 
     under_loss, cut = set(), set()
     plan.reaches_loss = [False] * len(nodes)
-    for i in range(len(nodes) - 1, -1, -1):
+    for i in reversed(range(len(nodes))):
         node = nodes[i]
         reaches = any(w != 0 or t in under_loss for t, w in zip(node.tops, node.loss_weights))
-        if plan.layer[i] and all(t in cut for t in node.tops):
+        if not reaches or all(t in cut for t in node.tops):
             plan.layer[i] = False
             plan.bottoms[i] = [False] * len(node.bottoms)
-        if not reaches:
-            plan.layer[i] = False
-            plan.bottoms[i] = [False] * len(node.bottoms)
-        else:
+        if reaches:
             under_loss.update(node.bottoms)
         cut.update(b for b, wanted in zip(node.bottoms, plan.bottoms[i]) if not wanted)
         plan.reaches_loss[i] = reaches

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from .errors import NetspecError
 from .graph import build_graph, phase_name
 from .shapes import infer_shapes
+from .utils import format_shape
 
 SCHEMA = "netspec-check/1"
 
@@ -104,15 +105,13 @@ def check(path_or_param, inputs=None, phase="TEST", stages=(), level=0, strict=F
     source = path_or_param.to_proto() if hasattr(path_or_param, "to_proto") else path_or_param
     graph = build_graph(source, phase=phase, stages=tuple(stages), level=level, inputs=inputs)
     result = infer_shapes(graph, inputs)
-    report = Report(
+    totals = {"layers": sum(not r.node.split for r in result.layers), **result.stats}
+    return Report(
         path=graph.path, phase=graph.phase, stages=graph.stages, level=graph.level,
         layers=result.layers, excluded=list(graph.excluded),
         inputs={t: s for r in result.layers if not r.node.bottoms for t, s in zip(r.node.tops, r.top_shapes)},
         outputs=list(graph.outputs), found_errors=result.errors, found_warnings=result.warnings,
-        notices=list(graph.notices), strict=strict)
-    report.totals = {"layers": sum(not r.node.split for r in result.layers), **result.stats}
-    report.by_type = _by_type(result.layers, report.totals)
-    return report
+        notices=list(graph.notices), strict=strict, totals=totals, by_type=_by_type(result.layers, totals))
 
 
 def _by_type(layers, totals):
@@ -174,19 +173,14 @@ def human(n, unit=""):
     return str(n)
 
 
-def dims(shape):
-    if shape is None:
-        return "?"
-    return "x".join(str(d) for d in shape) if shape else "scalar"
-
 
 def _field_text(f):
     if f is None:
         return ""
     if f.whole:
-        return f"whole input ({dims(f.size)})" if f.size else "whole input"
-    stride = f.stride[0] if len(set(f.stride)) == 1 else dims(f.stride)
-    return f"{dims(f.size)} /{stride}"
+        return f"whole input ({format_shape(f.size)})" if f.size else "whole input"
+    stride = f.stride[0] if len(set(f.stride)) == 1 else format_shape(f.stride)
+    return f"{format_shape(f.size)} /{stride}"
 
 
 def _rows(r):
@@ -194,7 +188,7 @@ def _rows(r):
     tops = list(zip(r.node.tops, r.top_shapes)) or [("", None)]
     rows = []
     for k, (t, s) in enumerate(tops):
-        shape = (dims(s) + (" (in place)" if r.node.in_place(k) else "")) if t else "-"
+        shape = (format_shape(s) + (" (in place)" if r.node.in_place(k) else "")) if t else "-"
         output = f"{t}: {shape}" if len(tops) > 1 else shape
         if k == 0:
             rows.append([r.name, r.type, output, human(r.param_count) if r.param_count else "",
@@ -280,7 +274,7 @@ def parse_inputs(texts):
     for text in texts:
         name, shape = parse_input(text)
         if inputs.get(name, shape) != shape:
-            raise NetspecError(f"--input '{name}' given twice, as {dims(inputs[name])} and as {dims(shape)}",
+            raise NetspecError(f"--input '{name}' given twice, as {format_shape(inputs[name])} and as {format_shape(shape)}",
                                hint="give each input blob's shape once")
         inputs[name] = shape
     return inputs

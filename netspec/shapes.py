@@ -7,13 +7,14 @@ are skipped quietly), so every independent error is reported at once, as ONNX do
 """
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from math import prod
 
 from . import caffe_pb2
 from .errors import LayerError, NetspecError
 from .graph import Findings, by_name, node_issue
 from .layers.base import ShapeContext
-from .utils import did_you_mean
+from .utils import did_you_mean, format_shape
 
 BYTES_PER_VALUE = 4          # float32 activations
 SEARCH_RADIUS = 32           # how far from the given input size the clean-size search looks
@@ -168,7 +169,7 @@ def _infer(node, bottoms, ctx, inputs):
                          _input_hint(missing)) from None
     for t, g, o in zip(node.tops, given, own):
         if g and g != o:
-            ctx.note(f"{t}: {_dims(g)} from --input (the file gives {_dims(o)})")
+            ctx.note(f"{t}: {format_shape(g)} from --input (the file gives {format_shape(o)})")
     return [g or o for g, o in zip(given, own)]
 
 
@@ -206,7 +207,7 @@ def _check_sizes(graph, r):
     for t, s in zip(r.node.tops, r.top_shapes):
         if any(d <= 0 for d in s):
             r.errors.append(_input_dim_issue(graph, r.node, t, s) if r.node.type == "Input" else
-                            node_issue(graph, r.node, f"top '{t}' would be {_dims(s)}: a size reached zero or below",
+                            node_issue(graph, r.node, f"top '{t}' would be {format_shape(s)}: a size reached zero or below",
                                        "the input is too small for this stack of layers: give a larger input, "
                                        "or reduce kernel, stride or depth"))
             r.top_shapes = [None] * len(r.node.tops)
@@ -215,7 +216,7 @@ def _check_sizes(graph, r):
 def _input_dim_issue(graph, node, top, shape):
     """An Input layer's shape written with a dim of zero or below: the file's mistake, not the net's."""
     k = next(i for i, d in enumerate(shape) if d <= 0)
-    return node_issue(graph, node, f"input_param gives top '{top}' the shape {_dims(shape)}: dim {k} is "
+    return node_issue(graph, node, f"input_param gives top '{top}' the shape {format_shape(shape)}: dim {k} is "
                                    f"{shape[k]}; every dim must be 1 or more",
                       f"write a positive dim {k} in its input_param shape, or give the shape: --input {top}=N,C,H,W")
 
@@ -223,10 +224,6 @@ def _input_dim_issue(graph, node, top, shape):
 def _by_line(issue):
     """File order; whole-net issues (no line) last."""
     return (issue.line is None, issue.line or 0)
-
-
-def _dims(shape):
-    return "x".join(str(d) for d in shape) if shape else "scalar"
 
 
 # -- warnings about wiring ------------------------------------------------------------------
@@ -306,7 +303,7 @@ def _params(result, r, owners):
         r.shared.append((j, name, owner))
         permissive = spec.share_mode == spec.PERMISSIVE
         if not (prod(shape) == prod(owner_shape) if permissive else shape == owner_shape):
-            _fail(result, r, f"param '{name}' is {_dims(shape)} here but {_dims(owner_shape)} in '{owner}', "
+            _fail(result, r, f"param '{name}' is {format_shape(shape)} here but {format_shape(owner_shape)} in '{owner}', "
                   "which it shares",
                   "shared parameters need the same shape (the same count with share_mode: PERMISSIVE)")
         for field_name, value in given.items():
@@ -325,17 +322,15 @@ def _receptive_fields(r, fields):
     """Compose the sliding windows from the input: per axis, the field grows by (kernel extent - 1)
     times the stride so far, and the stride multiplies by the layer's."""
     node = r.node
-    if not node.bottoms:
-        for t, s in zip(node.tops, r.top_shapes):
-            fields[t] = _source_field(s)
-            r.receptive_fields[t] = fields[t]
-        return
-    below = [fields.get(b) for b in node.bottoms]
-    known = [f for f in below if f is not None]
-    window = node.layer.window(r.bottom_shapes)
+    if node.bottoms:
+        below = [fields.get(b) for b in node.bottoms]
+        known = [f for f in below if f is not None]
+        window = node.layer.window(r.bottom_shapes)
+        field_of = partial(_field_of_top, known=known, first=below[0], window=window)
+    else:
+        field_of = _source_field
     for t, s in zip(node.tops, r.top_shapes):
-        fields[t] = _field_of_top(s, known, below[0] if below else None, window)
-        r.receptive_fields[t] = fields[t]
+        fields[t] = r.receptive_fields[t] = field_of(s)
 
 
 def _source_field(shape):
@@ -386,12 +381,12 @@ def _suggest_sizes(result, inputs):
     below, above = nearest_clean_sizes(graph, inputs, name, shape)
     spatial = shape[2:]
     if below is None and above is None:
-        text = f"no {name} size within {SEARCH_RADIUS} of {_dims(spatial)} checks clean"
+        text = f"no {name} size within {SEARCH_RADIUS} of {format_shape(spatial)} checks clean"
         if time.monotonic() - started >= SEARCH_SECONDS:
-            text = f"no clean {name} size found near {_dims(spatial)} in {SEARCH_SECONDS:g} s of search"
+            text = f"no clean {name} size found near {format_shape(spatial)} in {SEARCH_SECONDS:g} s of search"
     else:
-        found = [f"{_dims(s[2:])}" for s in (below, above) if s is not None]
-        text = f"the whole net checks clean with {name} at {' or '.join(found)} (now {_dims(spatial)})"
+        found = [format_shape(s[2:]) for s in (below, above) if s is not None]
+        text = f"the whole net checks clean with {name} at {' or '.join(found)} (now {format_shape(spatial)})"
     for e in clash:
         e.hint = f"{e.hint}; {text}" if e.hint else text
 

@@ -18,8 +18,10 @@ import math
 import numpy as np
 
 from . import caffe_pb2
+from .backend import to_numpy
 from .errors import NetspecError
 from .utils import did_you_mean
+from .weights import array_to_proto, proto_to_array, shapes_match
 
 LEGACY_TYPES = {caffe_pb2.SolverParameter.SGD: "SGD", caffe_pb2.SolverParameter.NESTEROV: "Nesterov",
                 caffe_pb2.SolverParameter.ADAGRAD: "AdaGrad", caffe_pb2.SolverParameter.RMSPROP: "RMSProp",
@@ -246,15 +248,12 @@ class Solver:
     # -- state ---------------------------------------------------------------------------------
     def state(self, learned_net):
         """A SolverState message (Caffe's .solverstate)."""
-        from .backend import to_numpy
-        from .weights import array_to_proto
         state = caffe_pb2.SolverState(iter=self.iter, learned_net=learned_net, current_step=self.current_step)
         for h in self.history:
             array_to_proto(to_numpy(h), bp=state.history.add())
         return state
 
     def restore(self, state, path="<solverstate>"):
-        from .weights import proto_to_array, shapes_match
         if len(state.history) != len(self.history):
             raise NetspecError(f"the solver state holds {len(state.history)} history blobs, but a {self.type} "
                                f"solver of this net needs {len(self.history)}", file=path,

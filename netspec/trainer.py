@@ -17,7 +17,9 @@ run takes the very steps the uninterrupted one would (the same weights, bit for 
 import json
 import math
 import os
+import signal
 import sys
+import threading
 import time
 from datetime import datetime
 
@@ -25,8 +27,12 @@ import numpy as np
 
 from . import caffe_pb2
 from .errors import NetspecError
+from .graph import load_source
+from .net import Net, ParamSlot
+from .plan import param_specs
 from .solver import Solver
-from .utils import atomic_write
+from .utils import atomic_write, format_shape
+from .weights import proto_shape, proto_to_array, read_weights, shapes_match
 
 RNG_SUFFIX = ".rng.json"
 
@@ -88,17 +94,10 @@ def read_solver(path, log=None):
     from .io import read_solver as read
     notes = []
     sp = read(path, warnings=notes)
-    for note in notes:
-        if log is not None:
+    if log is not None:
+        for note in notes:
             log.warn(str(note))
     return sp
-
-
-def _net_source(value, what):
-    from .io import NetSource, read_net
-    if isinstance(value, caffe_pb2.NetParameter):
-        return NetSource(value, f"<solver {what}>")
-    return read_net(value)
 
 
 def _state(phase, source, extra=None):
@@ -119,7 +118,7 @@ def train_net_source(sp, path=None):
     if len(fields) > 1:
         raise NetspecError(f"the solver names its train net more than once ({', '.join(fields)})", file=path,
                            hint="keep one of train_net_param, train_net, net_param, net")
-    source = _net_source(getattr(sp, fields[0]), fields[0])
+    source = load_source(getattr(sp, fields[0]), f"<solver {fields[0]}>")
     return source, _state(caffe_pb2.TRAIN, source, sp.train_state if sp.HasField("train_state") else None)
 
 
@@ -145,7 +144,7 @@ def test_net_sources(sp):
         raise NetspecError("the solver has test nets but no test_interval", hint="add test_interval: 500")
     out = []
     for i, (value, what) in enumerate(specific):
-        source = _net_source(value, what)
+        source = load_source(value, f"<solver {what}>")
         out.append((source, _state(caffe_pb2.TEST, source, sp.test_state[i] if len(sp.test_state) else None)))
     return out
 
@@ -155,8 +154,6 @@ def caffe_learnable_params(net):
     Unlike the net's own list it keeps BatchNorm's statistics (lr_mult 0, so they never move, and
     decay_mult as the file says, default 1, as Caffe's BatchNorm set-up leaves it): Caffe keeps
     history for them, and a .solverstate must hold as many history blobs as Caffe's."""
-    from .net import ParamSlot
-    from .plan import param_specs
     slots = {id(slot.blob): slot for slot in net.learnable_params}
     out, seen = [], set()
     for node, layer in zip(net.nodes, net.layers):
@@ -168,7 +165,6 @@ def caffe_learnable_params(net):
 
 
 def make_net(source, state, backend, seed):
-    from .net import Net
     return Net(source, phase=state.phase, backend=backend, seed=seed, stages=tuple(state.stage), level=state.level)
 
 
@@ -177,7 +173,6 @@ def copy_weights(net, path, legacy_reshape=False):
     """Copy blobs by layer name from a .caffemodel, as Caffe's CopyTrainedLayersFrom, and say what
     happened to each layer: rows of (layer, status, detail). Shape mismatches are refused (the
     caller stops after showing the table)."""
-    from .weights import proto_shape, proto_to_array, read_weights, shapes_match
     found = read_weights(path)
     rows = []
     for layer in net.layers:
@@ -204,7 +199,7 @@ def copy_weights(net, path, legacy_reshape=False):
             continue
         for blob, array in zip(layer.blobs, arrays):
             blob.data[...] = net.xp.asarray(array, dtype=blob.data.dtype)
-        shapes = ", ".join("x".join(map(str, b.shape)) for b in layer.blobs)
+        shapes = ", ".join(format_shape(b.shape) for b in layer.blobs)
         rows.append((layer.name, "copied", shapes + (" (reshaped from the legacy shape)" if reshaped else "")))
     in_net = {layer.name for layer in net.layers}
     rows += [(name, "skipped", "in the weights file, not in the net")
@@ -264,9 +259,8 @@ class Trainer:
         self.log.info(f"Effective batch: {size} (batch_size) x {iter_size} (iter_size) = {size * iter_size} "
                       "images per iteration")
         if iter_size > 1:
-            bn = [layer.name for layer in self.net.layers if layer.type == "BatchNorm"
-                  and not (layer.lp.batch_norm_param.HasField("use_global_stats")
-                           and layer.lp.batch_norm_param.use_global_stats)]
+            bn = [layer.name for layer in self.net.layers
+                  if layer.type == "BatchNorm" and not layer.lp.batch_norm_param.use_global_stats]
             if bn:
                 self.log.warn(f"iter_size {iter_size} with BatchNorm in TRAIN ({', '.join(bn)}): its statistics "
                               f"see one batch of {size}, not the effective batch of {size * iter_size}")
@@ -507,9 +501,7 @@ class Trainer:
 
     def close(self):
         for net in self._nets():
-            for layer in net.layers:
-                if hasattr(layer, "close"):
-                    layer.close()
+            net.close()
 
 
 class _StopOnInterrupt:
@@ -520,14 +512,11 @@ class _StopOnInterrupt:
         self.trainer, self.previous = trainer, None
 
     def __enter__(self):
-        import signal
-        import threading
         if threading.current_thread() is threading.main_thread():
             self.previous = signal.signal(signal.SIGINT, self._handle)
         return self
 
     def _handle(self, signum, frame):
-        import signal
         if self.trainer.stop_requested:
             raise KeyboardInterrupt
         self.trainer.stop_requested = True
@@ -535,7 +524,6 @@ class _StopOnInterrupt:
         signal.signal(signal.SIGINT, signal.default_int_handler)
 
     def __exit__(self, *exc):
-        import signal
         if self.previous is not None:
             signal.signal(signal.SIGINT, self.previous)
         return False

@@ -66,3 +66,10 @@ def _bounded_int(text, low, high, expected):
 def split_stages(values):
     """--stage values as stage names: repeatable and comma-separated, as `caffe`'s --stage."""
     return [stage for value in values for stage in value.split(",") if stage]
+
+
+def format_shape(shape):
+    """A shape as people write it: 64x3x224x224; 'scalar' for a 0-d blob, '?' when unknown."""
+    if shape is None:
+        return "?"
+    return "x".join(str(d) for d in shape) if shape else "scalar"

@@ -2,6 +2,7 @@
 batch, then the averages over the iterations."""
 import numpy as np
 
+from ..errors import NetspecError
 from ..utils import int32, nonnegative_int, split_stages
 
 
@@ -24,10 +25,9 @@ def add_parser(subparsers):
 def run(args):
     from ..net import Net
     from ..trainer import Log, fmt
-    from ..errors import NetspecError
     if args.iterations < 1:
         raise NetspecError(f"--iterations must be at least 1, found {args.iterations}")
-    log = Log(args.log)
+    log, net = Log(args.log), None
     try:
         net = Net(args.model, weights=args.weights, phase=args.phase, backend=args.backend,
                   seed=args.seed, stages=split_stages(args.stage), level=args.level)
@@ -49,10 +49,9 @@ def run(args):
             for mean in sums[name] / args.iterations:
                 extra = f" (* {fmt(w)} = {fmt(w * mean)} loss)" if w else ""
                 log.info(f"{name} = {fmt(mean)}{extra}")
-        for layer in net.layers:
-            if hasattr(layer, "close"):
-                layer.close()
     finally:
+        if net is not None:
+            net.close()
         log.close()
     return 0
 

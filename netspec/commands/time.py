@@ -68,7 +68,7 @@ def measure(net, iterations):
             layer_fwd[i] += timer.now() - t0
         for blob, w in net.loss_tops:
             blob.diff.fill(w)
-        for i in range(len(steps) - 1, -1, -1):
+        for i in reversed(range(len(steps))):
             t0 = timer.now()
             net.run_step(steps[i], forward=False)
             layer_bwd[i] += timer.now() - t0
@@ -127,7 +127,7 @@ def run(args):
         raise NetspecError(f"two nets given: {args.model} and --model {args.model_option}",
                            hint="give the net once, as FILE or as --model FILE")
     if args.iterations < 1:
-        raise NetspecError(f"--iterations must be at least 1, got {args.iterations}")
+        raise NetspecError(f"--iterations must be at least 1, found {args.iterations}")
     inputs = parse_inputs(args.input)
     net = Net(model, phase=args.phase, backend=args.backend, inputs=inputs or None,
               seed=args.seed, stages=split_stages(args.stage), level=args.level)

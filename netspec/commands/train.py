@@ -146,9 +146,8 @@ def example_solver(workdir, iterations, log):
             train = any(rule.phase == caffe_pb2.TRAIN for rule in lp.include)
             lp.data_param.source = sources["train" if train else "test"]
     print(check(net, phase="TRAIN").format(), flush=True)
-    sp = caffe_pb2.SolverParameter(
+    return caffe_pb2.SolverParameter(
         net_param=net, test_iter=[10], test_interval=iterations, test_initialization=False,
         base_lr=0.01, momentum=0.9, weight_decay=0.0005, lr_policy="inv", gamma=0.0001, power=0.75,
         display=50, max_iter=iterations, snapshot_after_train=False, solver_mode=caffe_pb2.SolverParameter.CPU,
         random_seed=1)
-    return sp

@@ -4,6 +4,7 @@ import os
 
 import numpy as np
 
+from .. import caffe_pb2
 from ..errors import NetspecError
 from .datum import array_to_datum, datum_to_array, encode_image, parse_datum, read_image
 from .db import LMDBReader, write_lmdb
@@ -55,24 +56,20 @@ def imageset_to_lmdb(root, entries, out_path, height=0, width=0, gray=False, enc
     def items():
         for i, (path, label) in enumerate(entries):
             full = os.path.join(root, path)
-            if encoded and not (height or width) and _keeps_format(path, encode_type):
-                try:
+            as_is = encoded and not (height or width) and _keeps_format(path, encode_type)
+            try:
+                if as_is:
                     with open(full, "rb") as f:
                         data = f.read()
-                except OSError as e:
-                    raise NetspecError(f"cannot read image '{full}': {e.strerror}") from None
-                pixels = None
-            else:
-                try:
+                else:
                     pixels = read_image(full, height, width, not gray)
-                except OSError as e:
-                    raise NetspecError(f"cannot read image '{full}': {e.strerror or e}") from None
-            if pixels is None or encoded:
-                from .. import caffe_pb2
-                if pixels is not None:
-                    data = encode_image(pixels, (encode_type or os.path.splitext(path)[1][1:] or "png").upper()
-                                        .replace("JPG", "JPEG"))
+            except OSError as e:
+                raise NetspecError(f"cannot read image '{full}': {e.strerror or e}") from None
+            if as_is:
                 datum = caffe_pb2.Datum(data=data, label=label, encoded=True)
+            elif encoded:
+                kind = (encode_type or os.path.splitext(path)[1][1:] or "png").upper().replace("JPG", "JPEG")
+                datum = caffe_pb2.Datum(data=encode_image(pixels, kind), label=label, encoded=True)
             else:
                 datum = array_to_datum(pixels, label)
             if (i + 1) % 1000 == 0:

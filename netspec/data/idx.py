@@ -41,12 +41,3 @@ def read_mnist(images_path, labels_path):
                            hint="pass the images and labels of the same set (train or t10k)")
     return images, labels
 
-
-def write_idx(path, array):
-    """uint8 array -> IDX bytes (gzip when path ends in .gz), written atomically."""
-    from ..utils import atomic_write
-    array = np.ascontiguousarray(array, np.uint8)
-    magic = IMAGE_MAGIC if array.ndim == 3 else LABEL_MAGIC
-    head = magic.to_bytes(4, "big") + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
-    data = head + array.tobytes()
-    atomic_write(path, gzip.compress(data, mtime=0) if str(path).endswith(".gz") else data)

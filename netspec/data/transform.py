@@ -9,6 +9,7 @@ import numpy as np
 
 from .. import caffe_pb2
 from ..errors import NetspecError
+from ..utils import atomic_write
 
 
 def read_mean_file(path):
@@ -26,7 +27,6 @@ def read_mean_file(path):
 
 def write_mean_file(path, mean):
     """float (C, H, W) -> a .binaryproto with Caffe's legacy 1xCxHxW dims, written atomically."""
-    from ..utils import atomic_write
     c, h, w = mean.shape
     blob = caffe_pb2.BlobProto(num=1, channels=c, height=h, width=w)
     blob.data.extend(np.asarray(mean, np.float32).ravel().tolist())
@@ -57,8 +57,8 @@ class Transformer:
         return (c, h, w)
 
     def __call__(self, batch, rng):
-        """uint8 or float (N, C, H, W) -> float32 (N, C, H', W'). rng draws the mirror coins
-        and crop offsets (one coin, then offsets, per item)."""
+        """uint8 or float (N, C, H, W) -> float32 (N, C, H', W'). rng draws the batch's mirror
+        coins, then its crop offsets (the rows, then the columns)."""
         x = batch.astype(np.float32)
         n, c, h, w = x.shape
         if self.mean is not None:

@@ -1,6 +1,6 @@
 """Readers and writers for nets, solvers and blobs in every format netspec knows.
 
-Formats come from the file extension: protobuf text (.prototxt, .pt, .txt, .prototext),
+Formats come from the file extension: protobuf text (.prototxt, .pt, .txt, .prototext, .pbtxt),
 binary (.caffemodel, .binaryproto, .solverstate, .pb, .bin), YAML (.yaml, .yml) and JSON
 (.json), all of the same schema (proto/caffe.proto). Nets and solvers are upgraded from
 legacy forms on load, as Caffe does, with a warning saying what changed. Errors are
@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 
 from .. import caffe_pb2
 from ..errors import NetspecError
-from .formats import FORMATS, KINDS, check_output, detect_kind, dump, format_of, load, parse_text, save
+from .formats import (FORMATS, KINDS, check_output, detect_kind, dump, format_of, load, parse_text,
+                      read_bytes, save)
 from .upgrade import needs_upgrade, upgrade_net, upgrade_solver
 
 __all__ = [
@@ -97,15 +98,15 @@ def read_caffemodel(path):
 
 def read_kind(path, kind=None, fmt=None):
     """(kind, message, warnings) for any file; nets and solvers upgraded. For the CLI."""
-    path = os.fspath(path)
-    kind = kind or detect_kind(path, fmt=fmt)
-    if kind not in KINDS:
+    if kind and kind not in KINDS:
         raise NetspecError(f"found kind '{kind}'; expected one of " + ", ".join(KINDS))
+    path = os.fspath(path)
+    data = read_bytes(path)                     # read once, for the kind and the message
+    kind = kind or detect_kind(path, data, fmt)
+    loaded = load(path, KINDS[kind], fmt, data)
     if kind == "net":
-        source = read_net(path, fmt)
+        source = _net_source(loaded)
         return kind, source.param, source.warnings
     if kind == "solver":
-        notes = []
-        return kind, read_solver(path, fmt, notes), notes
-    loaded = load(path, KINDS[kind], fmt)
+        return kind, loaded.message, loaded.warnings + upgrade_solver(loaded.message, loaded.path)
     return kind, loaded.message, loaded.warnings

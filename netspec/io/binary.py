@@ -110,17 +110,15 @@ def looks_like_text(data):
 def fitting_kinds(data):
     """The kinds whose schema fits the file's top-level fields, best first."""
     try:
-        fields = wire_fields(data)
+        return _kinds_fitting(wire_fields(data))
     except _Broken:
         return []
+
+
+def _kinds_fitting(fields):
     scored = [(fit(fields, cls), kind) for kind, cls in KINDS.items()]
     return [kind for (wrong, unknown, right), kind in
             sorted(scored, key=lambda s: (s[0][1], -s[0][2])) if wrong == 0 and right > 0]
-
-
-def guess_kind(data):
-    kinds = fitting_kinds(data)
-    return kinds[0] if kinds else None
 
 
 _KIND_FIX = {
@@ -133,18 +131,19 @@ _KIND_FIX = {
 }
 
 
+def _kind_of(cls):
+    return next((kind for kind, known in KINDS.items() if known is cls), None)
+
+
 def wrong_kind_hint(found, cls):
     """What to do when a file of kind `found` was given where a `cls` message was expected."""
-    expected = next((kind for kind, known in KINDS.items() if known is cls), None)
-    return _KIND_FIX.get((found, expected), "check which file you passed")
+    return _KIND_FIX.get((found, _kind_of(cls)), "check which file you passed")
 
 
 def describe(cls):
     """Words for a message class: 'a net (NetParameter ...)', or its schema name."""
-    for kind, known in KINDS.items():
-        if known is cls:
-            return DESCRIBE[kind]
-    return f"a {cls.DESCRIPTOR.name}"
+    kind = _kind_of(cls)
+    return DESCRIBE[kind] if kind else f"a {cls.DESCRIPTOR.name}"
 
 
 def parse(data, cls, path):
@@ -157,10 +156,10 @@ def parse(data, cls, path):
     except _Broken as e:
         raise _broken_error(e, data, what, path) from None
     wrong, unknown, right = fit(fields, cls)
-    if (wrong or not right) and looks_like_text(data):
-        raise _broken_error(None, data, what, path)
     if wrong or not right:
-        other = guess_kind(data)
+        if looks_like_text(data):
+            raise _broken_error(None, data, what, path)
+        other = next(iter(_kinds_fitting(fields)), None)
         if other and KINDS[other] is not cls:
             raise NetspecError(f"found {DESCRIBE[other]}; expected {what}", file=path,
                                hint=wrong_kind_hint(other, cls))

@@ -3,6 +3,8 @@
 Each is read with a warning and mapped onto the schema, never silently dropped:
 - Pooling `ceil_mode: true|false` (from forks that predate `round_mode`) -> `round_mode: CEIL|FLOOR`.
 """
+import re
+
 from .. import caffe_pb2
 from ..errors import NetspecError
 
@@ -70,10 +72,7 @@ def rewrite_text(text, scan, path):
 def _blank(text, spans):
     if not spans:
         return text
-    starts = [0]
-    for i, ch in enumerate(text):
-        if ch == "\n":
-            starts.append(i + 1)
+    starts = [0] + [m.end() for m in re.finditer("\n", text)]
     chars = list(text)
     for line, col, length in spans:
         at = starts[line - 1] + col - 1

@@ -114,25 +114,21 @@ def _reads_in(source, fmt):
     """Whether `source` is well formed in `fmt` (the error is then in what it says)."""
     if fmt == "text":
         return any(_parses(text.parse, source, cls, "") for cls in KINDS.values())
-    return _parses(structured.load_json if fmt == "json" else structured.load_yaml, source, "")
+    return _parses(_load_structured, source, fmt, "")
 
 
 def _written_in(source, fmt):
     """The other text format in which `source` reads as a net, solver, blob or solverstate."""
-    for other in ("json", "yaml", "text"):
+    for other in ("json", "yaml"):
         if other == fmt:
             continue
-        if other == "text":
-            if _reads_in(source, other):
-                return other
-            continue
         try:
-            data = (structured.load_json if other == "json" else structured.load_yaml)(source, "")
+            data = _load_structured(source, other, "")
         except NetspecError:
             continue
         if isinstance(data, dict) and data and any(set(data) <= _fields(cls) for cls in KINDS.values()):
             return other
-    return None
+    return "text" if fmt != "text" and _reads_in(source, "text") else None
 
 
 def _parses(read, *args):
@@ -154,10 +150,12 @@ def _blank(source, fmt):
 def parse_text(source, cls, fmt, path):
     """Parse text `source` in format 'text', 'yaml' or 'json' as a `cls` message."""
     if fmt == "text":
-        _check_kind(text.scan(source.lstrip("\ufeff"), path).positions, cls, path)
-        message, scan, warnings = text.parse(source, cls, path)
-        return _checked(Loaded(message, path, fmt, scan.positions, warnings))
-    data = structured.load_yaml(source, path) if fmt == "yaml" else structured.load_json(source, path)
+        source = source.lstrip("\ufeff")
+        found = text.scan(source, path)
+        _check_kind(found.positions, cls, path)     # a file of another kind is named before parsing
+        message, _, warnings = text.parse(source, cls, path, found)
+        return _checked(Loaded(message, path, fmt, found.positions, warnings))
+    data = _load_structured(source, fmt, path)
     if data is not None and not isinstance(data, dict):
         raise NetspecError(f"found {structured._describe(data)} at the top; expected a map of "
                            f"{cls.DESCRIPTOR.name} fields", file=path, line=1)
@@ -165,6 +163,11 @@ def parse_text(source, cls, fmt, path):
     _check_kind(positions, cls, path)
     message, warnings = structured.to_message(data, cls, path)
     return _checked(Loaded(message, path, fmt, positions, warnings))
+
+
+def _load_structured(source, fmt, path):
+    """YAML or JSON text as Mapping/Sequence data."""
+    return structured.load_yaml(source, path) if fmt == "yaml" else structured.load_json(source, path)
 
 
 def _fields(cls):
@@ -230,7 +233,7 @@ def detect_kind(path, data=None, fmt=None):
         names = text.scan(source.lstrip("\ufeff"), path).positions
     else:
         with _naming_the_format(source, fmt):
-            loaded = structured.load_yaml(source, path) if fmt == "yaml" else structured.load_json(source, path)
+            loaded = _load_structured(source, fmt, path)
         names = loaded if isinstance(loaded, dict) else {}
     return kind_of_fields(names, preferred)
 

@@ -17,7 +17,7 @@ from google.protobuf.descriptor import FieldDescriptor as FD
 
 from ..errors import NetspecError
 from . import dialects
-from .text import field_hint, shown, suggest
+from .text import MAX_DEPTH, field_hint, shown, suggest
 
 
 class Mapping(dict):
@@ -44,6 +44,12 @@ class _LocatingLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):
 
 def _mark(mark):
     return mark.line + 1, mark.column + 1
+
+
+def _error_mark(e):
+    """(line, column) of a YAML error, or (None, None)."""
+    mark = e.problem_mark or e.context_mark
+    return _mark(mark) if mark else (None, None)
 
 
 def _construct_map(loader, node):
@@ -80,9 +86,6 @@ class _LocatedProblem(Exception):
         self.message, self.where = message, where
 
 
-MAX_DEPTH = 100     # nets and solvers nest a few levels deep; far deeper is runaway brackets
-
-
 def _check_depth(text, path):
     """Refuse deep nesting before LibYAML composes it: its composer recurses in C and would
     overflow the stack (a crash, not an exception)."""
@@ -108,9 +111,8 @@ def load_yaml(text, path):
     except yaml.constructor.ConstructorError as e:
         raise _tag_error(e, path) from None
     except yaml.MarkedYAMLError as e:
-        mark = e.problem_mark or e.context_mark
         what = " ".join(p for p in (e.context, e.problem) if p) or "malformed YAML"
-        line, col = (mark.line + 1, mark.column + 1) if mark else (None, None)
+        line, col = _error_mark(e)
         raise NetspecError(f"malformed YAML: {what}", file=path, line=line, column=col) from None
     except (yaml.YAMLError, RecursionError, ValueError) as e:
         raise NetspecError(f"malformed YAML: {e}", file=path) from None
@@ -118,8 +120,7 @@ def load_yaml(text, path):
 
 def _tag_error(e, path):
     """A tag the safe loader refuses (!!python/object...): said plainly, never constructed."""
-    mark = e.problem_mark or e.context_mark
-    line, col = (mark.line + 1, mark.column + 1) if mark else (None, None)
+    line, col = _error_mark(e)
     tag = re.search(r"tag '([^']*)'", e.problem or "")
     if not tag:
         return NetspecError(f"malformed YAML: {e.problem}", file=path, line=line, column=col)
@@ -368,13 +369,12 @@ def _convert(fd, value):
             return base64.b64decode(value.encode("ascii", "strict"), validate=True)
         raise ValueError(f"found {_describe(value)}; expected base64 text")
     if kind == FD.TYPE_ENUM:
-        names = [v.name for v in fd.enum_type.values]
         if isinstance(value, str) and value in fd.enum_type.values_by_name:
             return fd.enum_type.values_by_name[value].number
         if isinstance(value, int) and not isinstance(value, bool) and value in fd.enum_type.values_by_number:
             return value
         raise ValueError(f"found {_describe(value)}, not a value of {fd.enum_type.name}; "
-                         "expected one of " + ", ".join(names))
+                         "expected one of " + ", ".join(v.name for v in fd.enum_type.values))
     raise ValueError(f"unsupported field type {kind}")
 
 

@@ -62,7 +62,7 @@ class Scan:
     scalars: list = field(default_factory=list)       # (path, field, value token, token spans)
 
 
-MAX_DEPTH = 100     # nets and solvers nest a few levels deep; far deeper is runaway braces
+MAX_DEPTH = 100     # nets and solvers nest a few levels deep; far deeper means unclosed brackets
 
 
 def scan(text, path=None):
@@ -133,10 +133,12 @@ def _note_name(result, frame, field_name, tok):
         result.names.setdefault(frame.path[0], tok[1:-1])
 
 
-def parse(text, cls, path):
-    """Parse text into a new `cls` message. Returns (message, Scan, warnings)."""
+def parse(text, cls, path, found=None):
+    """Parse text into a new `cls` message. Returns (message, Scan, warnings); `found` is the
+    text's scan when the caller has already made it."""
     text = text.lstrip("\ufeff")
-    found = scan(text, path)
+    if found is None:
+        found = scan(text, path)
     text, fixes, warnings = dialects.rewrite_text(text, found, path)
     message = cls()
     try:
@@ -290,7 +292,7 @@ def explain(detail, token, message):
     if detail.startswith("Value out of range"):
         return (f"found {found}; out of range for this field's type (a negative value for an "
                 "unsigned field, or too large)", None)
-    if detail.startswith("Expected identifier or number") or detail.startswith("Expected identifier"):
+    if detail.startswith("Expected identifier"):
         return f"found {found}; expected a field name", None
     return f"{detail.rstrip('.')} (found {found})", None
 

@@ -83,9 +83,12 @@ SOLVER_TYPES = {"SGD": "SGD", "NESTEROV": "Nesterov", "ADAGRAD": "AdaGrad",
                 "RMSPROP": "RMSProp", "ADADELTA": "AdaDelta", "ADAM": "Adam"}
 
 
+def _line(at):
+    return at[0] if at else None
+
+
 def _place(path, at):
-    line = at[0] if at else None
-    return ":".join(str(p) for p in (path, line) if p is not None) or "<net>"
+    return ":".join(str(p) for p in (path, _line(at)) if p is not None) or "<net>"
 
 
 def _aligned(found, count):
@@ -129,7 +132,7 @@ def upgrade_v0(net, v1_at, path, warnings):
             if bottom not in last_top:
                 raise NetspecError(f"found bottom '{bottom}', which no earlier layer or input "
                                    "produces; expected the top of an earlier layer",
-                                   file=path, line=(v1_at[i] or (None,))[0], layer=conn.layer.name)
+                                   file=path, line=_line(v1_at[i]), layer=conn.layer.name)
             source = last_top[bottom]
             if source is not None and original[source].layer.type == "padding":
                 _fold_padding(original[source], conn, j, kept[-1][0], path, v1_at[i], warnings)
@@ -148,7 +151,7 @@ def upgrade_v0(net, v1_at, path, warnings):
 
 
 def _fold_padding(pad_conn, conn, j, target, path, at, warnings):
-    where = dict(file=path, line=at[0] if at else None, layer=conn.layer.name)
+    where = dict(file=path, line=_line(at), layer=conn.layer.name)
     if conn.layer.type not in ("conv", "pool"):
         raise NetspecError(f"found V0 padding layer '{pad_conn.layer.name}' feeding a "
                            f"'{conn.layer.type}' layer; expected it to feed a conv or pool layer",
@@ -173,7 +176,7 @@ def _v0_to_v1(conn, path, at, warnings):
         if v0.type not in V0_TYPES:
             raise NetspecError(f"found V0 layer type '{v0.type}'; expected one of "
                                + ", ".join(sorted(V0_TYPES)), file=path,
-                               line=at[0] if at else None, layer=v0.name,
+                               line=_line(at), layer=v0.name,
                                hint=suggest(v0.type, list(V0_TYPES)))
         v1.type = V1.LayerType.Value(V0_TYPES[v0.type])
     v1.blobs.extend(v0.blobs)
@@ -305,7 +308,7 @@ def upgrade_v1(net, layer_at, v1_at, path, warnings):
 def upgrade_input(net, layer_at, at, path, warnings):
     """Top-level input + input_dim / input_shape -> an Input layer 'input' at the front."""
     names, dims, shapes = list(net.input), list(net.input_dim), list(net.input_shape)
-    where = dict(file=path, line=at[0] if at else None)
+    where = dict(file=path, line=_line(at))
     if dims and shapes:
         raise NetspecError("found both input_dim and input_shape; expected one of them", **where)
     if dims and len(dims) != 4 * len(names):

@@ -48,6 +48,20 @@ class _Common(Layer):
     def bottom_name(self, i):
         return f"'{self.lp.bottom[i]}'" if i < len(self.lp.bottom) else f"#{i}"
 
+    def shape_mismatches(self, bottoms, except_axis=None):
+        """How each bottom's shape differs from bottom 0's, on every axis but `except_axis`."""
+        first = tuple(bottoms[0])
+        problems = []
+        for i, shape in enumerate(bottoms[1:], 1):
+            if len(shape) != len(first):
+                problems.append(f"bottom {self.bottom_name(i)} is {len(shape)}-d ({_dims(shape)}) but "
+                                f"bottom {self.bottom_name(0)} is {len(first)}-d ({_dims(first)})")
+                continue
+            problems += [f"axis {a}: bottom {self.bottom_name(i)} has {got}, bottom {self.bottom_name(0)} "
+                         f"has {want} (off by {got - want:+d})"
+                         for a, (got, want) in enumerate(zip(shape, first)) if a != except_axis and got != want]
+        return problems
+
     def top_count(self, default=1):
         return len(self.lp.top) or default
 
@@ -151,16 +165,7 @@ class Concat(_Common):
     def infer(self, bottoms, ctx):
         first = tuple(bottoms[0])
         axis = self.legacy_axis("concat_param", "concat_dim", len(first))
-        problems = []
-        for i, shape in enumerate(bottoms[1:], 1):
-            if len(shape) != len(first):
-                problems.append(f"bottom {self.bottom_name(i)} is {len(shape)}-d ({_dims(shape)}) but "
-                                f"bottom {self.bottom_name(0)} is {len(first)}-d ({_dims(first)})")
-                continue
-            for a, (got, want) in enumerate(zip(shape, first)):
-                if a != axis and got != want:
-                    problems.append(f"axis {a}: bottom {self.bottom_name(i)} has {got}, bottom "
-                                    f"{self.bottom_name(0)} has {want} (off by {got - want:+d})")
+        problems = self.shape_mismatches(bottoms, except_axis=axis)
         if problems:
             self.fail(f"Concat along axis {axis} needs every other axis equal: " + "; ".join(problems),
                       hint="make the branches agree (check their strides, pads and pooling rounding), "
@@ -354,21 +359,12 @@ class Eltwise(_Common):
         coeff = self.lp.eltwise_param.coeff
         if coeff and len(coeff) != len(bottoms):
             self.fail(f"eltwise_param has {len(coeff)} coeff value(s) for {len(bottoms)} bottoms; give one per bottom")
-        first = tuple(bottoms[0])
-        problems = []
-        for i, shape in enumerate(bottoms[1:], 1):
-            if len(shape) != len(first):
-                problems.append(f"bottom {self.bottom_name(i)} is {len(shape)}-d ({_dims(shape)}) but "
-                                f"bottom {self.bottom_name(0)} is {len(first)}-d ({_dims(first)})")
-                continue
-            problems += [f"axis {a}: bottom {self.bottom_name(i)} has {got}, bottom {self.bottom_name(0)} "
-                         f"has {want} (off by {got - want:+d})"
-                         for a, (got, want) in enumerate(zip(shape, first)) if got != want]
+        problems = self.shape_mismatches(bottoms)
         if problems:
             self.fail("Eltwise needs bottoms of one shape: " + "; ".join(problems),
                       hint="make the branches agree (a projection shortcut, matching strides and pads), "
                            "or crop the larger one with a Crop layer")
-        return [first]
+        return [tuple(bottoms[0])]
 
     def macs(self, bottoms, tops):
         return (len(bottoms) - 1) * _count(tops[0])     # one op per element per extra operand
@@ -798,21 +794,23 @@ class Reduction(_Common):
         axis = self._axis(len(shape))
         return a.reshape(_count(shape, 0, axis), _count(shape, axis))
 
+    def _factor(self, rows):
+        """coeff, divided by the number of values each output reduces for MEAN."""
+        return self.coeff / rows.shape[1] if self.op == self.P.MEAN else self.coeff
+
     def forward(self, xp, bottoms, tops):
         x = self._rows(bottoms[0].data, bottoms[0].shape)
         if self.op == self.P.ASUM:
             x = xp.abs(x)
         elif self.op == self.P.SUMSQ:
             x = x * x
-        coeff = self.coeff / x.shape[1] if self.op == self.P.MEAN else self.coeff
-        tops[0].data[...] = (x.sum(axis=1) * coeff).reshape(tops[0].shape)
+        tops[0].data[...] = (x.sum(axis=1) * self._factor(x)).reshape(tops[0].shape)
 
     def backward(self, xp, tops, propagate_down, bottoms):
         if not propagate_down[0]:
             return
         x = self._rows(bottoms[0].data, bottoms[0].shape)
-        coeff = self.coeff / x.shape[1] if self.op == self.P.MEAN else self.coeff
-        dy = tops[0].diff.reshape(-1, 1) * coeff
+        dy = tops[0].diff.reshape(-1, 1) * self._factor(x)
         dx = self._rows(bottoms[0].diff, bottoms[0].shape)
         if self.op == self.P.ASUM:
             dx[...] = xp.sign(x) * dy
@@ -918,7 +916,6 @@ class Filter(_Common):
     (as Caffe reshapes on every forward)."""
     bottoms = (2, None)
     tops = (1, None)
-    dynamic_shape = True    # a top's axis 0 is decided by the data at each forward
 
     def infer(self, bottoms, ctx):
         selector = tuple(bottoms[-1])

@@ -38,9 +38,16 @@ def _as_layer_error(fn):
         raise LayerError(e.message, e.hint) from None
 
 
-class _Reading(Layer):
-    """A data layer that reads batches in a background thread."""
+class _Source(Layer):
+    """A layer with no bottoms and no parameters: backward has nothing to do."""
     bottoms = (0, 0)
+
+    def backward(self, xp, tops, propagate_down, bottoms):
+        pass
+
+
+class _Reading(_Source):
+    """A data layer that reads batches in a background thread."""
     tops = (1, 2)
 
     def setup(self):
@@ -85,9 +92,6 @@ class _Reading(Layer):
         self.batches += 1
         for top, array in zip(tops, arrays):
             _put(xp, top, array)
-
-    def backward(self, xp, tops, propagate_down, bottoms):
-        pass
 
     def prefetch_depth(self):
         return 4
@@ -378,9 +382,8 @@ class HDF5Output(Layer):
 
 
 @layer("MemoryData")
-class MemoryData(Layer):
+class MemoryData(_Source):
     """Batches from arrays given in Python: set_input_arrays(data, labels), as in pycaffe."""
-    bottoms = (0, 0)
     tops = (2, 2)
 
     def setup(self):
@@ -414,9 +417,6 @@ class MemoryData(Layer):
         _put(xp, tops[1], self.labels[self.position:end])
         self.position = end % len(self.data)
 
-    def backward(self, xp, tops, propagate_down, bottoms):
-        pass
-
     def data_state(self):
         return {"position": self.position}
 
@@ -425,9 +425,8 @@ class MemoryData(Layer):
 
 
 @layer("Input")
-class Input(Layer):
+class Input(_Source):
     """Blobs fed from outside (Net.forward(data=...)); forward leaves them as they are."""
-    bottoms = (0, 0)
     tops = (1, None)
 
     def setup(self):
@@ -445,14 +444,10 @@ class Input(Layer):
     def forward(self, xp, bottoms, tops):
         pass
 
-    def backward(self, xp, tops, propagate_down, bottoms):
-        pass
-
 
 @layer("DummyData")
-class DummyData(Layer):
+class DummyData(_Source):
     """Blobs filled by fillers: once for constant fillers, at every forward otherwise."""
-    bottoms = (0, 0)
     tops = (1, None)
 
     def setup(self):
@@ -486,14 +481,10 @@ class DummyData(Layer):
                 top.data = fill(xp, rng, shape, filler, top.data.dtype if top.data is not None else np.float32)
         self.filled = True
 
-    def backward(self, xp, tops, propagate_down, bottoms):
-        pass
-
 
 @layer("WindowData")
-class WindowData(Layer):
+class WindowData(_Source):
     """R-CNN window sampling: shapes only here; its forward is not supported."""
-    bottoms = (0, 0)
     tops = (2, 2)
 
     def setup(self):

@@ -160,6 +160,13 @@ class ClassLossLayer(LossLayer):
     def tops_wanted(self):
         return max(1, len(self.lp.top))
 
+    @staticmethod
+    def add_probability_gradient(xp, tops, prob, grad):
+        """A consumer of the probabilities (top 1) adds its gradient through the softmax (Caffe drops it)."""
+        if len(tops) > 1:
+            g = tops[1].diff.reshape(prob.shape)
+            grad += prob * (g - xp.sum(g * prob, axis=1, keepdims=True))
+
 
 # -- the layers ---------------------------------------------------------------------------------
 
@@ -190,9 +197,7 @@ class SoftmaxWithLoss(ClassLossLayer):
         classes = prob.shape[1]
         onehot = xp.arange(classes)[None, :, None] == lab[:, None, :]
         grad = (prob - onehot) * (valid[:, None, :] * (tops[0].diff / self.norm))
-        if len(tops) > 1:   # a consumer of the probabilities adds its gradient (Caffe drops it)
-            g = tops[1].diff.reshape(prob.shape)
-            grad += prob * (g - xp.sum(g * prob, axis=1, keepdims=True))
+        self.add_probability_gradient(xp, tops, prob, grad)
         bottoms[0].diff[...] = grad.reshape(bottoms[0].diff.shape)
 
 
@@ -413,9 +418,7 @@ class InfogainLoss(ClassLossLayer):
         prob, rows, valid = self.saved
         grad = prob * rows.sum(axis=1, keepdims=True) - rows
         grad *= valid[:, None, :] * (tops[0].diff / self.norm)
-        if len(tops) > 1:   # a consumer of the probabilities adds its gradient (Caffe drops it)
-            g = tops[1].diff.reshape(prob.shape)
-            grad += prob * (g - xp.sum(g * prob, axis=1, keepdims=True))
+        self.add_probability_gradient(xp, tops, prob, grad)
         bottoms[0].diff[...] = grad.reshape(bottoms[0].diff.shape)
 
 

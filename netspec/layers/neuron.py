@@ -43,8 +43,12 @@ class Neuron(Layer):
                                       f"on layers below '{self.name}' or remove it from the training net")
         if not propagate_down[0]:
             return
-        x = self._saved_x if self._saved_x is not None else bottoms[0].data
+        x = self.forward_input(bottoms)
         bottoms[0].diff[...] = self.gradient(xp, x, tops[0].data, tops[0].diff)
+
+    def forward_input(self, bottoms):
+        """x as forward saw it: the copy kept when running in place, else the bottom itself."""
+        return self._saved_x if self._saved_x is not None else bottoms[0].data
 
     def value(self, xp, x):
         raise NotImplementedError
@@ -109,7 +113,7 @@ class PReLU(Neuron):
         return xp.where(x > 0, x, x * self._slope(x))
 
     def backward(self, xp, tops, propagate_down, bottoms):
-        x = self._saved_x if self._saved_x is not None else bottoms[0].data
+        x = self.forward_input(bottoms)
         dy = tops[0].diff
         negative = x <= 0
         a = self.blobs[0]

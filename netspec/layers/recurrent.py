@@ -62,9 +62,9 @@ class Recurrent(Layer):
             raise LayerError(f"{self.type} needs a positive num_output (found {self.hidden})",
                              hint="set recurrent_param { num_output: H }, the hidden state size")
         self.expose = p.expose_hidden
-        exposed = len(self.state_names) if self.expose else 0
-        self.bottoms = (2 + exposed, 3 + exposed)
-        self.tops = (1 + exposed, 1 + exposed)
+        self.exposed = len(self.state_names) if self.expose else 0     # state bottoms (and tops)
+        self.bottoms = (2 + self.exposed, 3 + self.exposed)
+        self.tops = (1 + self.exposed, 1 + self.exposed)
         self.weight_filler, self.bias_filler = p.weight_filler, p.bias_filler
         self.carry = None
 
@@ -73,7 +73,11 @@ class Recurrent(Layer):
 
     # -- shapes ----------------------------------------------------------------------------------
     def has_static(self, count):
-        return count > 2 + (len(self.state_names) if self.expose else 0)
+        return count > 2 + self.exposed
+
+    def first_state_bottom(self, count):
+        """Where h0 (and c0) sit among `count` bottoms with expose_hidden: after x, cont [, x_static]."""
+        return 2 + self.has_static(count)
 
     def infer(self, bottoms, ctx):
         low, high = self.bottoms
@@ -95,7 +99,7 @@ class Recurrent(Layer):
                              f"found {tuple(bottoms[2])}")
         state_shape = (1, streams, self.hidden)
         if self.expose:
-            first = 2 + static
+            first = self.first_state_bottom(len(bottoms))
             for k, name in enumerate(self.state_names):
                 if tuple(bottoms[first + k]) != state_shape:
                     raise LayerError(f"bottom[{first + k}] (initial state {name}0) must be "
@@ -103,7 +107,7 @@ class Recurrent(Layer):
         ctx.note(f"{steps} timesteps x {streams} streams of {math.prod(x[2:])} inputs"
                  + (f" + a static input of {math.prod(bottoms[2][1:])}" if static else "")
                  + f" -> hidden {self.hidden}; output {(steps, streams, self.hidden)}")
-        return [(steps, streams, self.hidden)] + [state_shape] * (len(self.state_names) if self.expose else 0)
+        return [(steps, streams, self.hidden)] + [state_shape] * self.exposed
 
     def input_shapes(self, bottoms):
         """(D, D_static or None): the per-step input size and the static input size."""
@@ -121,10 +125,6 @@ class Recurrent(Layer):
         return [self.weight_filler, self.bias_filler] + static
 
     # -- compute helpers ---------------------------------------------------------------------------
-    def wants(self, j):
-        """Whether blob j's gradient is needed (the executor clears it for lr_mult 0)."""
-        return not self.param_propagate_down or self.param_propagate_down[j]
-
     def transform_inputs(self, xp, bottoms):
         """W x_t + b for every step at once (T, N, rows), plus W_static x_static broadcast over T."""
         x = bottoms[0].data
@@ -140,16 +140,16 @@ class Recurrent(Layer):
         x = bottoms[0].data
         steps, streams = x.shape[:2]
         flat = dpre.reshape(steps * streams, -1)
-        if self.wants(0):
+        if self.param_wanted(0):
             self.blobs[0].diff += flat.T @ x.reshape(steps * streams, -1)
-        if self.wants(1):
+        if self.param_wanted(1):
             self.blobs[1].diff += flat.sum(axis=0)
         if propagate_down[0]:
             bottoms[0].diff[...] = (flat @ self.blobs[0].data).reshape(x.shape)
         if self.has_static(len(bottoms)):
             dstatic = dpre.sum(axis=0)
             xs = bottoms[2].data
-            if self.wants(2):
+            if self.param_wanted(2):
                 self.blobs[2].diff += dstatic.T @ xs.reshape(streams, -1)
             if propagate_down[2]:
                 bottoms[2].diff[...] = (dstatic @ self.blobs[2].data).reshape(xs.shape)
@@ -160,7 +160,7 @@ class Recurrent(Layer):
         """h0 (and c0): exposed bottoms, else the states the last forward ended with (zeros at first)."""
         streams = bottoms[0].data.shape[1]
         if self.expose:
-            first = 2 + self.has_static(len(bottoms))
+            first = self.first_state_bottom(len(bottoms))
             return [bottoms[first + k].data[0] for k in range(len(self.state_names))]
         if self.carry is None or self.carry[0].shape != (streams, self.hidden) \
                 or self.carry[0].dtype != dtype:
@@ -181,7 +181,7 @@ class Recurrent(Layer):
 
     def initial_state_diffs(self, bottoms, propagate_down, diffs):
         if self.expose:
-            first = 2 + self.has_static(len(bottoms))
+            first = self.first_state_bottom(len(bottoms))
             for k, d in enumerate(diffs):
                 if propagate_down[first + k]:
                     bottoms[first + k].diff[...] = d[None]
@@ -241,7 +241,7 @@ class LSTM(Recurrent):
             dc_next = lstm_cell_backward(xp, dc_next, dtop[t] + dh_next, cs[t], cont[t],
                                          caches[t], dgates[t])
             dh_next = (dgates[t] @ w_hc) * cont[t][:, None]
-        if self.wants(len(self.blobs) - 1):
+        if self.param_wanted(len(self.blobs) - 1):
             conted = hs[:-1] * cont[:, :, None]
             self.blobs[-1].diff += dgates.reshape(-1, dgates.shape[2]).T @ conted.reshape(-1, self.hidden)
         self.transform_inputs_backward(xp, bottoms, propagate_down, dgates)
@@ -295,9 +295,9 @@ class RNN(Recurrent):
         w_hh, w_ho = self.blobs[-3].data, self.blobs[-2].data
         d_out = tops[0].diff.reshape(steps * streams, -1) * (1 - out * out)
         last = len(self.blobs) - 1
-        if self.wants(last - 1):
+        if self.param_wanted(last - 1):
             self.blobs[-2].diff += d_out.T @ hs[1:].reshape(steps * streams, -1)
-        if self.wants(last):
+        if self.param_wanted(last):
             self.blobs[-1].diff += d_out.sum(axis=0)
         dh_out = (d_out @ w_ho).reshape(steps, streams, -1)
         (dh_next,) = self.final_state_diffs(xp, tops, hs[0])
@@ -305,7 +305,7 @@ class RNN(Recurrent):
         for t in reversed(range(steps)):
             dpre[t] = (dh_out[t] + dh_next) * (1 - hs[t + 1] * hs[t + 1])
             dh_next = (dpre[t] @ w_hh) * cont[t][:, None]
-        if self.wants(last - 2):
+        if self.param_wanted(last - 2):
             conted = hs[:-1] * cont[:, :, None]
             self.blobs[-3].diff += dpre.reshape(-1, self.hidden).T @ conted.reshape(-1, self.hidden)
         self.transform_inputs_backward(xp, bottoms, propagate_down, dpre)

@@ -103,12 +103,6 @@ def _dims(shape):
     return "x".join(str(d) for d in shape)
 
 
-def _wants(layer_obj, j):
-    """Whether the executor wants the gradient of parameter blob j (lr_mult != 0)."""
-    flags = layer_obj.param_propagate_down
-    return (j >= len(flags) or bool(flags[j])) and layer_obj.blobs[j].diff is not None
-
-
 def _need_4d(layer_obj, shape):
     if len(shape) != 4:
         layer_obj.fail(f"{layer_obj.type} takes a 4-d (num, channels, height, width) bottom; found "
@@ -233,8 +227,8 @@ class _ConvolutionBase(Layer):
 
     def _param_grads(self):
         """(dw, db): the diffs to accumulate into, None where not wanted (lr_mult 0, no bias)."""
-        dw = self.blobs[0].diff if _wants(self, 0) else None
-        db = self.blobs[1].diff if self.param.bias_term and _wants(self, 1) else None
+        dw = self.blobs[0].diff if self.param_wanted(0) else None
+        db = self.blobs[1].diff if self.param.bias_term and self.param_wanted(1) else None
         return dw, db
 
     # -- array plumbing -----------------------------------------------------------------------
@@ -493,8 +487,7 @@ class Pooling(Layer):
         return math.prod(tops[0]) * math.prod(self.geometry(bottoms[0]).kernel)
 
     def window(self, bottoms):
-        win = self.geometry(bottoms[0])
-        return list(zip(win.kernel, win.stride, win.pad, win.dilation))
+        return list(zip(*self.geometry(bottoms[0])))
 
     def forward(self, xp, bottoms, tops):
         x = bottoms[0].data

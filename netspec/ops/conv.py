@@ -58,11 +58,6 @@ def _bias_grad(dy):
     return dy.sum(axis=(0,) + tuple(range(2, dy.ndim)))
 
 
-def _tap_weight(w, tap):
-    """Depthwise weight of one tap, shaped to broadcast over (N, C, *spatial)."""
-    return w[(slice(None), 0) + tap].reshape((-1,) + (1,) * len(tap))
-
-
 def _transposed(xp, name, a):
     """a (N, C, ...) copied into a scratch (C, N, ...) array."""
     t = scratch(xp, name, (a.shape[1], a.shape[0]) + a.shape[2:], a.dtype)

@@ -87,11 +87,6 @@ def taps(in_shape, out_shape, kernel, stride, pad, dilation):
     return result
 
 
-def covers_all(out_slices, out_shape):
-    """True when a tap's output slices span the whole output (no clipping at the borders)."""
-    return all(s.start == 0 and s.stop == n for s, n in zip(out_slices, out_shape))
-
-
 def flat_tap(tap, kernel):
     """The row-major index of a tap inside its kernel (what max pooling stores as argmax)."""
     index = 0
