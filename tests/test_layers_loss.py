@@ -451,7 +451,7 @@ def test_accuracy_shape_rules_and_no_gradient():
     assert infer(accuracy("accuracy_param { axis: 2 }"), [(2, 3, 5), (2, 3)]) == [()]
     with pytest.raises(LayerError, match="top_k 11 exceeds the 10 classes"):
         infer(accuracy("accuracy_param { top_k: 11 }"), [(8, 10), (8,)])
-    with pytest.raises(LayerError, match="need 8\*1 = 8 labels.*holds 4"):
+    with pytest.raises(LayerError, match=r"need 8\*1 = 8 labels.*holds 4"):
         infer(accuracy(), [(8, 10), (4,)])
     layer = accuracy()
     assert not layer.loss
