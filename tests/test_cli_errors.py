@@ -339,7 +339,8 @@ def test_runaway_yaml_nesting_does_not_crash(files):
     done = subprocess.run([sys.executable, "-m", "netspec.cli", "check", str(files / "deep.yaml")],
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 2, done.stderr
-    assert "deep.yaml:1:" in done.stderr and "nested more than 100 deep" in done.stderr
+    # our own depth check, or (PyYAML >= 6.0.4) the parser's: either names the place and the nesting
+    assert "deep.yaml:1:" in done.stderr and "nest" in done.stderr
     assert "Traceback" not in done.stderr
 
 
