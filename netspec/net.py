@@ -22,10 +22,6 @@ from .plan import param_specs
 from .utils import atomic_write, did_you_mean
 from .weights import array_to_proto, proto_shape, proto_to_array, read_weights, shapes_match
 
-# Caffe's BatchNorm keeps running statistics in its blobs; the solver never updates them.
-STATISTICS_LAYERS = ("BatchNorm",)
-
-
 @dataclass
 class ParamSlot:
     """A learnable parameter Blob and how the solver treats it."""
@@ -141,9 +137,9 @@ class Net:
             shapes = [tuple(s) for s in layer.param_shapes(self._bottom_shapes(node))]
             fillers = list(layer.param_fillers()) + [None] * len(shapes)
             specs = param_specs(lp, len(shapes))
-            statistics = layer.type in STATISTICS_LAYERS
             layer.blobs = []
             for j, (shape, spec) in enumerate(zip(shapes, specs)):
+                statistics = layer.learnable is not None and not layer.learnable[j]
                 owner = owners.get(spec.name) if spec.name else None
                 if owner is not None:
                     layer.blobs.append(self._share(spec, owner))

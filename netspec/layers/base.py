@@ -40,6 +40,8 @@ class Layer:
     bottoms = (1, 1)        # (min, max) number of bottoms; max None means any number
     tops = (1, 1)           # (min, max) number of tops
     loss = False            # a loss layer: its top 0 has loss_weight 1 unless the file says otherwise
+    learnable = None        # per parameter blob, False where the solver must never update it
+                            # (BatchNorm's running statistics); None: every blob learns
 
     def __init__(self, lp, phase=caffe_pb2.TEST):
         self.lp = lp
