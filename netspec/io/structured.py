@@ -17,7 +17,7 @@ from google.protobuf.descriptor import FieldDescriptor as FD
 
 from ..errors import NetspecError
 from . import dialects
-from .text import MAX_DEPTH, field_hint, shown, suggest
+from .text import MAX_DEPTH, field_hint, fork_layer_error, shown, suggest
 
 
 class Mapping(dict):
@@ -290,6 +290,10 @@ class _Filler:
         if warning:
             self.warnings.append(warning)
             return
+        is_layer = message.DESCRIPTOR.full_name == "caffe.LayerParameter"
+        fork = is_layer and fork_layer_error(data.get("type"), message.DESCRIPTOR.full_name, key)
+        if fork:
+            raise self.error(fork[0], at, layer, fork[1])
         raise self.error(f"found unknown field '{key}' in {message.DESCRIPTOR.name}; expected "
                          "one of its fields", at, layer, field_hint(message.DESCRIPTOR, str(key)))
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from google.protobuf import text_encoding, text_format
 from google.protobuf.descriptor import FieldDescriptor as FD
 
-from ..errors import NetspecError
+from ..errors import LayerError, NetspecError
 from ..utils import closest
 from . import dialects
 
@@ -59,6 +59,7 @@ class Scan:
     """What the token scan learned: where top-level fields start, layer names, dialect uses."""
     positions: dict = field(default_factory=dict)     # top-level field -> [(line, col)]
     names: dict = field(default_factory=dict)         # (field, index) -> layer name
+    types: dict = field(default_factory=dict)         # (field, index) -> layer type string
     scalars: list = field(default_factory=list)       # (path, field, value token, token spans)
 
 
@@ -129,8 +130,9 @@ def _opened(frame, last):
 
 
 def _note_name(result, frame, field_name, tok):
-    if field_name == "name" and len(frame.path) == 1 and tok[:1] in "\"'":
-        result.names.setdefault(frame.path[0], tok[1:-1])
+    if field_name in ("name", "type") and len(frame.path) == 1 and tok[:1] in "\"'":
+        found = result.names if field_name == "name" else result.types
+        found.setdefault(frame.path[0], tok[1:-1])
 
 
 def parse(text, cls, path, found=None):
@@ -207,11 +209,13 @@ def located_error(error, text, path, found, message):
     token = _token_at(source_line, col)
     if not _AT_CURRENT.match(str(error)):        # protobuf points at the token before the problem
         token = _token_after(text, line, col)
-    message_text, hint = explain(detail, token, message)
-    layer = _layer_at(found, line, col)
+    layer, layer_type = _layer_at(found, line, col)
+    unknown = _UNKNOWN_FIELD.search(detail)
+    message_text, hint = ((unknown and fork_layer_error(layer_type, *unknown.groups())) or
+                          explain(detail, token, message))
     excerpt = _excerpt(source_line, col)
     return NetspecError(message_text + excerpt, file=path, line=line, column=col,
-                        layer=layer, hint=hint)
+                        layer=layer, layer_type=layer_type, hint=hint)
 
 
 def _excerpt(source_line, col, width=100):
@@ -244,15 +248,31 @@ def _token_at(source_line, col):
 
 
 def _layer_at(found, line, col):
-    """The name of the top-level layer holding (line, col), if any."""
+    """(name, type string) of the top-level layer holding (line, col); Nones if none."""
     if not line:
-        return None
+        return None, None
     best = None
     for field_name in ("layer", "layers"):
         for index, start in enumerate(found.positions.get(field_name, ())):
             if start <= (line, col or 0) and (best is None or start > best[0]):
-                best = (start, found.names.get((field_name, index)))
-    return best[1] if best else None
+                best = (start, (field_name, index))
+    return (found.names.get(best[1]), found.types.get(best[1])) if best else (None, None)
+
+
+def fork_layer_error(layer_type, message_name, field_name):
+    """(message, hint) when an unknown field inside a layer belongs to a layer type that BVLC
+    Caffe lacks (SSD's Normalize with its norm_param, AnnotatedData with transform_param's
+    resize_param, ...): the type is the real problem."""
+    if not isinstance(layer_type, str):
+        return None
+    from ..layers.registry import layer_class       # here: io does not need layers otherwise
+    try:
+        layer_class(layer_type)
+    except LayerError as e:
+        inside = "" if message_name == "caffe.LayerParameter" else f" (in {_short(message_name)})"
+        return (f"{e.message}, so its '{field_name}'{inside} is no field of Caffe's schema either "
+                "(a type from a Caffe fork?)", e.hint)
+    return None
 
 
 _UNKNOWN_FIELD = re.compile(r'Message type "([\w.]+)" has no field named "([^"]*)"')

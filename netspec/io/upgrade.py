@@ -235,7 +235,8 @@ def upgrade_transform_fields(net, path, warnings):
     if moved:
         warnings.append(f"{_place(path, None)}: moved the legacy transformation fields (scale, "
                         "mean_file, crop_size, mirror) of data layer(s) "
-                        + ", ".join(f"'{n}'" for n in moved) + " into transform_param")
+                        + ", ".join(f"'{n}'" for n in dict.fromkeys(moved))   # TRAIN and TEST twins once
+                        + " into transform_param")
 
 
 # --- V1 ----------------------------------------------------------------------------------

@@ -35,7 +35,13 @@ def _as_layer_error(fn):
     try:
         return fn()
     except NetspecError as e:
-        raise LayerError(e.message, e.hint) from None
+        raise LayerError(_naming_file(e), e.hint) from None
+
+
+def _naming_file(error):
+    """The message of a NetspecError about a file the layer reads (a mean_file, an HDF5 file),
+    led by that file's name: the layer's own place is reported beside it."""
+    return f"{error.where()}: {error.message}" if error.file else error.message
 
 
 class _Source(Layer):
@@ -88,7 +94,7 @@ class _Reading(_Source):
         try:
             arrays = self._prefetcher.next()
         except NetspecError as e:
-            raise NetspecError(e.message, layer=self.name, layer_type=self.type, hint=e.hint) from None
+            raise NetspecError(_naming_file(e), layer=self.name, layer_type=self.type, hint=e.hint) from None
         self.batches += 1
         for top, array in zip(tops, arrays):
             _put(xp, top, array)
@@ -488,13 +494,15 @@ class WindowData(_Source):
     tops = (2, 2)
 
     def setup(self):
-        p = self.lp.window_data_param
-        if not p.batch_size or not p.crop_size:
-            self.fail("window_data_param needs batch_size and crop_size")
+        # as Caffe: the crop size is transform_param's (where the upgrade moves a V1 file's
+        # window_data_param.crop_size); the legacy place still counts for a layer not upgraded
+        self.crop_size = self.lp.transform_param.crop_size or self.lp.window_data_param.crop_size
+        if not self.lp.window_data_param.batch_size or not self.crop_size:
+            self.fail("WindowData needs window_data_param.batch_size and transform_param.crop_size")
 
     def infer(self, bottoms, ctx):
-        p = self.lp.window_data_param
-        return [(p.batch_size, 3, p.crop_size, p.crop_size), (p.batch_size,)]
+        n, size = self.lp.window_data_param.batch_size, self.crop_size
+        return [(n, 3, size, size), (n,)]
 
     def forward(self, xp, bottoms, tops):
         raise NetspecError("WindowData layers can be checked but not run", layer=self.name, layer_type=self.type,

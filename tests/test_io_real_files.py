@@ -1,0 +1,103 @@
+"""Constructs met in published Caffe files (model zoo, examples, forks), each in a small net."""
+import numpy as np
+import pytest
+from google.protobuf import text_format
+
+from netspec import caffe_pb2
+from netspec.errors import LayerError, NetspecError
+from netspec.io import parse_net
+from netspec.layers import create
+from netspec.layers.base import ShapeContext
+
+FORK_LAYER = '''input: "data"
+input_shape { dim: 1 dim: 3 dim: 8 dim: 8 }
+layer {
+  name: "conv4_3_norm"
+  type: "Normalize"
+  bottom: "data"
+  top: "conv4_3_norm"
+  norm_param { across_spatial: false }
+}
+'''
+
+
+@pytest.mark.parametrize("fmt, text", [
+    ("text", FORK_LAYER),
+    ("yaml", "layer:\n  - name: conv4_3_norm\n    type: Normalize\n"
+             "    norm_param: {across_spatial: false}\n"),
+    ("json", '{"layer": [{"name": "conv4_3_norm", "type": "Normalize", '
+             '"norm_param": {"across_spatial": false}}]}'),
+])
+def test_param_of_a_fork_layer_type_blames_the_type(fmt, text):
+    with pytest.raises(NetspecError) as e:
+        parse_net(text, fmt, "ssd.prototxt")
+    message = str(e.value)
+    assert e.value.layer == "conv4_3_norm"
+    assert "unknown layer type 'Normalize'" in message and "'norm_param'" in message
+    assert "known types: AbsVal" in message         # the hint lists what is supported
+
+
+def test_fork_field_nested_in_a_fork_layer_blames_the_type():
+    # SSD's AnnotatedData adds resize_param to transform_param
+    text = ('layer { name: "data" type: "AnnotatedData" top: "data"\n'
+            '  transform_param { mirror: true resize_param { height: 300 } } }\n')
+    with pytest.raises(NetspecError) as e:
+        parse_net(text, "text", "train.prototxt")
+    assert (e.value.line, e.value.layer, e.value.layer_type) == (2, "data", "AnnotatedData")
+    assert "unknown layer type 'AnnotatedData'" in e.value.message
+    assert "'resize_param' (in TransformationParameter)" in e.value.message
+
+
+def test_misspelt_param_of_a_known_type_is_still_a_field_error():
+    with pytest.raises(NetspecError) as e:
+        parse_net('layer { name: "c" type: "Convolution" convolution_parm { } }', "text", "a")
+    assert "found unknown field 'convolution_parm'" in str(e.value)
+    assert "did you mean 'convolution_param'" in str(e.value)
+
+
+def test_a_filler_type_is_not_taken_for_a_layer_type():
+    with pytest.raises(NetspecError) as e:
+        parse_net("layer:\n  - name: c\n    type: Convolution\n    convolution_param:\n"
+                  "      weight_filler: {type: xavier, sdt: 0.1}\n", "yaml", "a.yaml")
+    assert "found unknown field 'sdt' in FillerParameter" in str(e.value)
+    assert "did you mean 'std'?" in str(e.value)
+
+
+def test_legacy_transform_note_names_train_and_test_twins_once():
+    # V1 data layers of one name, one per phase, with scale in data_param (as old examples)
+    twin = ('layers {{ name: "pair_data" type: DATA top: "d" top: "sim" '
+            'data_param {{ source: "db" scale: 0.5 batch_size: 2 }} include: {{ phase: {} }} }}\n')
+    source = parse_net(twin.format("TRAIN") + twin.format("TEST"), "text", "siamese.prototxt")
+    moved = [w for w in source.warnings if "transformation fields" in w]
+    assert len(moved) == 1 and moved[0].count("'pair_data'") == 1
+    assert [layer.transform_param.scale for layer in source.param.layer] == [0.5, 0.5]
+
+
+@pytest.mark.parametrize("mean", [None, b"not a blob"])
+def test_a_bad_mean_file_is_named(tmp_path, mean):
+    # as models/finetune_flickr_style: ImageData with a mean_file that is missing or broken
+    from PIL import Image
+    Image.fromarray(np.zeros((6, 8, 3), np.uint8)).save(tmp_path / "0.png")
+    (tmp_path / "list.txt").write_text(f"{tmp_path / '0.png'} 0\n")
+    mean_file = tmp_path / "imagenet_mean.binaryproto"
+    if mean is not None:
+        mean_file.write_bytes(mean)
+    lp = text_format.Parse(f'name: "data" type: "ImageData" top: "data" top: "label" '
+                           f'transform_param {{ mean_file: "{mean_file}" }} '
+                           f'image_data_param {{ source: "{tmp_path / "list.txt"}" batch_size: 1 }}',
+                           caffe_pb2.LayerParameter())
+    with pytest.raises(LayerError) as e:
+        create(lp, caffe_pb2.TEST).infer([], ShapeContext())
+    assert e.value.message.startswith(f"{mean_file}: ")
+
+
+def test_v1_window_data_keeps_its_crop_size_through_the_upgrade():
+    # as examples/finetune_pascal_detection: the upgrade moves crop_size to transform_param
+    from netspec.graph import build_graph
+    from netspec.shapes import infer_shapes
+    text = ('layers { name: "data" type: WINDOW_DATA top: "data" top: "label" window_data_param { '
+            'source: "windows.txt" batch_size: 4 crop_size: 9 mirror: true context_pad: 16 } }')
+    source = parse_net(text, "text", "pascal_finetune_train.prototxt")
+    assert source.param.layer[0].transform_param.crop_size == 9
+    result = infer_shapes(build_graph(source))
+    assert result.blob_shapes["data"] == (4, 3, 9, 9) and result.blob_shapes["label"] == (4,)
