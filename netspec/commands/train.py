@@ -3,6 +3,8 @@ import os
 import shutil
 import tempfile
 
+import numpy as np
+
 from .. import caffe_pb2
 from ..errors import NetspecError
 from ..utils import int32, nonnegative_int, split_stages
@@ -64,7 +66,10 @@ def run(args):
         warn_unused_stages([trainer.net] + trainer.test_nets, log)
         for path in (args.weights.split(",") if args.weights else ()):
             fine_tune(trainer, path, args.weights_legacy_reshape, log)
-        scores = trainer.solve(resume=args.snapshot)
+        # A loss that goes non-finite is caught and explained by the trainer; NumPy's own
+        # overflow warnings on the way there would only bury that message.
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            scores = trainer.solve(resume=args.snapshot)
         if args.plot:
             from ..curves import plot_curves
             plot_curves(args.plot, trainer.train_curve, trainer.test_curves, title=trainer.net.name)
