@@ -1,6 +1,6 @@
 """Layer types, one family per module; importing a module registers its classes."""
 from .registry import LAYERS, create, layer, layer_class  # noqa: F401
-from . import vision, neuron, common, loss, data, recurrent, python  # noqa: F401,E402
+from . import convolution, pooling, vision, neuron, common, plumbing, arithmetic, normalization, loss, data, recurrent, python  # noqa: F401,E402
 
 
 def __getattr__(name):

@@ -14,6 +14,7 @@ Backward conventions, as in Caffe:
 """
 from .. import caffe_pb2
 from ..errors import LayerError
+from .arrays import dims_text
 
 
 class ShapeContext:
@@ -96,6 +97,44 @@ class Layer:
         raise NotImplementedError(f"{self.type} has no backward")
 
     # -- helpers for subclasses --------------------------------------------------------------
+
+    def bottom_name(self, i):
+        return f"'{self.lp.bottom[i]}'" if i < len(self.lp.bottom) else f"#{i}"
+
+    def shape_mismatches(self, bottoms, except_axis=None):
+        """How each bottom's shape differs from bottom 0's, on every axis but `except_axis`."""
+        first = tuple(bottoms[0])
+        problems = []
+        for i, shape in enumerate(bottoms[1:], 1):
+            if len(shape) != len(first):
+                problems.append(f"bottom {self.bottom_name(i)} is {len(shape)}-d ({dims_text(shape)}) but "
+                                f"bottom {self.bottom_name(0)} is {len(first)}-d ({dims_text(first)})")
+                continue
+            problems += [f"axis {a}: bottom {self.bottom_name(i)} has {got}, bottom {self.bottom_name(0)} "
+                         f"has {want} (off by {got - want:+d})"
+                         for a, (got, want) in enumerate(zip(shape, first)) if a != except_axis and got != want]
+        return problems
+
+    def top_count(self, default=1):
+        return len(self.lp.top) or default
+
+    def legacy_axis(self, message, legacy_field, ndim):
+        """The axis of Concat/Slice: `axis` (negative counts from the end), or the legacy
+        unsigned concat_dim/slice_dim, which must lie in range as given."""
+        p = getattr(self.lp, message)
+        if p.HasField(legacy_field):
+            dim = getattr(p, legacy_field)
+            if dim >= ndim:
+                self.fail(f"{legacy_field} {dim} is out of range for a {ndim}-d blob")
+            return dim
+        return self.canonical_axis(p.axis, ndim)
+
+    def forbid_both(self, message, legacy_field):
+        p = getattr(self.lp, message)
+        if p.HasField("axis") and p.HasField(legacy_field):
+            self.fail(f"{message} sets both axis and the legacy {legacy_field}; give one",
+                      hint=f"keep axis and drop {legacy_field}")
+
     def fail(self, message, hint=None):
         raise LayerError(message, hint)
 

@@ -1,0 +1,131 @@
+"""Normalisation over a batch or an item: BatchNorm (statistics only; a Scale follows) and MVN."""
+from .. import caffe_pb2
+from .arrays import count
+from .base import Layer
+from .registry import layer
+
+
+# ---------------------------------------------------------------------------------------------
+@layer("BatchNorm")
+class BatchNorm(Layer):
+    """Normalises each channel (axis 1) to zero mean and unit variance, over the batch and
+    spatial axes. Three blobs, all statistics rather than weights: the running sums of the
+    mean and of the variance, and the moving-average factor that divides both. TRAIN (unless
+    use_global_stats) normalises with the batch's own statistics and updates the blobs:
+        factor = factor * maf + 1
+        mean   = batch_mean + maf * mean
+        var    = m / (m - 1) * batch_var + maf * var      (m values per channel)
+    TEST (or use_global_stats) normalises with mean/factor and var/factor."""
+    learnable = (False, False, False)   # the solver must never update these blobs
+
+    def setup(self):
+        p = self.lp.batch_norm_param
+        self.use_global_stats = (p.use_global_stats if p.HasField("use_global_stats")
+                                 else self.phase == caffe_pb2.TEST)
+        self.maf, self.eps = p.moving_average_fraction, p.eps
+        for i, spec in enumerate(self.lp.param[:3]):
+            if spec.lr_mult != 0:
+                self.fail(f"param {i} has lr_mult {spec.lr_mult:g}: BatchNorm's blobs are statistics, "
+                          "not parameters to train", hint="set lr_mult: 0 for all three, or drop the param blocks")
+
+    @staticmethod
+    def channels(shape):
+        return shape[1] if len(shape) > 1 else 1
+
+    def infer(self, bottoms, ctx):
+        shape = tuple(bottoms[0])
+        c = self.channels(shape)
+        m = count(shape) // c if c else 0
+        source = "the stored statistics" if self.use_global_stats else "the batch's statistics"
+        ctx.note(f"normalise each of {c} channels over {m} values with {source}")
+        return [shape]
+
+    def param_shapes(self, bottoms):
+        c = self.channels(tuple(bottoms[0]))
+        return [(c,), (c,), (1,)]
+
+    def param_fillers(self):
+        return [caffe_pb2.FillerParameter(type="constant", value=0)] * 3
+
+    def macs(self, bottoms, tops):
+        return count(tops[0])
+
+    def _grouped(self, a):
+        n, c = a.shape[0], self.channels(a.shape)
+        return a.reshape(n, c, -1)
+
+    def forward(self, xp, bottoms, tops):
+        x = self._grouped(bottoms[0].data)
+        mean_blob, var_blob, factor_blob = (b.data for b in self.blobs)
+        if self.use_global_stats:
+            factor = factor_blob.reshape(-1)[:1]     # kept on the device: no sync per forward
+            scale = 1 / xp.where(factor == 0, xp.inf, factor)     # a zero factor gives 0, as in Caffe
+            mean, var = mean_blob * scale, var_blob * scale
+        else:
+            mean = x.mean(axis=(0, 2))
+            centered = x - mean[:, None]
+            var = (centered * centered).mean(axis=(0, 2))
+            m = x.size // x.shape[1]
+            factor_blob *= self.maf
+            factor_blob += 1
+            mean_blob *= self.maf
+            mean_blob += mean
+            var_blob *= self.maf
+            var_blob += (m / (m - 1) if m > 1 else 1.0) * var
+        self._std = xp.sqrt(var + self.eps)[:, None]
+        y = self._grouped(tops[0].data)
+        xp.subtract(x, mean[:, None], out=y)
+        y /= self._std
+        # later in-place layers (Scale, ReLU) overwrite the top: keep the normalised values
+        self._normalised = None if self.use_global_stats else y.copy()
+
+    def backward(self, xp, tops, propagate_down, bottoms):
+        if not propagate_down[0]:
+            return
+        dy = self._grouped(tops[0].diff)
+        dx = self._grouped(bottoms[0].diff)
+        if self.use_global_stats:
+            dx[...] = dy / self._std
+            return
+        y = self._normalised
+        mean_dy = dy.mean(axis=(0, 2), keepdims=True)
+        mean_dy_y = (dy * y).mean(axis=(0, 2), keepdims=True)
+        dx[...] = (dy - mean_dy - mean_dy_y * y) / self._std
+
+
+@layer("MVN")
+class MVN(Layer):
+    """Mean-variance normalisation of each item's channel (or whole item, across_channels):
+    y = (x - mean) / (std + eps) with normalize_variance, else y = x - mean."""
+
+    def infer(self, bottoms, ctx):
+        return [tuple(bottoms[0])]
+
+    def macs(self, bottoms, tops):
+        return count(tops[0])
+
+    def _grouped(self, a):
+        p = self.lp.mvn_param
+        groups = a.shape[0] if p.across_channels else a.shape[0] * (a.shape[1] if a.ndim > 1 else 1)
+        return a.reshape(groups, -1)
+
+    def forward(self, xp, bottoms, tops):
+        x = self._grouped(bottoms[0].data)
+        y = self._grouped(tops[0].data)
+        xp.subtract(x, x.mean(axis=1, keepdims=True), out=y)
+        if self.lp.mvn_param.normalize_variance:
+            self._std = xp.sqrt((y * y).mean(axis=1, keepdims=True)) + self.lp.mvn_param.eps
+            y /= self._std
+
+    def backward(self, xp, tops, propagate_down, bottoms):
+        if not propagate_down[0]:
+            return
+        dy = self._grouped(tops[0].diff)
+        dx = self._grouped(bottoms[0].diff)
+        if self.lp.mvn_param.normalize_variance:
+            y = self._grouped(tops[0].data)
+            # Caffe's gradient, exact up to the eps added to the deviation
+            dx[...] = (dy - dy.mean(axis=1, keepdims=True)
+                       - (dy * y).mean(axis=1, keepdims=True) * y) / self._std
+        else:
+            dx[...] = dy - dy.mean(axis=1, keepdims=True)
