@@ -18,7 +18,7 @@ from .backend import get_xp, to_numpy
 from .blob import Blob
 from .errors import LayerError, NetspecError
 from .fillers import fill
-from .plan import param_specs
+from .graph import param_specs
 from .utils import atomic_write, did_you_mean
 from .weights import array_to_proto, proto_shape, proto_to_array, read_weights, shapes_match
 

@@ -12,7 +12,7 @@ from math import prod
 
 from . import caffe_pb2
 from .errors import LayerError, NetspecError
-from .graph import Findings, by_name, node_issue
+from .findings import Findings, by_name, node_issue
 from .layers.base import ShapeContext
 from .utils import did_you_mean, format_shape
 

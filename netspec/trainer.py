@@ -29,7 +29,7 @@ from . import caffe_pb2
 from .errors import NetspecError
 from .graph import load_source
 from .net import Net, ParamSlot
-from .plan import param_specs
+from .graph import param_specs
 from .solver import Solver
 from .utils import atomic_write, format_shape
 from .weights import proto_shape, proto_to_array, read_weights, shapes_match

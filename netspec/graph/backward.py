@@ -1,10 +1,9 @@
-"""Lowering decisions that need no arrays: which layers, bottoms and parameters need
-backward, decided as Caffe's Net::Init decides them. Pure functions
-of the graph's nodes (each carries its tops' loss weights and its Layer, or None).
-"""
+"""Which layers, bottoms and parameters need backward, decided as Caffe's Net::Init decides
+them: pure functions of the graph's nodes (each carries its tops' loss weights and its
+Layer, or None)."""
 from dataclasses import dataclass, field
 
-from . import caffe_pb2
+from .. import caffe_pb2
 
 
 def param_specs(lp, count):
@@ -65,3 +64,12 @@ def plan_backward(nodes, force_backward=False):
             plan.params[i] = [True] * len(plan.params[i])
     return plan
 
+
+
+def mark_backward(graph):
+    """Caffe's Net::Init bookkeeping : which layers, bottoms and parameters
+    need a backward pass, and which layers reach a loss."""
+    plan = plan_backward(graph.nodes, graph.force_backward)
+    for i, n in enumerate(graph.nodes):
+        n.needs_backward, n.propagate_down = plan.layer[i], plan.bottoms[i]
+        n.param_propagate_down, n.reaches_loss = plan.params[i], plan.reaches_loss[i]

@@ -10,67 +10,13 @@ pass can go on and report everything together; Graph.check() raises the first on
 from collections import Counter
 from dataclasses import dataclass, field
 
-from . import caffe_pb2
-from .errors import LayerError, NetspecError
-from .layers import layer_class
-from .plan import plan_backward
-from .utils import closest, did_you_mean
-
-PHASES = {"TRAIN": caffe_pb2.TRAIN, "TEST": caffe_pb2.TEST}
-
-
-@dataclass
-class Issue:
-    """One error or warning, with where it happened and, when known, a fix."""
-    message: str
-    layer: str = None
-    type: str = None
-    line: int = None
-    file: str = None
-    hint: str = None
-
-    def where(self):
-        place = ":".join(str(p) for p in (self.file, self.line) if p is not None)
-        if self.layer is not None:
-            kind = f" ({self.type})" if self.type else ""
-            place = f"{place}: {self.layer}{kind}" if place else f"{self.layer}{kind}"
-        return place
-
-    def __str__(self):
-        head = self.where()
-        text = f"{head}: {self.message}" if head else self.message
-        return text + (f"\n  fix: {self.hint}" if self.hint else "")
-
-    def to_dict(self):
-        return {"layer": self.layer, "type": self.type, "line": self.line,
-                "message": self.message, "hint": self.hint}
-
-    def to_error(self):
-        return NetspecError(self.message, file=self.file, line=self.line, layer=self.layer,
-                            layer_type=self.type, hint=self.hint)
-
-
-def node_issue(graph, node, message, hint=None):
-    """An Issue placed at a node: its file, line, name and type."""
-    return Issue(message, node.name, node.type, node.line, graph.path, hint)
-
-
-def by_name(items, name):
-    """The Node (or the shape pass's LayerResult) called `name`; KeyError when none is."""
-    for item in items:
-        if item.name == name:
-            return item
-    raise KeyError(name)
-
-
-class Findings:
-    """What gathers Issues in `errors`: check() raises the first, for callers that cannot go on."""
-
-    def check(self):
-        if self.errors:
-            raise self.errors[0].to_error()
-        return self
-
+from .. import caffe_pb2
+from ..errors import LayerError, NetspecError
+from ..findings import Findings, Issue, by_name, node_issue
+from ..layers import layer_class
+from ..utils import closest
+from .backward import mark_backward
+from .state import exclusion, net_state, unused_stages
 
 @dataclass
 class Node:
@@ -135,101 +81,6 @@ class Graph(Findings):
         return any(w for n in self.nodes for w in n.loss_weights)
 
 
-# -- phase, level and stage ---------------------------------------------------------------
-
-def phase_value(phase):
-    """caffe_pb2.TRAIN/TEST from an int or the words 'TRAIN'/'TEST' (any case)."""
-    if isinstance(phase, str):
-        try:
-            return PHASES[phase.upper()]
-        except KeyError:
-            raise NetspecError(f"unknown phase '{phase}'", hint="use TRAIN or TEST") from None
-    if phase not in PHASES.values():
-        raise NetspecError(f"unknown phase {phase!r}", hint="use TRAIN or TEST")
-    return phase
-
-
-def phase_name(phase):
-    return caffe_pb2.Phase.Name(phase)
-
-
-def net_state(param, phase=None, stages=(), level=None):
-    """The state the rules are judged against: the file's `state` as defaults, the caller's
-    phase and level instead of them when given, the caller's stages added to the file's."""
-    state = caffe_pb2.NetState()
-    state.CopyFrom(param.state)
-    if phase is not None:
-        state.phase = phase_value(phase)
-    if level is not None:
-        state.level = level
-    for s in stages:
-        if s not in state.stage:
-            state.stage.append(s)
-    return state
-
-
-def rule_text(rule):
-    parts = []
-    if rule.HasField("phase"):
-        parts.append(f"phase: {phase_name(rule.phase)}")
-    if rule.HasField("min_level"):
-        parts.append(f"min_level: {rule.min_level}")
-    if rule.HasField("max_level"):
-        parts.append(f"max_level: {rule.max_level}")
-    parts += [f'stage: "{s}"' for s in rule.stage]
-    parts += [f'not_stage: "{s}"' for s in rule.not_stage]
-    return "{ " + " ".join(parts) + " }"
-
-
-def state_text(state):
-    stages = ", ".join(state.stage) or "none"
-    return f"phase {phase_name(state.phase)}, level {state.level}, stages: {stages}"
-
-
-def rule_met(state, rule):
-    """Caffe's StateMeetsRule: every condition the rule sets holds."""
-    if rule.HasField("phase") and rule.phase != state.phase:
-        return False
-    if rule.HasField("min_level") and state.level < rule.min_level:
-        return False
-    if rule.HasField("max_level") and state.level > rule.max_level:
-        return False
-    if any(s not in state.stage for s in rule.stage):
-        return False
-    return not any(s in state.stage for s in rule.not_stage)
-
-
-def exclusion(lp, state):
-    """Why the state leaves this layer out, or None when it is kept (Caffe's FilterNet)."""
-    kept = not lp.include
-    for rule in lp.exclude:
-        if rule_met(state, rule):
-            return f"exclude {rule_text(rule)} matches the net state ({state_text(state)})"
-    for rule in lp.include:
-        if rule_met(state, rule):
-            kept = True
-    if not kept:
-        rules = " or ".join(rule_text(r) for r in lp.include)
-        return f"include {rules} does not match the net state ({state_text(state)})"
-    return None
-
-
-def _unused_stages(param, stages, path):
-    """A warning for asked-for stages that no include/exclude rule names: they change nothing,
-    and are most likely misspelt."""
-    used = sorted({s for lp in param.layer for rule in list(lp.include) + list(lp.exclude)
-                   for s in list(rule.stage) + list(rule.not_stage)})
-    unused = [s for s in dict.fromkeys(stages) if s not in used]
-    if not unused:
-        return None
-    what = ", ".join(f"'{s}'{did_you_mean(s, used)}" for s in unused)
-    hint = ("the net's stages are " + ", ".join(f"'{s}'" for s in used)) if used else \
-        "this net has no stage rules: leave the stage out"
-    named = "stage {} is" if len(unused) == 1 else "stages {} are"
-    return Issue(named.format(what) + " named by no include or exclude rule of this net: it changes nothing",
-                 file=path, hint=hint)
-
-
 # -- building -------------------------------------------------------------------------------
 
 def build_graph(source, phase=None, stages=(), level=None, insert_splits=True, inputs=None):
@@ -246,7 +97,7 @@ def build_graph(source, phase=None, stages=(), level=None, insert_splits=True, i
     graph = Graph([], [], [], [], [], [], notices, phase=state.phase, stages=tuple(state.stage),
                   level=state.level, path=path, name=param.name,
                   force_backward=param.force_backward)
-    graph.stage_warning = _unused_stages(param, stages, path)
+    graph.stage_warning = unused_stages(param, stages, path)
     if graph.stage_warning:
         graph.warnings.append(graph.stage_warning)
     nodes = []
@@ -272,7 +123,7 @@ def build_graph(source, phase=None, stages=(), level=None, insert_splits=True, i
         nodes = _insert_splits(graph, nodes)
     graph.nodes = nodes
     _check_tops(graph)
-    _mark_backward(graph)
+    mark_backward(graph)
     graph.inputs = [t for n in nodes if n.type == "Input" for t in n.tops]
     graph.outputs = _outputs(nodes)
     return graph
@@ -280,7 +131,7 @@ def build_graph(source, phase=None, stages=(), level=None, insert_splits=True, i
 
 def load_source(source, label=None):
     """A NetSource from a path, a NetSource, or a NetParameter (`label` names it in messages)."""
-    from .io import NetSource, read_net
+    from ..io import NetSource, read_net
     if isinstance(source, NetSource):
         return source
     if isinstance(source, caffe_pb2.NetParameter):
@@ -553,15 +404,6 @@ def _check_tops(graph):
                 made_by[t] = n
 
 
-def _mark_backward(graph):
-    """Caffe's Net::Init bookkeeping (netspec.plan): which layers, bottoms and parameters
-    need a backward pass, and which layers reach a loss."""
-    plan = plan_backward(graph.nodes, graph.force_backward)
-    for i, n in enumerate(graph.nodes):
-        n.needs_backward, n.propagate_down = plan.layer[i], plan.bottoms[i]
-        n.param_propagate_down, n.reaches_loss = plan.params[i], plan.reaches_loss[i]
-
-
 def _outputs(nodes):
     """Blobs whose last version nobody reads: Caffe's net outputs, in its order (by name);
     the anonymous tops of loss layers are not among them."""
@@ -571,6 +413,3 @@ def _outputs(nodes):
         available.update(n.tops)
     return sorted(available.difference(t for n in nodes for t in n.anonymous))
 
-
-__all__ = ["Graph", "Node", "Issue", "build_graph", "load_source", "phase_value", "phase_name",
-           "split_blob_name", "split_layer_name"]
