@@ -9,7 +9,7 @@ One Blob per blob name (an in-place top is its bottom's Blob); parameter Blobs a
 from the layers' fillers with a seeded generator, shared by ParamSpec name. Feeding an input
 of another shape re-runs the shape pass and re-allocates what changed.
 """
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -19,8 +19,9 @@ from .blob import Blob
 from .errors import LayerError, NetspecError
 from .fillers import fill
 from .graph import param_specs
-from .utils import atomic_write, did_you_mean
-from .weights import array_to_proto, proto_shape, proto_to_array, read_weights, shapes_match
+from .utils import atomic_write, did_you_mean, format_shape
+from .io import read_weights
+from .io.blobs import array_to_proto, proto_shape, proto_to_array, shapes_match
 
 @dataclass
 class ParamSlot:
@@ -33,6 +34,22 @@ class ParamSlot:
     name: str = ""
     has_lr: bool = False
     has_decay: bool = False
+
+
+@dataclass
+class WeightsPlan:
+    """What copying weights by layer name will do: a row per layer, the copies, the refusals."""
+    rows: list = field(default_factory=list)        # (layer, status, detail)
+    copies: list = field(default_factory=list)      # (Blob, NumPy array)
+    refused: list = field(default_factory=list)     # (node, message)
+
+    def refuse(self, node, message):
+        self.refused.append((node, message))
+        self.rows.append((node.layer.name, "refused", message))
+
+    def apply(self, net):
+        for blob, array in self.copies:
+            blob.data[...] = net.xp.asarray(array, dtype=blob.data.dtype)
 
 
 class Step:
@@ -156,9 +173,9 @@ class Net:
     def _share(self, spec, owner):
         """Caffe's AppendParam for a named parameter seen before (the shape pass checked that the
         sharers agree): the owner's Blob, and the first lr_mult/decay_mult given for it."""
-        for field, has in (("lr_mult", "has_lr"), ("decay_mult", "has_decay")):
-            if spec.HasField(field) and not getattr(owner, has):
-                setattr(owner, field, getattr(spec, field))
+        for name, has in (("lr_mult", "has_lr"), ("decay_mult", "has_decay")):
+            if spec.HasField(name) and not getattr(owner, has):
+                setattr(owner, name, getattr(spec, name))
                 setattr(owner, has, True)
         return owner.blob
 
@@ -339,25 +356,51 @@ class Net:
                                             "in the net it shares with")
             layer.blobs = list(source.blobs)
 
-    def copy_from(self, path):
-        """Load weights by layer name from a .caffemodel (Caffe's CopyTrainedLayersFrom);
-        layers the file lacks keep their values, layers only the file has are ignored."""
-        found = read_weights(path, required=bool(self.params))
-        for node in self.nodes:
-            layer = node.layer
-            if layer.name not in found:
+    def copy_from(self, path, legacy_reshape=False):
+        """Load weights by layer name from a .caffemodel (Caffe's CopyTrainedLayersFrom):
+        layers the file lacks keep their values, layers only the file has are ignored. A layer
+        whose blobs do not fit is an error, raised before any blob changes. Returns the plan's
+        rows: (layer, status, detail) for every layer, as `netspec train --weights` shows them.
+        legacy_reshape: take blobs whose element count fits but whose shape is a legacy form."""
+        plan = self.weights_plan(read_weights(path, required=bool(self.params)), legacy_reshape)
+        if plan.refused:
+            node, message = plan.refused[0]
+            raise self._error(node, f"the weights file does not fit this layer: {message}",
+                              hint=f"check num_output and kernel sizes against {path}")
+        plan.apply(self)
+        return plan.rows
+
+    def weights_plan(self, found, legacy_reshape=False):
+        """What copying {layer name: [BlobProto]} into this net by layer name would do."""
+        plan = WeightsPlan()
+        for node, layer in zip(self.nodes, self.layers):
+            if not layer.blobs:
                 continue
-            protos = found[layer.name]
+            protos = found.get(layer.name)
+            if protos is None:
+                plan.rows.append((layer.name, "new", "not in the weights file: keeps its filler values"))
+                continue
             if len(protos) != len(layer.blobs):
-                raise self._error(node, f"the weights file has {len(protos)} blob(s) for this layer, "
-                                        f"the net has {len(layer.blobs)}",
-                                  hint=f"check that {path} was trained for this net")
+                plan.refuse(node, f"{len(protos)} blobs in the file, {len(layer.blobs)} in the net")
+                continue
+            problems, arrays, reshaped = [], [], False
             for j, (blob, bp) in enumerate(zip(layer.blobs, protos)):
-                if not shapes_match(blob.shape, bp):
-                    raise self._error(node, f"parameter {j}: the weights file has shape {proto_shape(bp)}, "
-                                            f"the net expects {blob.shape}",
-                                      hint=f"check num_output and kernel sizes against {path}")
-                blob.data[...] = self.xp.asarray(proto_to_array(bp, blob.shape), dtype=self.dtype)
+                if shapes_match(blob.shape, bp):
+                    arrays.append(proto_to_array(bp, blob.shape))
+                elif legacy_reshape and int(np.prod(proto_shape(bp))) == blob.count:
+                    arrays.append(proto_to_array(bp, proto_shape(bp)).reshape(blob.shape))
+                    reshaped = True
+                else:
+                    problems.append(f"blob {j}: file {proto_shape(bp)} vs net {blob.shape}")
+            if problems:
+                plan.refuse(node, "; ".join(problems))
+                continue
+            plan.copies += list(zip(layer.blobs, arrays))
+            shapes = ", ".join(format_shape(b.shape) for b in layer.blobs)
+            plan.rows.append((layer.name, "copied", shapes + (" (reshaped from the legacy shape)" if reshaped else "")))
+        plan.rows += [(name, "skipped", "in the weights file, not in the net")
+                      for name, protos in found.items() if name not in self.layer_names and protos]
+        return plan
 
     def to_proto(self, write_diff=False):
         """A NetParameter with every layer and its blobs, as Caffe's Net::ToProto writes it."""

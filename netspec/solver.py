@@ -21,7 +21,7 @@ from . import caffe_pb2
 from .backend import to_numpy
 from .errors import NetspecError
 from .utils import did_you_mean
-from .weights import array_to_proto, proto_to_array, shapes_match
+from .io.blobs import array_to_proto, proto_to_array, shapes_match
 
 LEGACY_TYPES = {caffe_pb2.SolverParameter.SGD: "SGD", caffe_pb2.SolverParameter.NESTEROV: "Nesterov",
                 caffe_pb2.SolverParameter.ADAGRAD: "AdaGrad", caffe_pb2.SolverParameter.RMSPROP: "RMSProp",

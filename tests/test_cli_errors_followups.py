@@ -121,7 +121,7 @@ def test_check_warns_of_a_stage_no_rule_names(files, capsys):
 def test_train_and_test_log_a_stage_no_rule_names(files, capsys):
     code, out, _ = run(capsys, "test", "--model", "net.prototxt", "--weights", "net.caffemodel",
                        "--iterations", "1", "--stage", "deploy")
-    assert code == 0 and "solver.py] stage 'deploy' is named by no include or exclude rule" in out
+    assert code == 0 and "test.py] stage 'deploy' is named by no include or exclude rule" in out
     assert out.split("stage 'deploy'")[0].splitlines()[-1].startswith("W")
     code, out, _ = run(capsys, "train", "--solver", "solver.prototxt", "--stage", "deploy_fre")
     assert code == 0 and "stage 'deploy_fre' (did you mean 'deploy_free'?) is named by no include" in out

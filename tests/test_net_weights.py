@@ -4,7 +4,7 @@ import pytest
 
 from netspec import caffe_pb2
 from netspec.errors import NetspecError
-from netspec.weights import array_to_proto, proto_shape, proto_to_array, shapes_match
+from netspec.io.blobs import array_to_proto, proto_shape, proto_to_array, shapes_match
 
 
 def legacy(num, channels, height, width, values=()):

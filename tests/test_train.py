@@ -9,7 +9,8 @@ from netspec.cli import main
 from netspec.data.datum import array_to_datum
 from netspec.data.db import write_lmdb
 from netspec.layers import LAYERS
-from netspec.weights import proto_to_array, read_weights
+from netspec.io import read_weights
+from netspec.io.blobs import proto_to_array
 
 NET = """name: "tiny"
 layer {{ name: "d" type: "Data" top: "data" top: "label" include {{ phase: TRAIN }}
@@ -204,7 +205,7 @@ def test_labels_out_of_range_are_a_clear_error(data, capsys):
 
 def test_progress_line_only_at_a_terminal(tmp_path):
     import io
-    from netspec.trainer import Log
+    from netspec.training import Log
     screen = io.StringIO()
     log = Log(str(tmp_path / "x.log"), stream=screen, progress=True)
     log.progress("iter 3/10  loss 0.5")

@@ -13,8 +13,8 @@ from google.protobuf import text_format
 from netspec import caffe_pb2
 from netspec.cli import main
 from netspec.solver import Solver, learning_rate
-from netspec.trainer import Log, Trainer, read_solver
-from netspec.weights import array_to_proto
+from netspec.training import Log, Trainer, read_solver
+from netspec.io.blobs import array_to_proto
 from test_train import data, write_files  # noqa: F401  (the fixture and the tiny net)
 
 BN = 'layer { name: "bn" type: "BatchNorm" bottom: "ip1" top: "ip1" }\n'

@@ -24,31 +24,26 @@ def add_parser(subparsers):
 
 def run(args):
     from ..net import Net
-    from ..trainer import Log, fmt
+    from ..training import Log, fmt
+    from ..training.scoring import output_lines, score
     if args.iterations < 1:
         raise NetspecError(f"--iterations must be at least 1, found {args.iterations}")
-    log, net = Log(args.log), None
+    log, net = Log(args.log, source="test.py"), None
     try:
         net = Net(args.model, weights=args.weights, phase=args.phase, backend=args.backend,
                   seed=args.seed, stages=split_stages(args.stage), level=args.level)
         warn_unused_stages([net], log)
         log.info(f"Running for {args.iterations} iterations.")
-        sums, loss = {}, 0.0
-        for i in range(args.iterations):
-            outputs = net.forward()
-            loss += net.loss
+
+        def each_batch(i, outputs):
             for name in net.outputs:
-                values = np.ravel(outputs[name]).astype(np.float64)
-                sums[name] = sums.get(name, 0) + values
-                for v in values:
+                for v in np.ravel(outputs[name]):
                     log.info(f"Batch {i}, {name} = {fmt(v)}")
-        log.info(f"Loss: {fmt(loss / args.iterations)}")
-        weights = {id(blob): w for blob, w in net.loss_tops}
-        for name in net.outputs:
-            w = weights.get(id(net.blobs[name]), 0.0)
-            for mean in sums[name] / args.iterations:
-                extra = f" (* {fmt(w)} = {fmt(w * mean)} loss)" if w else ""
-                log.info(f"{name} = {fmt(mean)}{extra}")
+
+        means, loss = score(net, args.iterations, each_batch)
+        log.info(f"Loss: {fmt(loss)}")
+        for line in output_lines(net, means, ""):
+            log.info(line)
     finally:
         if net is not None:
             net.close()

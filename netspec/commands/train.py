@@ -40,7 +40,7 @@ def add_parser(subparsers):
 
 
 def run(args):
-    from ..trainer import Log, Trainer, read_solver
+    from ..training import Log, Trainer, read_solver
     if args.example == bool(args.solver):
         raise NetspecError("give --solver SOLVER.prototxt, or --example")
     if args.iterations is not None and not args.example:
@@ -98,13 +98,16 @@ def set_train_state(sp, level, stages, log):
 
 def fine_tune(trainer, path, legacy_reshape, log):
     """Copy one weights file into the train net (the table says what happened to each layer) and
-    into the layers only a test net has, as Caffe's CopyLayers; stop if any layer is refused."""
-    from ..trainer import copy_weights, weights_table
-    rows = copy_weights(trainer.net, path, legacy_reshape)
-    trained = {layer.name for layer in trainer.net.layers}
+    into the layers only a test net has, as Caffe's CopyLayers; nothing is copied if any layer
+    is refused."""
+    from ..io import read_weights
+    found = read_weights(path)
+    plans = [trainer.net.weights_plan(found, legacy_reshape)]
+    rows = list(plans[0].rows)
+    trained = set(trainer.net.layer_names)
     for i, net in enumerate(trainer.test_nets):
-        rows += [(f"{name} (test net #{i})", status, detail)
-                 for name, status, detail in copy_weights(net, path, legacy_reshape)
+        plans.append(net.weights_plan(found, legacy_reshape))
+        rows += [(f"{name} (test net #{i})", status, detail) for name, status, detail in plans[-1].rows
                  if name not in trained and status != "skipped"]
     log.info(f"Fine-tuning from {path}:\n" + weights_table(rows))
     refused = [r for r in rows if r[1] == "refused"]
@@ -114,6 +117,15 @@ def fine_tune(trainer, path, legacy_reshape, log):
             + "; ".join(f"'{name}' ({detail})" for name, _, detail in refused),
             hint="rename the layer in the net so it starts from its filler (the usual way to "
                  "replace a classifier), or pass --weights-legacy-reshape if only the shape's form differs")
+    for plan, net in zip(plans, [trainer.net] + trainer.test_nets):
+        plan.apply(net)
+
+
+def weights_table(rows):
+    width = max([len(r[0]) for r in rows] + [5])
+    lines = [f"{'layer':<{width}}  {'status':<8} detail"]
+    lines += [f"{name:<{width}}  {status:<8} {detail}" for name, status, detail in rows]
+    return "\n".join(lines)
 
 
 def _default_backend(sp, solver_path):

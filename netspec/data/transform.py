@@ -15,7 +15,7 @@ from ..utils import atomic_write
 def read_mean_file(path):
     """A mean .binaryproto (BlobProto) -> float32 array (C, H, W)."""
     from ..io import read_blobproto
-    from ..weights import proto_to_array
+    from ..io.blobs import proto_to_array
     mean = proto_to_array(read_blobproto(str(path))).astype(np.float32)
     if mean.ndim == 4 and mean.shape[0] == 1:
         mean = mean[0]

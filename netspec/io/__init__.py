@@ -17,7 +17,7 @@ from .upgrade import needs_upgrade, upgrade_net, upgrade_solver
 
 __all__ = [
     "NetSource", "read_net", "parse_net", "parse_net_text", "write_net", "read_solver",
-    "write_solver", "read_message", "write_message", "read_blobproto", "read_caffemodel",
+    "write_solver", "read_message", "write_message", "read_blobproto", "read_caffemodel", "read_weights",
     "detect_kind", "format_of", "check_output", "dump", "upgrade_net", "upgrade_solver", "needs_upgrade",
     "FORMATS", "KINDS",
 ]
@@ -94,6 +94,19 @@ def read_blobproto(path):
 def read_caffemodel(path):
     """Trained weights: a NetParameter with blobs, upgraded from V0/V1 if needed."""
     return read_net(path).param
+
+
+def read_weights(path, required=True):
+    """{layer name: [BlobProto, ...]} from a .caffemodel (Caffe matches weights to a net's layers
+    by name); V0/V1 files (`layers` blocks) are upgraded to `layer` on the way in. When weights are `required`, a file without a
+    single blob (a .prototxt given as the weights, say) is refused."""
+    found = {lp.name: list(lp.blobs) for lp in read_caffemodel(str(path)).layer}
+    if required and not any(found.values()):
+        raise NetspecError("this file holds no weights: no layer in it has blobs (a net definition, "
+                           "not a trained model)", file=str(path),
+                           hint="give the .caffemodel that training (or Net.save) wrote; the .prototxt "
+                                "is the model (--model), not the weights")
+    return found
 
 
 def read_kind(path, kind=None, fmt=None):

@@ -11,7 +11,7 @@ import numpy as np
 from .. import caffe_pb2
 from ..errors import LayerError, NetspecError
 from ..io.formats import load
-from ..weights import proto_to_array
+from ..io.blobs import proto_to_array
 from .base import Layer
 from .registry import layer
 

@@ -1,14 +1,9 @@
-"""Learned weights: BlobProto <-> arrays, and .caffemodel files <-> layers by name.
-
-A .caffemodel is a binary NetParameter whose layers carry their parameter blobs. Caffe
-matches them to a net's layers by name; blobs written by old Caffe have a legacy 4-d
-num/channels/height/width shape instead of `shape`, and old files list layers under the V1
-`layers` field. Both read here unchanged.
-"""
+"""BlobProto <-> arrays. Blobs written by old Caffe have a legacy 4-d
+num/channels/height/width shape instead of `shape`; both read here unchanged."""
 import numpy as np
 
-from . import caffe_pb2
-from .errors import NetspecError
+from .. import caffe_pb2
+from ..errors import NetspecError
 
 
 LEGACY_FIELDS = ("num", "channels", "height", "width")
@@ -61,17 +56,3 @@ def array_to_proto(data, diff=None, bp=None):
     if diff is not None:
         bp.diff.extend(np.asarray(diff).astype(np.float32, copy=False).ravel())
     return bp
-
-
-def read_weights(path, required=True):
-    """{layer name: [BlobProto, ...]} from a .caffemodel; netspec.io upgrades V0/V1 files
-    (`layers` blocks) to `layer` on the way in. When weights are `required`, a file without a
-    single blob (a .prototxt given as the weights, say) is refused."""
-    from .io import read_caffemodel
-    found = {lp.name: list(lp.blobs) for lp in read_caffemodel(str(path)).layer}
-    if required and not any(found.values()):
-        raise NetspecError("this file holds no weights: no layer in it has blobs (a net definition, "
-                           "not a trained model)", file=str(path),
-                           hint="give the .caffemodel that training (or Net.save) wrote; the .prototxt "
-                                "is the model (--model), not the weights")
-    return found

@@ -1,0 +1,253 @@
+"""Training from a solver file, as `caffe train` does it.
+
+The train net and the test nets come from the solver's net fields (nets.py); the test nets
+share the train net's parameter Blobs. The loop follows Caffe's Solver::Step: test every
+test_interval iterations, run forward/backward iter_size times, display the smoothed loss
+every `display` iterations, update, snapshot every `snapshot` iterations (snapshots.py).
+"""
+import math
+import signal
+import threading
+import time
+
+import numpy as np
+
+from .. import caffe_pb2
+from ..errors import NetspecError
+from ..solver import Solver
+from .log import Log, fmt
+from .nets import caffe_learnable_params, make_net, test_net_sources, train_net_source
+from .scoring import output_lines, score
+from .snapshots import restore_snapshot, rng_state, snapshot_prefix, write_snapshot
+
+
+class Trainer:
+    def __init__(self, sp, backend="numpy", seed=None, log=None, solver_path=None):
+        self.sp, self.log = sp, log or Log()
+        self.solver_path = solver_path
+        seed = sp.random_seed if seed is None and sp.random_seed >= 0 else seed
+        self.seed = int(seed) if seed is not None else int(np.random.SeedSequence().entropy % (2 ** 31))
+        self.log.info(f"Random seed: {self.seed}")
+        source, state = train_net_source(sp, solver_path)
+        self.log.info(f"Creating training net from {source.path}")
+        self.net = make_net(source, state, backend, self.seed)
+        self.test_nets = []
+        for i, (source, state) in enumerate(test_net_sources(sp)):
+            self.log.info(f"Creating test net (#{i}) specified by {source.path}")
+            net = make_net(source, state, backend, [self.seed, i + 1])
+            net.share_with(self.net)
+            self.test_nets.append(net)
+        if sp.average_loss < 1:
+            raise NetspecError(f"average_loss must be at least 1, found {sp.average_loss}",
+                               hint="average_loss: 1 shows each iteration's own loss")
+        self.solver = Solver(sp, caffe_learnable_params(self.net), self.net.xp, log=self.log.info)
+        self.xp = self.net.xp
+        self.losses, self.smoothed_loss = [], 0.0
+        if sp.snapshot_format == caffe_pb2.SolverParameter.HDF5:
+            self.log.warn("snapshot_format HDF5 is not supported: snapshots are written as binary protos")
+        self.last_snapshot = None
+        self.prefix = snapshot_prefix(sp, solver_path, self.log)
+        self.train_curve, self.test_curves = [], {}      # for --plot
+        self.stop_requested = False
+        self._describe_batch()
+
+    # -- set-up notes --------------------------------------------------------------------------------
+    def batch_size(self):
+        for node in self.net.nodes:
+            if not node.bottoms and node.tops:
+                shape = self.net.blobs[node.tops[0]].shape
+                if shape:
+                    return shape[0]
+        return 1
+
+    def _describe_batch(self):
+        size, iter_size = self.batch_size(), self.sp.iter_size
+        self.log.info(f"Effective batch: {size} (batch_size) x {iter_size} (iter_size) = {size * iter_size} "
+                      "images per iteration")
+        if iter_size > 1:
+            bn = [layer.name for layer in self.net.layers
+                  if layer.type == "BatchNorm" and not layer.lp.batch_norm_param.use_global_stats]
+            if bn:
+                self.log.warn(f"iter_size {iter_size} with BatchNorm in TRAIN ({', '.join(bn)}): its statistics "
+                              f"see one batch of {size}, not the effective batch of {size * iter_size}")
+
+    # -- the loop ------------------------------------------------------------------------------------
+    def solve(self, resume=None):
+        sp = self.sp
+        self.log.info(f"Solving {self.net.name}")
+        self.log.info(f"Learning Rate Policy: {sp.lr_policy}")
+        if resume:
+            self.log.info(f"Restoring previous solver status from {resume}")
+            self.restore(resume)
+        start_iter = self.solver.iter
+        with _StopOnInterrupt(self):
+            self.step(sp.max_iter - self.solver.iter)
+        if sp.snapshot_after_train and (not sp.snapshot or self.solver.iter % sp.snapshot != 0):
+            self.snapshot()
+        if self.stop_requested:
+            self.log.info("Optimization stopped early.")
+            self.close()
+            return None
+        if sp.display and self.solver.iter % sp.display == 0:
+            self.net.forward()
+            self._check_finite(self.net.loss)
+            self._smooth(self.net.loss, start_iter)
+            self.log.info(f"Iteration {self.solver.iter}, loss = {fmt(self.smoothed_loss)}")
+        scores = None
+        if sp.test_interval and self.solver.iter % sp.test_interval == 0:
+            scores = self.test_all()
+        self.log.info("Optimization Done.")
+        self.close()
+        return scores
+
+    def step(self, iters):
+        sp, solver, net = self.sp, self.solver, self.net
+        start_iter, stop_iter = solver.iter, solver.iter + iters
+        self.losses, self.smoothed_loss = [], 0.0
+        images = self.batch_size() * sp.iter_size
+        started, started_iter = time.monotonic(), solver.iter
+        wall, testing = time.monotonic(), 0.0
+        while solver.iter < stop_iter:
+            net.clear_param_diffs()
+            if sp.test_interval and solver.iter % sp.test_interval == 0 and \
+                    (solver.iter > 0 or sp.test_initialization):
+                test_started = time.monotonic()
+                self.test_all()
+                testing += time.monotonic() - test_started
+                started, started_iter = time.monotonic(), solver.iter   # speed of training alone
+            display = sp.display and solver.iter % sp.display == 0
+            loss, outputs = self._forward_backward()
+            self._smooth(loss, start_iter)
+            if display:
+                self.log.info(f"Iteration {solver.iter}, loss = {fmt(self.smoothed_loss)}")
+                self._log_outputs("Train", net, outputs)
+                self.train_curve.append((solver.iter, self.smoothed_loss))
+            rate = solver.rate()
+            if display:
+                self.log.info(f"Iteration {solver.iter}, lr = {fmt(rate)}")
+            solver.apply_update(rate)
+            solver.iter += 1
+            self._progress(rate, solver.iter - started_iter, time.monotonic() - started, stop_iter, images)
+            if sp.snapshot and solver.iter % sp.snapshot == 0:
+                self.snapshot()
+            if self.stop_requested:
+                break
+        done, wall = solver.iter - start_iter, time.monotonic() - wall
+        if done:
+            train_time = max(wall - testing, 1e-9)
+            self.log.info(f"Trained {done} iterations in {wall:.1f} s ({testing:.1f} s of it testing): "
+                          f"{done * images / train_time:.0f} images/s")
+
+    def _forward_backward(self):
+        """iter_size passes accumulating diffs: the mean loss, and the last pass's outputs."""
+        loss = 0.0
+        for _ in range(self.sp.iter_size):
+            outputs = self.net.forward()
+            self._check_finite(self.net.loss)
+            self.net.backward()
+            loss += self.net.loss
+        return loss / self.sp.iter_size, outputs
+
+    def _progress(self, rate, done, elapsed, stop_iter, images):
+        speed = done * images / elapsed if elapsed > 0 else 0.0
+        left = (stop_iter - self.solver.iter) * elapsed / done if done else 0.0
+        self.log.progress(f"iter {self.solver.iter}/{self.sp.max_iter}  loss {self.smoothed_loss:.4f}  "
+                          f"lr {rate:.3g}  {speed:.0f} img/s  {_duration(left)} left")
+
+    def _smooth(self, loss, start_iter):
+        """Caffe's UpdateSmoothedLoss: the mean of the last average_loss losses."""
+        window = self.sp.average_loss
+        if len(self.losses) < window:
+            self.losses.append(loss)
+            self.smoothed_loss = (self.smoothed_loss * (len(self.losses) - 1) + loss) / len(self.losses)
+        else:
+            idx = (self.solver.iter - start_iter) % window
+            self.smoothed_loss += (loss - self.losses[idx]) / window
+            self.losses[idx] = loss
+
+    def _check_finite(self, loss):
+        if math.isfinite(loss):
+            return
+        where = self.net.first_nonfinite()
+        if where:
+            layer, top = where
+            xp, blobs = self.net.xp, self.net.layer(layer).blobs
+            bad_params = any(not bool(xp.isfinite(b.data).all()) for b in blobs)
+            culprit = f"layer '{layer}' (top '{top}') is the first whose output is not finite" + \
+                (" (its parameters already are not)" if bad_params else "")
+        else:
+            culprit = "no layer's output is non-finite on a second pass (check the loss weights)"
+        kept = f"; the last good snapshot is {self.last_snapshot}" if self.last_snapshot else \
+            "; no snapshot was written before it"
+        raise NetspecError(f"the loss became {loss} at iteration {self.solver.iter}: {culprit}{kept}",
+                           hint="lower base_lr, set clip_gradients, or check the data (scale) and fillers")
+
+    def _log_outputs(self, kind, net, outputs):
+        for line in output_lines(net, outputs, f"    {kind} net"):
+            self.log.info(line)
+
+    def test_all(self):
+        return [self.test(i) for i in range(len(self.test_nets))]
+
+    def test(self, i):
+        """Caffe's Solver::Test: mean of each output over test_iter batches; {name: [means]}."""
+        net, iters = self.test_nets[i], self.sp.test_iter[i]
+        self.log.info(f"Iteration {self.solver.iter}, Testing net (#{i})")
+        means, loss = score(net, iters)
+        if self.sp.test_compute_loss:
+            self.log.info(f"Test loss: {fmt(loss)}")
+        if iters:                           # no output lines with test_iter 0, as in Caffe
+            self._log_outputs("Test", net, means)
+        for name, value in means.items():
+            if np.size(value) == 1:
+                key = name if len(self.test_nets) == 1 else f"#{i} {name}"
+                self.test_curves.setdefault(key, []).append((self.solver.iter, float(value)))
+        return means
+
+    # -- snapshots --------------------------------------------------------------------------------
+    def snapshot(self):
+        self.last_snapshot, state = write_snapshot(self.prefix, self.solver.iter, self.net, self.solver,
+                                                   rng_state(self.seed, self._nets()), self.log,
+                                                   write_diff=self.sp.snapshot_diff)
+        return self.last_snapshot, state
+
+    def restore(self, path):
+        restore_snapshot(path, self.net, self.solver, self._nets(), self.log)
+
+    def _nets(self):
+        return [self.net] + self.test_nets
+
+    def close(self):
+        for net in self._nets():
+            net.close()
+
+
+class _StopOnInterrupt:
+    """Ctrl-C during training, as Caffe's default sigint_effect "stop": finish the iteration,
+    snapshot, and stop. A second Ctrl-C interrupts at once."""
+
+    def __init__(self, trainer):
+        self.trainer, self.previous = trainer, None
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            self.previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        if self.trainer.stop_requested:
+            raise KeyboardInterrupt
+        self.trainer.stop_requested = True
+        self.trainer.log.warn("Interrupted: stopping after this iteration (Ctrl-C again to stop at once)")
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    def __exit__(self, *exc):
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
+        return False
+
+
+def _duration(seconds):
+    seconds = int(seconds)
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}" if seconds >= 3600 \
+        else f"{seconds // 60}:{seconds % 60:02d}"
