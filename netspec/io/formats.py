@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from ..errors import NetspecError
 from ..utils import atomic_write
 from . import binary, structured, text
+from .json_reader import load_json
+from .yaml_reader import load_yaml
 
 KINDS = binary.KINDS
 FORMATS = {
@@ -167,7 +169,7 @@ def parse_text(source, cls, fmt, path):
 
 def _load_structured(source, fmt, path):
     """YAML or JSON text as Mapping/Sequence data."""
-    return structured.load_yaml(source, path) if fmt == "yaml" else structured.load_json(source, path)
+    return load_yaml(source, path) if fmt == "yaml" else load_json(source, path)
 
 
 def _fields(cls):
