@@ -15,8 +15,9 @@ several tops named explicitly, top=[...]. Enums go by value or by name ("MAX"); 
 messages; lists fill repeated fields. Mistakes fail at the call, naming the closest names.
 
 A blob takes the name of the NetSpec attribute it is assigned to; a layer takes the name
-of its first top unless name= says otherwise. Block helpers (conv_bn, inception,
-basic_block, bottleneck, preact_unit) build the repeated parts of the classic nets.
+of its first top unless name= says otherwise. The layer calls come from `netspec.layers`
+(L.Convolution ...), which knows the types and which parameter messages each one reads;
+this module needs nothing above the schema.
 """
 from google.protobuf.message import Message
 
@@ -24,54 +25,8 @@ from . import caffe_pb2
 from .errors import NetspecError
 from .utils import did_you_mean
 
-# Every layer type of BVLC Caffe 1.0; netspec's own registry adds to these.
-CAFFE_TYPES = (
-    "AbsVal", "Accuracy", "ArgMax", "BatchNorm", "BatchReindex", "Bias", "BNLL", "Clip",
-    "Concat", "ContrastiveLoss", "Convolution", "Crop", "Data", "Deconvolution", "Dropout",
-    "DummyData", "Eltwise", "ELU", "Embed", "EuclideanLoss", "Exp", "Filter", "Flatten",
-    "HDF5Data", "HDF5Output", "HingeLoss", "Im2col", "ImageData", "InfogainLoss",
-    "InnerProduct", "Input", "Log", "LRN", "LSTM", "LSTMUnit", "MemoryData",
-    "MultinomialLogisticLoss", "MVN", "Parameter", "Pooling", "Power", "PReLU", "Python",
-    "Reduction", "ReLU", "Reshape", "RNN", "Scale", "Sigmoid", "SigmoidCrossEntropyLoss",
-    "Silence", "Slice", "Softmax", "SoftmaxWithLoss", "Split", "SPP", "Swish", "TanH",
-    "Threshold", "Tile", "WindowData",
-)
-
-# Types whose parameter message is not named after them.
-_EXTRA_PARAMS = {"Deconvolution": ("convolution_param",), "SoftmaxWithLoss": ("softmax_param",),
-                 "RNN": ("recurrent_param",), "LSTM": ("recurrent_param",)}
-
-
 class DSLError(NetspecError, AttributeError):
     """An unknown layer type or parameter name (an AttributeError too, for getattr's sake)."""
-
-
-def _param_fields():
-    """Type name -> its *_param fields, from the schema (ConvolutionParameter: Convolution)."""
-    table = {}
-    for field in caffe_pb2.LayerParameter.DESCRIPTOR.fields:
-        if field.message_type is not None and field.message_type.name.endswith("Parameter"):
-            table.setdefault(field.message_type.name[:-len("Parameter")], []).append(field.name)
-    for type_name, fields in _EXTRA_PARAMS.items():
-        table.setdefault(type_name, []).extend(fields)
-    return table
-
-
-PARAM_FIELDS = _param_fields()
-
-
-def known_types():
-    """Caffe's layer types and every type netspec's registry holds."""
-    from .layers import LAYERS
-    return sorted(set(CAFFE_TYPES) | set(LAYERS))
-
-
-def own_params(type_name):
-    """The parameter messages a type reads, its own first; loss layers also read loss_param."""
-    fields = list(PARAM_FIELDS.get(type_name, ()))
-    if type_name.endswith("Loss"):
-        fields.append("loss_param")
-    return fields
 
 
 # -- filling protobuf messages from Python values ------------------------------------------
@@ -147,7 +102,7 @@ class Top:
 class Function:
     """One layer call: its type, bottoms and a LayerParameter filled (and checked) at once."""
 
-    def __init__(self, type_name, bottoms, kwargs):
+    def __init__(self, type_name, param_fields, bottoms, kwargs):
         for i, b in enumerate(bottoms):
             if not isinstance(b, Top):
                 raise NetspecError(f"{type_name}: bottom {i} is {b!r}, not a blob "
@@ -158,7 +113,7 @@ class Function:
         if self.in_place and not bottoms:
             raise NetspecError(f"{type_name}: in_place needs a bottom to write over")
         self.lp = caffe_pb2.LayerParameter(type=type_name)
-        params = own_params(type_name)
+        params = list(param_fields)
         for key, value in kwargs.items():
             if key == "ntop":
                 continue
@@ -264,21 +219,13 @@ class NetSpec:
         return net
 
 
-class _Layers:
-    """L.<Type>(*bottoms, **params) for every known layer type."""
-
-    def __getattr__(self, type_name):
-        if type_name.startswith("__"):
-            raise AttributeError(type_name)
-        types = known_types()
-        if type_name not in types:
-            raise DSLError(f"unknown layer type '{type_name}'{did_you_mean(type_name, types)}",
-                           hint="known types: " + ", ".join(types))
-
-        def layer_call(*bottoms, **kwargs):
-            return Function(type_name, bottoms, kwargs).result()
-        layer_call.__name__ = type_name
-        return layer_call
+def layer_call(type_name, param_fields):
+    """L.<Type>: the call that makes one layer of a type whose parameters live in param_fields
+    (the layer class says which; `netspec.layers` hands these out by type name)."""
+    def call(*bottoms, **kwargs):
+        return Function(type_name, param_fields, bottoms, kwargs).result()
+    call.__name__ = type_name
+    return call
 
 
 class _Params:
@@ -295,147 +242,4 @@ class _Params:
         raise DSLError(f"no parameter message '{name}'{did_you_mean(name, names)}")
 
 
-layers = _Layers()
 params = _Params()
-
-
-# -- blocks of the classic nets ----------------------------------------------------------------
-# Each helper adds its layers to n under names derived from `name` and returns its output top.
-
-def conv_relu(n, bottom, name, num_output, kernel_size, relu_name=None, **conv):
-    """Convolution + in-place ReLU, named <name>_relu unless relu_name says otherwise."""
-    n[name] = convolution(bottom, num_output, kernel_size, **conv)
-    n[relu_name or name + "_relu"] = layers.ReLU(n[name], in_place=True)
-    return n[name]
-
-
-def convolution(bottom, num_output, kernel_size, stride=1, pad=None, **conv):
-    """A convolution, padded by default to keep the size at stride 1 ((k-1)/2, as the papers do)."""
-    pad = (kernel_size - 1) // 2 if pad is None else pad
-    extra = {"stride": stride} if stride != 1 else {}
-    if pad:
-        extra["pad"] = pad
-    return layers.Convolution(bottom, num_output=num_output, kernel_size=kernel_size,
-                              **extra, **conv)
-
-
-def conv_bn(n, bottom, name, num_output, kernel_size, stride=1, pad=None, relu=True,
-            bn=None, scale=None, relu_name=None, **conv):
-    """Convolution (no bias) + BatchNorm + Scale (with bias) [+ ReLU], all but the first in place.
-
-    Names default to <name>/bn, <name>/scale, <name>/relu; pass bn=, scale=, relu_name= to
-    follow a published file (KaimingHe's are bn2a_branch2a, scale2a_branch2a, ...)."""
-    n[name] = convolution(bottom, num_output, kernel_size, stride, pad, bias_term=False, **conv)
-    n[bn or name + "/bn"] = layers.BatchNorm(n[name], in_place=True)
-    n[scale or name + "/scale"] = layers.Scale(n[name], bias_term=True, in_place=True)
-    if relu:
-        n[relu_name or name + "/relu"] = layers.ReLU(n[name], in_place=True)
-    return n[name]
-
-
-def bn_relu(n, bottom, name):
-    """BatchNorm + Scale + ReLU into a new blob <name> (pre-activation: the input stays intact)."""
-    n[name] = layers.BatchNorm(bottom)
-    n[name + "/scale"] = layers.Scale(n[name], bias_term=True, in_place=True)
-    n[name + "/relu"] = layers.ReLU(n[name], in_place=True)
-    return n[name]
-
-
-def inception(n, bottom, name, c1, c3r, c3, c5r, c5, p3, **conv):
-    """GoogLeNet's Inception module from its channel counts, as the paper's table lists them:
-    #1x1, #3x3 reduce -> #3x3, #5x5 reduce -> #5x5, pool proj (3x3 max pool, stride 1).
-    Blob names follow bvlc_googlenet (inception_3a/1x1, .../relu_1x1, ..., .../output)."""
-    def branch(suffix, source, channels, kernel):
-        return conv_relu(n, source, f"{name}/{suffix}", channels, kernel,
-                         relu_name=f"{name}/relu_{suffix}", **conv)
-    b1 = branch("1x1", bottom, c1, 1)
-    b3 = branch("3x3", branch("3x3_reduce", bottom, c3r, 1), c3, 3)
-    b5 = branch("5x5", branch("5x5_reduce", bottom, c5r, 1), c5, 5)
-    n[f"{name}/pool"] = layers.Pooling(bottom, pool="MAX", kernel_size=3, stride=1, pad=1)
-    bp = branch("pool_proj", n[f"{name}/pool"], p3, 1)
-    n[f"{name}/output"] = layers.Concat(b1, b3, b5, bp)
-    return n[f"{name}/output"]
-
-
-def inception_bn(n, bottom, name, c1, c3r, c3, d3r, d3, pool, proj, stride=1, **conv):
-    """The batch-normalized Inception module (Ioffe & Szegedy 2015, figure 5's table):
-    #1x1, #3x3 reduce -> #3x3, double #3x3 reduce -> #3x3 -> #3x3, pool ('ave' or 'max') + proj.
-    At stride 2 there is no 1x1 branch (c1 = 0) and the pool passes through (proj = 0)."""
-    branches = []
-    if c1:
-        branches.append(conv_bn(n, bottom, f"{name}/1x1", c1, 1, **conv))
-    reduce3 = conv_bn(n, bottom, f"{name}/3x3_reduce", c3r, 1, **conv)
-    branches.append(conv_bn(n, reduce3, f"{name}/3x3", c3, 3, stride, **conv))
-    double = conv_bn(n, bottom, f"{name}/double3x3_reduce", d3r, 1, **conv)
-    double = conv_bn(n, double, f"{name}/double3x3a", d3, 3, **conv)
-    branches.append(conv_bn(n, double, f"{name}/double3x3b", d3, 3, stride, **conv))
-    n[f"{name}/pool"] = layers.Pooling(bottom, pool=pool.upper(), kernel_size=3, stride=stride,
-                                       pad=1 if stride == 1 else 0)
-    branches.append(conv_bn(n, n[f"{name}/pool"], f"{name}/pool_proj", proj, 1, **conv)
-                    if proj else n[f"{name}/pool"])
-    n[f"{name}/output"] = layers.Concat(*branches)
-    return n[f"{name}/output"]
-
-
-def _kaiming(block, branch):
-    """KaimingHe's names: res2a_branch2a, bn2a_branch2a, scale2a_branch2a, res2a_branch2a_relu."""
-    return dict(name=f"res{block}_{branch}", bn=f"bn{block}_{branch}",
-                scale=f"scale{block}_{branch}", relu_name=f"res{block}_{branch}_relu")
-
-
-def _shortcut(n, bottom, block, channels, stride, project, conv):
-    """The identity, or with project a 1x1 convolution + BN, for the block where the shape changes."""
-    if not project:
-        return bottom
-    return conv_bn(n, bottom, num_output=channels, kernel_size=1, stride=stride, relu=False,
-                   **_kaiming(block, "branch1"), **conv)
-
-
-def _residual(n, block, shortcut, branch):
-    n[f"res{block}"] = layers.Eltwise(shortcut, branch)
-    n[f"res{block}_relu"] = layers.ReLU(n[f"res{block}"], in_place=True)
-    return n[f"res{block}"]
-
-
-def basic_block(n, bottom, block, channels, stride=1, project=False, **conv):
-    """ResNet-18/34's block: 3x3 conv-BN-ReLU, 3x3 conv-BN, plus the shortcut, then ReLU.
-    project: a 1x1 convolution + BN on the shortcut, for the block where the shape changes."""
-    shortcut = _shortcut(n, bottom, block, channels, stride, project, conv)
-    a = conv_bn(n, bottom, num_output=channels, kernel_size=3, stride=stride,
-                **_kaiming(block, "branch2a"), **conv)
-    b = conv_bn(n, a, num_output=channels, kernel_size=3, relu=False,
-                **_kaiming(block, "branch2b"), **conv)
-    return _residual(n, block, shortcut, b)
-
-
-def bottleneck(n, bottom, block, channels, stride=1, project=False, **conv):
-    """ResNet-50/101/152's block as KaimingHe's prototxts write it: 1x1 (channels, carrying the
-    stride), 3x3 (channels), 1x1 (4 x channels), each with BN + Scale; the shortcut is a
-    projection (1x1 conv + BN) where the shape changes, else the identity; Eltwise sum, ReLU."""
-    out = 4 * channels
-    shortcut = _shortcut(n, bottom, block, out, stride, project, conv)
-    a = conv_bn(n, bottom, num_output=channels, kernel_size=1, stride=stride,
-                **_kaiming(block, "branch2a"), **conv)
-    b = conv_bn(n, a, num_output=channels, kernel_size=3, **_kaiming(block, "branch2b"), **conv)
-    c = conv_bn(n, b, num_output=out, kernel_size=1, relu=False,
-                **_kaiming(block, "branch2c"), **conv)
-    return _residual(n, block, shortcut, c)
-
-
-def preact_unit(n, bottom, block, channels, stride=1, project=False, activate=True, **conv):
-    """The pre-activation bottleneck (He et al. 2016, 'Identity Mappings'): BN-ReLU-conv 1x1,
-    BN-ReLU-conv 3x3 (carrying the stride), BN-ReLU-conv 1x1; nothing after the addition.
-    A projection shortcut reads the pre-activated input; activate=False for a unit whose input
-    is already activated (the first, after conv1-BN-ReLU-pool)."""
-    pre = bn_relu(n, bottom, f"res{block}_preact") if activate else bottom
-    out = 4 * channels
-    shortcut = (convolution(pre, out, 1, stride, bias_term=False, **conv) if project else bottom)
-    if project:
-        n[f"res{block}_branch1"] = shortcut
-    n[f"res{block}_branch2a"] = convolution(pre, channels, 1, bias_term=False, **conv)
-    a = bn_relu(n, n[f"res{block}_branch2a"], f"res{block}_branch2a_act")
-    n[f"res{block}_branch2b"] = convolution(a, channels, 3, stride, bias_term=False, **conv)
-    b = bn_relu(n, n[f"res{block}_branch2b"], f"res{block}_branch2b_act")
-    n[f"res{block}_branch2c"] = convolution(b, out, 1, bias_term=False, **conv)
-    n[f"res{block}"] = layers.Eltwise(shortcut, n[f"res{block}_branch2c"])
-    return n[f"res{block}"]

@@ -1,11 +1,18 @@
-"""The NetSpec DSL: naming, parameter routing, enums, errors, text, and the block helpers."""
+"""The NetSpec DSL: naming, parameter routing, enums, errors, text, and the zoo's block helpers (models/blocks.py)."""
 import pytest
 
 import netspec
-from netspec import NetSpec, caffe_pb2, dsl, layers as L, params as P
+import importlib.util
+from pathlib import Path
+
+from netspec import NetSpec, caffe_pb2, layers as L, params as P
 from netspec.errors import NetspecError
 from netspec.io import parse_net_text
 from netspec.report import check
+
+_spec = importlib.util.spec_from_file_location("zoo_blocks", Path(__file__).parents[1] / "models" / "blocks.py")
+blocks = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(blocks)
 
 # Caffe's examples/mnist/lenet.prototxt, less the fillers, with an Input layer.
 LENET = """
@@ -199,7 +206,7 @@ def layer_names(n):
 
 def test_inception_module_follows_bvlc_googlenet():
     n = spec_with_input((1, 192, 28, 28))
-    out = dsl.inception(n, n.data, "inception_3a", 64, 96, 128, 16, 32, 32)
+    out = blocks.inception(n, n.data, "inception_3a", 64, 96, 128, 16, 32, 32)
     names = layer_names(n)[1:]
     suffixes = ["1x1", "relu_1x1", "3x3_reduce", "relu_3x3_reduce", "3x3", "relu_3x3",
                 "5x5_reduce", "relu_5x5_reduce", "5x5", "relu_5x5", "pool", "pool_proj",
@@ -216,7 +223,7 @@ def test_inception_module_follows_bvlc_googlenet():
 
 def test_bottleneck_follows_kaiminghe_names_and_projects_on_request():
     n = spec_with_input((1, 256, 56, 56))
-    dsl.bottleneck(n, n.data, "3a", 128, stride=2, project=True)
+    blocks.bottleneck(n, n.data, "3a", 128, stride=2, project=True)
     names = layer_names(n)[1:]
     assert names[:3] == ["res3a_branch1", "bn3a_branch1", "scale3a_branch1"]
     assert names[3:7] == ["res3a_branch2a", "bn3a_branch2a", "scale3a_branch2a",
@@ -229,20 +236,20 @@ def test_bottleneck_follows_kaiminghe_names_and_projects_on_request():
     assert not layers["res3a_branch2a"].convolution_param.bias_term
     assert "res3a_branch2c_relu" not in layers        # no ReLU before the sum
     identity = spec_with_input((1, 256, 56, 56))
-    dsl.bottleneck(identity, identity.data, "2b", 64)
+    blocks.bottleneck(identity, identity.data, "2b", 64)
     assert list({lp.name: lp for lp in identity.to_proto().layer}["res2b"].bottom) == \
         ["data", "res2b_branch2c"]
 
 
 def test_basic_block_and_preact_unit_layouts():
     n = spec_with_input((1, 64, 56, 56))
-    dsl.basic_block(n, n.data, "2a", 64)
+    blocks.basic_block(n, n.data, "2a", 64)
     convs = [lp for lp in n.to_proto().layer if lp.type == "Convolution"]
     assert [c.name for c in convs] == ["res2a_branch2a", "res2a_branch2b"]
     assert all(c.convolution_param.kernel_size == [3] for c in convs)
 
     p = spec_with_input((1, 256, 56, 56))
-    dsl.preact_unit(p, p.data, "3a", 128, stride=2, project=True)
+    blocks.preact_unit(p, p.data, "3a", 128, stride=2, project=True)
     layers = p.to_proto().layer
     assert [lp.type for lp in layers[1:4]] == ["BatchNorm", "Scale", "ReLU"]   # activation first
     by_name = {lp.name: lp for lp in layers}
@@ -254,18 +261,18 @@ def test_basic_block_and_preact_unit_layouts():
 def test_helpers_reject_unknown_parameters_too():
     n = spec_with_input((1, 3, 8, 8))
     with pytest.raises(NetspecError, match="did you mean 'weight_filler'"):
-        dsl.conv_bn(n, n.data, "c", 8, 3, weight_filer=dict(type="msra"))
+        blocks.conv_bn(n, n.data, "c", 8, 3, weight_filer=dict(type="msra"))
 
 
 def test_block_outputs_have_the_papers_shapes():
     """A NetSpec goes straight to netspec.check: the helpers' outputs, shape by shape."""
     n = spec_with_input((1, 192, 28, 28))
-    dsl.inception(n, n.data, "inception_3a", 64, 96, 128, 16, 32, 32)    # 64+128+32+32
-    dsl.bottleneck(n, n["inception_3a/output"], "3a", 128, stride=2, project=True)
-    dsl.bottleneck(n, n.res3a, "3b", 128)
-    dsl.basic_block(n, n.res3b, "4a", 256, stride=2, project=True)
-    dsl.preact_unit(n, n.res4a, "5a", 512, stride=2, project=True)
-    dsl.inception_bn(n, n.res5a, "inception_x", 0, 128, 160, 64, 96, "max", 0, stride=2)
+    blocks.inception(n, n.data, "inception_3a", 64, 96, 128, 16, 32, 32)    # 64+128+32+32
+    blocks.bottleneck(n, n["inception_3a/output"], "3a", 128, stride=2, project=True)
+    blocks.bottleneck(n, n.res3a, "3b", 128)
+    blocks.basic_block(n, n.res3b, "4a", 256, stride=2, project=True)
+    blocks.preact_unit(n, n.res4a, "5a", 512, stride=2, project=True)
+    blocks.inception_bn(n, n.res5a, "inception_x", 0, 128, 160, 64, 96, "max", 0, stride=2)
     report = check(n)
     assert report.ok, [str(e) for e in report.errors]
     assert report.shape("inception_3a/output") == (1, 256, 28, 28)

@@ -1,9 +1,19 @@
-"""Layer types, one family per module; importing a module registers its classes."""
+"""Layer types, one family per module; importing a module registers its classes.
+
+`from netspec import layers as L`: L.Convolution(...) and every other registered type name is
+a NetSpec DSL call (netspec.dsl), as in pycaffe's net_spec."""
+from .. import dsl
+from ..utils import did_you_mean
 from .registry import LAYERS, create, layer, layer_class  # noqa: F401
-from . import convolution, pooling, vision, neuron, common, plumbing, arithmetic, normalization, loss, data, recurrent, python  # noqa: F401,E402
+from . import (convolution, pooling, vision, neuron, common, plumbing, arithmetic,  # noqa: F401,E402
+               normalization, loss, data, recurrent, python)
 
 
 def __getattr__(name):
-    """`from netspec import layers as L; L.Convolution(...)`: a type name is a NetSpec DSL call."""
-    from ..dsl import layers as dsl_layers
-    return getattr(dsl_layers, name)
+    if name.startswith("__"):
+        raise AttributeError(name)
+    cls = LAYERS.get(name)
+    if cls is None:
+        raise dsl.DSLError(f"unknown layer type '{name}'{did_you_mean(name, LAYERS)}",
+                           hint="known types: " + ", ".join(sorted(LAYERS)))
+    return dsl.layer_call(cls.type, cls.param_fields)

@@ -40,6 +40,8 @@ class Layer:
     type = ""               # Caffe's type string; set by @layer
     bottoms = (1, 1)        # (min, max) number of bottoms; max None means any number
     tops = (1, 1)           # (min, max) number of tops
+    param_fields = None     # the LayerParameter fields of its parameter messages; by default the one
+                            # named after the type (plus loss_param for loss layers): see @layer
     loss = False            # a loss layer: its top 0 has loss_weight 1 unless the file says otherwise
     learnable = None        # per parameter blob, False where the solver must never update it
                             # (BatchNorm's running statistics); None: every blob learns

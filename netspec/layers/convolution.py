@@ -46,6 +46,7 @@ def _repeated(p, name, h_name, w_name, default, n, what):
 
 class _ConvolutionBase(Layer):
     """ConvolutionParameter handling shared by Convolution, Deconvolution and Im2col."""
+    param_fields = ("convolution_param",)
     bottoms = (1, None)
     tops = (1, None)
     has_filters = True      # learnable weights (and bias): num_output must be set

@@ -173,6 +173,7 @@ class ClassLossLayer(LossLayer):
 @layer("SoftmaxWithLoss")
 class SoftmaxWithLoss(ClassLossLayer):
     """-log softmax(x)[label] over the classes on `axis`; top 1 (optional) holds the probabilities."""
+    param_fields = ("softmax_param", "loss_param")
     tops = (1, 2)
 
     def forward(self, xp, bottoms, tops):

@@ -52,6 +52,7 @@ def lstm_cell_backward(xp, dc, dh, c_prev, cont, cache, dgates):
 
 class Recurrent(Layer):
     """What RNN and LSTM share: the bottom/top layout, checks, input transforms, state carry."""
+    param_fields = ("recurrent_param",)
     state_names = ()        # names of the recurrent states, in Caffe's order
     gate_factor = 1         # rows of the transforms per hidden unit (LSTM: 4 gates)
 

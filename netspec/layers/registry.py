@@ -1,4 +1,5 @@
 """The explicit registry: Caffe's layer type string -> the class that implements it."""
+from .. import caffe_pb2
 from ..errors import LayerError
 from ..utils import did_you_mean
 
@@ -12,6 +13,8 @@ def layer(type_name):
             raise ValueError(f"layer type '{type_name}' is registered twice "
                              f"({LAYERS[type_name].__name__} and {cls.__name__})")
         cls.type = type_name
+        if cls.param_fields is None:
+            cls.param_fields = _own_param_fields(type_name) + (("loss_param",) if cls.loss else ())
         LAYERS[type_name] = cls
         return cls
     return register
@@ -29,3 +32,10 @@ def layer_class(type_name):
 def create(lp, phase):
     """Instantiate the layer for a LayerParameter in a phase (caffe_pb2.TRAIN or TEST)."""
     return layer_class(lp.type)(lp, phase)
+
+
+def _own_param_fields(type_name):
+    """The schema's parameter message named after the type (ConvolutionParameter for
+    Convolution): the LayerParameter fields of that message type."""
+    return tuple(f.name for f in caffe_pb2.LayerParameter.DESCRIPTOR.fields
+                 if f.message_type is not None and f.message_type.name == type_name + "Parameter")
