@@ -151,17 +151,17 @@ class Net:
         self.learnable_params, owners = [], {}
         for node in self.nodes:
             layer, lp = node.layer, node.lp
-            shapes = [tuple(s) for s in layer.param_shapes(self._bottom_shapes(node))]
-            fillers = list(layer.param_fillers()) + [None] * len(shapes)
-            specs = param_specs(lp, len(shapes))
+            blobs = layer.param_blobs(self._bottom_shapes(node))
+            specs = param_specs(lp, len(blobs))
             layer.blobs = []
-            for j, (shape, spec) in enumerate(zip(shapes, specs)):
+            for j, ((shape, filler), spec) in enumerate(zip(blobs, specs)):
                 statistics = layer.learnable is not None and not layer.learnable[j]
                 owner = owners.get(spec.name) if spec.name else None
                 if owner is not None:
                     layer.blobs.append(self._share(spec, owner))
                     continue
-                blob = Blob(fill(self.xp, rng, shape, fillers[j], self.dtype), self.xp.zeros(shape, self.dtype))
+                shape = tuple(shape)
+                blob = Blob(fill(self.xp, rng, shape, filler, self.dtype), self.xp.zeros(shape, self.dtype))
                 layer.blobs.append(blob)
                 slot = ParamSlot(blob, layer.name, j, 0.0 if statistics else spec.lr_mult, spec.decay_mult,
                                  spec.name, spec.HasField("lr_mult"), spec.HasField("decay_mult"))
@@ -301,7 +301,7 @@ class Net:
         inputs.update({k: tuple(int(d) for d in v) for k, v in input_shapes.items()})
         shapes = self._infer(inputs)
         for node in self.nodes:
-            wanted = [tuple(s) for s in node.layer.param_shapes([shapes[b] for b in node.bottoms])]
+            wanted = [tuple(blob.shape) for blob in node.layer.param_blobs([shapes[b] for b in node.bottoms])]
             have = [b.shape for b in node.layer.blobs]
             if wanted != have:
                 given = ", ".join(f"{k} {v}" for k, v in input_shapes.items())

@@ -241,7 +241,7 @@ def _wiring_warnings(graph):
                                       "read it, drop it, or end it in a Silence layer"))
     if graph.has_loss and graph.phase == caffe_pb2.TRAIN:
         for n in graph.nodes:
-            if not n.reaches_loss and n.layer is not None and n.layer.param_fillers() and n.bottoms:
+            if not n.reaches_loss and n.layer is not None and n.layer.param_blobs(None) and n.bottoms:
                 out.append(node_issue(graph, n, "reaches no loss: its parameters get no gradient and never learn",
                                   "connect its output to a loss, or remove it"))
     return out
@@ -280,7 +280,7 @@ def _params(result, r, owners):
     decay_mult they give (the first one given stands for the blob)."""
     node = r.node
     try:
-        r.param_shapes = [tuple(int(d) for d in s) for s in node.layer.param_shapes(r.bottom_shapes)]
+        r.param_shapes = [tuple(int(d) for d in blob.shape) for blob in node.layer.param_blobs(r.bottom_shapes)]
     except (LayerError, NetspecError) as e:
         _fail(result, r, e.message, e.hint)
         return

@@ -28,7 +28,7 @@ def setup_blobs(layer, bottom_arrays, xp=np, params=None, seed=1701, dtype=np.fl
     shapes = [b.shape for b in bottoms]
     tops = [Blob.zeros(xp, s, dtype) for s in layer.infer(shapes, ShapeContext(layer.phase))]
     rng = np.random.default_rng(seed)
-    pshapes = layer.param_shapes(shapes)
+    pshapes = [b.shape for b in layer.param_blobs(shapes)]
     if params is None:
         params = [rng.standard_normal(s) for s in pshapes]
     layer.blobs = [Blob(xp.asarray(p, dtype=dtype), xp.zeros(np.shape(p), dtype=dtype)) for p in params]

@@ -147,7 +147,7 @@ def test_caffe_simple_convolution_case():
         layer = make_layer(text)
         (shape,), _ = top_shapes(layer, x.shape)
         assert shape == ((2, 3, 2, 1) if group == 3 else (2, 4, 2, 1))
-        w = np.ones(layer.param_shapes([x.shape])[0])
+        w = np.ones([b.shape for b in layer.param_blobs([x.shape])][0])
         (y,) = run(layer, [x], params=[w, np.full(shape[1], 0.1)])
         np.testing.assert_allclose(y, value)
 
@@ -220,7 +220,7 @@ def test_zero_d_convolution_is_a_product_over_the_last_axis():
     text = 'name: "c" type: "Convolution" convolution_param { num_output: 3 axis: 3 }'
     layer = make_layer(text)
     (shape,), _ = top_shapes(layer, (2, 3, 6, 4))
-    assert shape == (2, 3, 6, 3) and layer.param_shapes([(2, 3, 6, 4)]) == [(3, 4), (3,)]
+    assert shape == (2, 3, 6, 3) and [b.shape for b in layer.param_blobs([(2, 3, 6, 4)])] == [(3, 4), (3,)]
     assert layer.window([(2, 3, 6, 4)]) is None
     rng = np.random.default_rng(5)
     x, w, b = rng.standard_normal((2, 3, 6, 4)), rng.standard_normal((3, 4)), rng.standard_normal(3)

@@ -49,7 +49,7 @@ def test_inner_product_forward(axis, transpose, bias, xp):
     k = int(np.prod(x.shape[a:]))
     w = randn(*((k, 4) if transpose else (4, k)), seed=1)
     params = [w] + ([randn(4, seed=2)] if bias else [])
-    assert layer.param_shapes([x.shape]) == [p.shape for p in params]
+    assert [b.shape for b in layer.param_blobs([x.shape])] == [p.shape for p in params]
     (y,) = forward(layer, [x], xp, params)
     rows = x.reshape(int(np.prod(x.shape[:a])), k)
     expected = np.array([[sum(r[i] * (w[i, j] if transpose else w[j, i]) for i in range(k)) for j in range(4)]
@@ -73,8 +73,8 @@ def test_inner_product_shape_note_and_errors():
     (top,), notes = infer("type: 'InnerProduct' inner_product_param { num_output: 4096 }", (10, 256, 6, 6))
     assert top == (10, 4096)
     assert "256 * 6 * 6 = 9216" in notes[0]
-    assert make_layer("type: 'InnerProduct' inner_product_param { num_output: 4096 }").param_shapes(
-        [(10, 256, 6, 6)]) == [(4096, 9216), (4096,)]
+    assert [b.shape for b in make_layer("type: 'InnerProduct' inner_product_param { num_output: 4096 }").param_blobs(
+        [(10, 256, 6, 6)])] == [(4096, 9216), (4096,)]
     with pytest.raises(LayerError, match="num_output"):
         make_layer("type: 'InnerProduct'")
     with pytest.raises(LayerError, match="out of range"):
@@ -293,7 +293,7 @@ def test_scale_learned(param, operand, axis, bias, xp):
         text = text[:-1] + " bias_term: true }"
     layer = make_layer(text)
     x = randn(2, 3, 4)
-    shapes = layer.param_shapes([x.shape])
+    shapes = [b.shape for b in layer.param_blobs([x.shape])]
     assert shapes == [operand] * (2 if bias else 1)
     params = [randn(*operand, seed=1).reshape(operand), randn(*operand, seed=2).reshape(operand)][:len(shapes)]
     (y,) = forward(layer, [x], xp, params)
@@ -303,11 +303,11 @@ def test_scale_learned(param, operand, axis, bias, xp):
 
 
 def test_scale_fillers():
-    fillers = make_layer("type: 'Scale' scale_param { bias_term: true }").param_fillers()
+    fillers = [b.filler for b in make_layer("type: 'Scale' scale_param { bias_term: true }").param_blobs(None)]
     assert [(f.type, f.value) for f in fillers] == [("constant", 1.0), ("constant", 0.0)]
-    filler = make_layer("type: 'Scale' scale_param { filler { type: 'gaussian' std: 0.1 } }").param_fillers()[0]
+    filler = [b.filler for b in make_layer("type: 'Scale' scale_param { filler { type: 'gaussian' std: 0.1 } }").param_blobs(None)][0]
     assert filler.type == "gaussian"
-    assert make_layer("type: 'Scale' bottom: 'x' bottom: 's' scale_param { bias_term: true }").param_fillers() \
+    assert [b.filler for b in make_layer("type: 'Scale' bottom: 'x' bottom: 's' scale_param { bias_term: true }").param_blobs(None)] \
         == [caffe_pb2.FillerParameter()]
 
 
@@ -317,7 +317,7 @@ def test_scale_second_bottom(scale_shape, axis, xp):
     layer = make_layer(text)
     x = randn(2, 3, 4)
     s = randn(*scale_shape, seed=3).reshape(scale_shape)
-    assert layer.param_shapes([x.shape, s.shape]) == [scale_shape]
+    assert [b.shape for b in layer.param_blobs([x.shape, s.shape])] == [scale_shape]
     bias = randn(*scale_shape, seed=4).reshape(scale_shape)
     (y,) = forward(layer, [x, s], xp, [bias])
     a = axis % 3 if scale_shape else 0
@@ -356,14 +356,14 @@ def test_scale_bias_in_place_equals_out_of_place(text):
 def test_bias(param, operand, axis, xp):
     layer = make_layer("type: 'Bias' " + param)
     x = randn(2, 3, 4)
-    assert layer.param_shapes([x.shape]) == [operand]
-    assert layer.param_fillers()[0].type == "constant"
+    assert [b.shape for b in layer.param_blobs([x.shape])] == [operand]
+    assert [b.filler for b in layer.param_blobs(None)][0].type == "constant"
     b = randn(*operand, seed=1).reshape(operand)
     (y,) = forward(layer, [x], xp, [b])
     np.testing.assert_allclose(y, x + expand(b, axis))
     check_gradient(layer, [x], xp=xp, params=[b])
     two = make_layer("type: 'Bias' bottom: 'x' bottom: 'b'")
-    assert two.param_shapes([x.shape, (3,)]) == []
+    assert [b.shape for b in two.param_blobs([x.shape, (3,)])] == []
     check_gradient(two, [x, randn(3, seed=2)], xp=xp)
 
 
@@ -415,9 +415,9 @@ def test_batchnorm_use_global_stats_overrides_phase_and_lr_mult_check():
     with pytest.raises(LayerError, match="statistics"):
         make_layer("type: 'BatchNorm' param { lr_mult: 1 }")
     layer = make_layer("type: 'BatchNorm'")
-    assert layer.param_shapes([(5, 7, 3, 3)]) == [(7,), (7,), (1,)]
-    assert layer.param_shapes([(5,)]) == [(1,), (1,), (1,)]
-    assert all(f.type == "constant" and f.value == 0 for f in layer.param_fillers())
+    assert [b.shape for b in layer.param_blobs([(5, 7, 3, 3)])] == [(7,), (7,), (1,)]
+    assert [b.shape for b in layer.param_blobs([(5,)])] == [(1,), (1,), (1,)]
+    assert all(f.type == "constant" and f.value == 0 for f in [b.filler for b in layer.param_blobs(None)])
 
 
 @pytest.mark.parametrize("shape", [(4, 3, 2, 2), (5, 2)], ids=str)
@@ -559,7 +559,7 @@ def test_embed(xp):
     layer = make_layer("type: 'Embed' embed_param { input_dim: 5 num_output: 3 }")
     idx = np.array([[0.0, 4.0, 2.0], [2.0, 2.0, 1.0]])
     assert layer.infer([idx.shape], ShapeContext()) == [(2, 3, 3)]
-    assert layer.param_shapes([idx.shape]) == [(5, 3), (3,)]
+    assert [b.shape for b in layer.param_blobs([idx.shape])] == [(5, 3), (3,)]
     w, b = randn(5, 3), randn(3, seed=1)
     (y,) = forward(layer, [idx], xp, [w, b])
     np.testing.assert_allclose(y, w[idx.astype(int)] + b)
@@ -616,7 +616,7 @@ def test_batch_reindex(xp):
 def test_parameter(xp):
     layer = make_layer("type: 'Parameter' parameter_param { shape { dim: 2 dim: 3 } }")
     assert layer.infer([], ShapeContext()) == [(2, 3)]
-    assert layer.param_shapes([]) == [(2, 3)]
+    assert [b.shape for b in layer.param_blobs([])] == [(2, 3)]
     w = randn(2, 3)
     (y,) = forward(layer, [], xp, [w])
     np.testing.assert_array_equal(y, w)
@@ -633,7 +633,7 @@ def test_dtype_is_kept_in_float32():
              ("type: 'Eltwise' eltwise_param { coeff: 0.5 coeff: 2 }", [randn(2, 3), randn(2, 3)])]
     for text, arrays in cases:
         layer = make_layer(text, TRAIN)
-        params = [np.abs(randn(*s)) + 0.5 for s in layer.param_shapes([a.shape for a in arrays])]
+        params = [np.abs(randn(*s)) + 0.5 for s in [b.shape for b in layer.param_blobs([a.shape for a in arrays])]]
         bottoms, tops = setup_blobs(layer, arrays, np, params, dtype=np.float32)
         layer.forward(np, bottoms, tops)
         for t in tops:

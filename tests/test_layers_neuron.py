@@ -140,8 +140,8 @@ def test_relu_hand_computed():
 def test_prelu_forward_params_and_fillers(shared):
     text = "type: 'PReLU'" + (" prelu_param { channel_shared: true }" if shared else "")
     layer = make_layer(text)
-    assert layer.param_shapes([(2, 3, 4, 4)]) == [(1,) if shared else (3,)]
-    filler = layer.param_fillers()[0]
+    assert [b.shape for b in layer.param_blobs([(2, 3, 4, 4)])] == [(1,) if shared else (3,)]
+    filler = [b.filler for b in layer.param_blobs(None)][0]
     assert (filler.type, filler.value) == ("constant", pytest.approx(0.25))
     x = away_from([0], (2, 3, 2, 2))
     slopes = np.array([0.5]) if shared else np.array([0.1, 0.2, 0.3])
@@ -153,7 +153,7 @@ def test_prelu_forward_params_and_fillers(shared):
 
 def test_prelu_filler_from_file():
     layer = make_layer("type: 'PReLU' prelu_param { filler { type: 'constant' value: 0.1 } }")
-    assert layer.param_fillers()[0].value == pytest.approx(0.1)
+    assert [b.filler for b in layer.param_blobs(None)][0].value == pytest.approx(0.1)
 
 
 @pytest.mark.parametrize("shape", [(2, 3, 3, 2), (4, 5)], ids=str)

@@ -104,19 +104,19 @@ def params_of(layer):
 def test_lstm_blob_layout_is_caffes():
     layer = recurrent("LSTM", hidden=5)
     assert infer(layer, [(7, 4, 3, 2), (7, 4)]) == [(7, 4, 5)]
-    assert layer.param_shapes([(7, 4, 3, 2), (7, 4)]) == [(20, 6), (20,), (20, 5)]
+    assert [b.shape for b in layer.param_blobs([(7, 4, 3, 2), (7, 4)])] == [(20, 6), (20,), (20, 5)]
     static = recurrent("LSTM", hidden=5, static=True)
-    assert static.param_shapes([(7, 4, 3), (7, 4), (4, 2, 2)]) == [(20, 3), (20,), (20, 4), (20, 5)]
-    fillers = static.param_fillers()
+    assert [b.shape for b in static.param_blobs([(7, 4, 3), (7, 4), (4, 2, 2)])] == [(20, 3), (20,), (20, 4), (20, 5)]
+    fillers = [b.filler for b in static.param_blobs(None)]
     assert [f.type for f in fillers] == ["uniform", "constant", "uniform", "uniform"]
 
 
 def test_rnn_blob_layout_is_caffes():
     layer = recurrent("RNN", hidden=5, static=True)
     assert infer(layer, [(7, 4, 3), (7, 4), (4, 6)]) == [(7, 4, 5)]
-    assert layer.param_shapes([(7, 4, 3), (7, 4), (4, 6)]) == \
+    assert [b.shape for b in layer.param_blobs([(7, 4, 3), (7, 4), (4, 6)])] == \
         [(5, 3), (5,), (5, 6), (5, 5), (5, 5), (5,)]
-    assert [f.type for f in layer.param_fillers()] == \
+    assert [f.type for f in [b.filler for b in layer.param_blobs(None)]] == \
         ["uniform", "constant", "uniform", "uniform", "uniform", "constant"]
 
 

@@ -163,12 +163,12 @@ def test_convolution_params_fillers_macs_window():
     bottoms = [(10, 3, 227, 227)]
     (top,), _ = infer(layer, *bottoms)
     assert top == (10, 96, 55, 55)
-    assert layer.param_shapes(bottoms) == [(96, 3, 11, 11), (96,)]
-    assert [f.type for f in layer.param_fillers()] == ["gaussian", "constant"]
+    assert [b.shape for b in layer.param_blobs(bottoms)] == [(96, 3, 11, 11), (96,)]
+    assert [f.type for f in [b.filler for b in layer.param_blobs(None)]] == ["gaussian", "constant"]
     assert layer.macs(bottoms, [top]) == 10 * 96 * 55 * 55 * 3 * 11 * 11
     assert layer.window(bottoms) == [(11, 4, 0, 1), (11, 4, 0, 1)]
     grouped = make_layer(conv_text(num_output=256, kernel_size=5, pad=2, group=2, bias_term=False))
-    assert grouped.param_shapes([(1, 96, 27, 27)]) == [(256, 48, 5, 5)]
+    assert [b.shape for b in grouped.param_blobs([(1, 96, 27, 27)])] == [(256, 48, 5, 5)]
 
 
 # -- shape notes and warnings ---------------------------------------------------------------------
@@ -513,7 +513,7 @@ def test_deconvolution_gradient(shape, fields, geometry):
 
 def test_deconvolution_weights_are_input_major():
     layer = make_layer(conv_text("Deconvolution", num_output=6, kernel_size=4, stride=2, group=2))
-    assert layer.param_shapes([(1, 8, 5, 5)]) == [(8, 3, 4, 4), (6,)]
+    assert [b.shape for b in layer.param_blobs([(1, 8, 5, 5)])] == [(8, 3, 4, 4), (6,)]
 
 
 # -- Im2col ----------------------------------------------------------------------------------------
@@ -541,7 +541,7 @@ def test_im2col_layer_orders_channels_as_convolution_does():
 ])
 def test_float32_keeps_its_dtype_and_agrees_with_float64(text, shape, xp):
     x = np.random.default_rng(15).standard_normal(shape)
-    params = [np.random.default_rng(16).standard_normal(s) for s in make_layer(text).param_shapes([shape])]
+    params = [np.random.default_rng(16).standard_normal(s) for s in [b.shape for b in make_layer(text).param_blobs([shape])]]
     (y32,), bottoms, tops = forward(make_layer(text), [x], xp, params=params, dtype=np.float32)
     (y64,), _, _ = forward(make_layer(text), [x], np, params=params)
     assert y32.dtype == np.float32

@@ -34,7 +34,7 @@ def plan_backward(nodes, force_backward=False):
     for node in nodes:
         down = list(node.lp.propagate_down)
         wanted = [b in blob_needs and (down[k] if k < len(down) else True) for k, b in enumerate(node.bottoms)]
-        count = len(node.layer.param_fillers()) if node.layer is not None else 0
+        count = len(node.layer.param_blobs(None)) if node.layer is not None else 0
         params = [spec.lr_mult > 0 for spec in param_specs(node.lp, count)]
         needs = any(b in blob_needs for b in node.bottoms) or any(params)
         if needs:

@@ -3,7 +3,7 @@ import numpy as np
 
 from .. import caffe_pb2
 from .arrays import count, dims_text
-from .base import Layer
+from .base import Layer, ParamBlob
 from .registry import layer
 
 
@@ -146,16 +146,12 @@ class Scale(_Broadcast):
     scale is bottom[1]. An unset filler means constant 1 for the scale, 0 for the bias."""
     message = "scale_param"
 
-    def param_shapes(self, bottoms):
-        operand = self.operand_shape(bottoms)
-        learned = [operand] if len(bottoms) == 1 else []
-        return learned + ([operand] if self.lp.scale_param.bias_term else [])
-
-    def param_fillers(self):
+    def param_blobs(self, bottoms):
         p = self.lp.scale_param
+        operand = bottoms and self.operand_shape(bottoms)
         scale = p.filler if p.HasField("filler") else caffe_pb2.FillerParameter(type="constant", value=1)
-        fillers = [] if len(self.lp.bottom) == 2 else [scale]
-        return fillers + ([p.bias_filler] if p.bias_term else [])
+        learned = [] if len(self.lp.bottom) == 2 else [ParamBlob(operand, scale)]
+        return learned + [ParamBlob(operand, p.bias_filler)] * p.bias_term
 
     def macs(self, bottoms, tops):
         return count(tops[0])
@@ -196,11 +192,10 @@ class Bias(_Broadcast):
     """y = x + bias; the bias is learned (unset filler: constant 0) or bottom[1]."""
     message = "bias_param"
 
-    def param_shapes(self, bottoms):
-        return [self.operand_shape(bottoms)] if len(bottoms) == 1 else []
-
-    def param_fillers(self):
-        return [self.lp.bias_param.filler] if len(self.lp.bottom) != 2 else []
+    def param_blobs(self, bottoms):
+        if len(self.lp.bottom) == 2:
+            return []
+        return [ParamBlob(bottoms and self.operand_shape(bottoms), self.lp.bias_param.filler)]
 
     def macs(self, bottoms, tops):
         return 0    # additions only

@@ -2,7 +2,7 @@
 
 A layer type lives in one class, in Caffe's order: how many bottoms and tops it takes,
 setup() (read and validate its parameters once), infer() (the shape rule, pure, with the
-arithmetic explained in words), param_shapes() and macs() (for `netspec check`),
+arithmetic explained in words), param_blobs() and macs() (for `netspec check`),
 forward() and backward() (array code written once for NumPy and CuPy through `xp`).
 
 Backward conventions, as in Caffe:
@@ -12,9 +12,16 @@ Backward conventions, as in Caffe:
   * top[i].diff holds d(total loss)/d(top[i]); for a top with a loss weight w the executor
     seeds it with w before backward starts.
 """
+from typing import NamedTuple
+
 from .. import caffe_pb2
 from ..errors import LayerError
 from .arrays import dims_text
+
+
+class ParamBlob(NamedTuple):
+    shape: tuple        # None while the bottoms' shapes are not known
+    filler: object      # caffe_pb2.FillerParameter
 
 
 class ShapeContext:
@@ -63,13 +70,11 @@ class Layer:
         """Bottom shapes (tuples of ints) -> list of top shapes. Raise LayerError when wrong."""
         raise NotImplementedError
 
-    def param_shapes(self, bottoms):
-        """Shapes of the learnable blobs, in Caffe's blob order (weights, then bias ...)."""
-        return []
-
-    def param_fillers(self):
-        """A FillerParameter for each learnable blob, aligned with param_shapes().
-        An unset filler in the file means Caffe's default, constant 0."""
+    def param_blobs(self, bottoms):
+        """The learnable blobs in Caffe's order (weights, then bias ...): a ParamBlob(shape, filler)
+        each. bottoms: the bottom shapes, or None before they are known (then a shape that
+        depends on them is None, and the count and fillers are still right). An unset filler
+        in the file means Caffe's default, constant 0."""
         return []
 
     def macs(self, bottoms, tops):

@@ -7,7 +7,7 @@ import numpy as np
 
 from ..ops.gemm import matmul
 from .arrays import as_indices, count, scatter_add
-from .base import Layer
+from .base import Layer, ParamBlob
 from .registry import layer
 
 
@@ -36,14 +36,13 @@ class InnerProduct(Layer):
                      f"flattened) -> {self.num_output} outputs")
         return [shape[:axis] + (self.num_output,)]
 
-    def param_shapes(self, bottoms):
-        _, _, k = self._split(tuple(bottoms[0]))
-        weight = (k, self.num_output) if self.transpose else (self.num_output, k)
-        return [weight, (self.num_output,)] if self.bias_term else [weight]
-
-    def param_fillers(self):
-        p = self.lp.inner_product_param
-        return [p.weight_filler, p.bias_filler] if self.bias_term else [p.weight_filler]
+    def param_blobs(self, bottoms):
+        p, weight = self.lp.inner_product_param, None
+        if bottoms:
+            k = self._split(tuple(bottoms[0]))[2]
+            weight = (k, self.num_output) if self.transpose else (self.num_output, k)
+        blobs = [ParamBlob(weight, p.weight_filler)]
+        return blobs + [ParamBlob((self.num_output,), p.bias_filler)] * self.bias_term
 
     def macs(self, bottoms, tops):
         _, m, k = self._split(tuple(bottoms[0]))
@@ -166,13 +165,10 @@ class Embed(Layer):
     def infer(self, bottoms, ctx):
         return [tuple(bottoms[0]) + (self.num_output,)]
 
-    def param_shapes(self, bottoms):
-        weight = (self.input_dim, self.num_output)
-        return [weight, (self.num_output,)] if self.bias_term else [weight]
-
-    def param_fillers(self):
+    def param_blobs(self, bottoms):
         p = self.lp.embed_param
-        return [p.weight_filler, p.bias_filler] if self.bias_term else [p.weight_filler]
+        blobs = [ParamBlob((self.input_dim, self.num_output), p.weight_filler)]
+        return blobs + [ParamBlob((self.num_output,), p.bias_filler)] * self.bias_term
 
     def forward(self, xp, bottoms, tops):
         self._index = as_indices(bottoms[0].data.reshape(-1), self.input_dim, "Embed index")

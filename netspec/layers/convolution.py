@@ -12,7 +12,7 @@ from ..ops import conv as conv_ops
 from ..ops.im2col import col2im, col_shape, im2col
 from ..ops.windows import Window, conv_out, deconv_out
 from ..utils import format_shape
-from .base import Layer
+from .base import Layer, ParamBlob
 from .explain import axis_labels, explain_axes, explain_floor
 from .registry import layer
 
@@ -130,10 +130,12 @@ class _ConvolutionBase(Layer):
         _, win = self._split(bottoms[0])
         return list(zip(*win)) or None     # 0-d: each position stays where it is
 
-    def param_fillers(self):
+    def param_blobs(self, bottoms):
         if not self.has_filters:
             return []
-        return [self.param.weight_filler] + [self.param.bias_filler] * self.param.bias_term
+        p = self.param
+        weight = ParamBlob(bottoms and self.weight_shape(bottoms[0]), p.weight_filler)
+        return [weight] + [ParamBlob((p.num_output,), p.bias_filler)] * p.bias_term
 
     def _param_grads(self):
         """(dw, db): the diffs to accumulate into, None where not wanted (lr_mult 0, no bias)."""
@@ -161,14 +163,12 @@ class Convolution(_ConvolutionBase):
         out = self._conv_spatial(ctx, shape[axis + 1:], win)
         return [shape[:axis] + (self.param.num_output,) + out] * len(bottoms)
 
-    def param_shapes(self, bottoms):
-        axis, win = self._split(bottoms[0])
-        p = self.param
-        shapes = [(p.num_output, bottoms[0][axis] // p.group) + tuple(win.kernel)]
-        return shapes + [(p.num_output,)] * p.bias_term
+    def weight_shape(self, bottom):
+        axis, win = self._split(bottom)
+        return (self.param.num_output, bottom[axis] // self.param.group) + tuple(win.kernel)
 
     def macs(self, bottoms, tops):
-        w = self.param_shapes(bottoms)[0]
+        w = self.weight_shape(bottoms[0])
         return sum(math.prod(t) * math.prod(w[1:]) for t in tops)
 
     def forward(self, xp, bottoms, tops):
@@ -222,14 +222,12 @@ class Deconvolution(_ConvolutionBase):
         explain_axes(ctx, labels, items)
         return [shape[:axis] + (self.param.num_output,) + tuple(out)] * len(bottoms)
 
-    def param_shapes(self, bottoms):
-        axis, win = self._split(bottoms[0])
-        p = self.param
-        shapes = [(bottoms[0][axis], p.num_output // p.group) + tuple(win.kernel)]
-        return shapes + [(p.num_output,)] * p.bias_term
+    def weight_shape(self, bottom):
+        axis, win = self._split(bottom)
+        return (bottom[axis], self.param.num_output // self.param.group) + tuple(win.kernel)
 
     def macs(self, bottoms, tops):
-        w = self.param_shapes(bottoms)[0]
+        w = self.weight_shape(bottoms[0])
         return sum(math.prod(b) * math.prod(w[1:]) for b in bottoms)
 
     def window(self, bottoms):

@@ -13,7 +13,7 @@ import numpy as np
 
 from .. import caffe_pb2
 from ..errors import LayerError
-from .base import Layer
+from .base import Layer, ParamBlob
 from .registry import layer
 
 
@@ -97,13 +97,11 @@ class PReLU(Neuron):
             self.fail(f"PReLU needs a blob of at least 2 axes (channels on axis 1), got shape {tuple(bottoms[0])}")
         return [tuple(bottoms[0])]
 
-    def param_shapes(self, bottoms):
-        return [(1,) if self.shared else (bottoms[0][1],)]
-
-    def param_fillers(self):
-        if self.lp.prelu_param.HasField("filler"):
-            return [self.lp.prelu_param.filler]
-        return [caffe_pb2.FillerParameter(type="constant", value=0.25)]
+    def param_blobs(self, bottoms):
+        p = self.lp.prelu_param
+        filler = p.filler if p.HasField("filler") else caffe_pb2.FillerParameter(type="constant", value=0.25)
+        shape = (1,) if self.shared else bottoms and (bottoms[0][1],)
+        return [ParamBlob(shape, filler)]
 
     def _slope(self, x):
         a = self.blobs[0].data

@@ -1,7 +1,7 @@
 """Normalisation over a batch or an item: BatchNorm (statistics only; a Scale follows) and MVN."""
 from .. import caffe_pb2
 from .arrays import count
-from .base import Layer
+from .base import Layer, ParamBlob
 from .registry import layer
 
 
@@ -40,12 +40,10 @@ class BatchNorm(Layer):
         ctx.note(f"normalise each of {c} channels over {m} values with {source}")
         return [shape]
 
-    def param_shapes(self, bottoms):
-        c = self.channels(tuple(bottoms[0]))
-        return [(c,), (c,), (1,)]
-
-    def param_fillers(self):
-        return [caffe_pb2.FillerParameter(type="constant", value=0)] * 3
+    def param_blobs(self, bottoms):
+        c = bottoms and self.channels(tuple(bottoms[0]))
+        zero = caffe_pb2.FillerParameter(type="constant", value=0)
+        return [ParamBlob(c and (c,), zero), ParamBlob(c and (c,), zero), ParamBlob((1,), zero)]
 
     def macs(self, bottoms, tops):
         return count(tops[0])

@@ -7,7 +7,7 @@ import math
 
 from .. import caffe_pb2
 from .arrays import as_indices, count, dims_text, scatter_add
-from .base import Layer
+from .base import Layer, ParamBlob
 from .registry import layer
 
 
@@ -336,11 +336,8 @@ class Parameter(Layer):
     def infer(self, bottoms, ctx):
         return [self._shape()]
 
-    def param_shapes(self, bottoms):
-        return [self._shape()]
-
-    def param_fillers(self):
-        return [caffe_pb2.FillerParameter(type="constant", value=0)]
+    def param_blobs(self, bottoms):
+        return [ParamBlob(self._shape(), caffe_pb2.FillerParameter(type="constant", value=0))]
 
     def forward(self, xp, bottoms, tops):
         tops[0].data[...] = self.blobs[0].data

@@ -16,7 +16,7 @@ gradients arriving at hT/cT (Caffe drops both, which only matters when they are 
 import math
 
 from ..errors import LayerError
-from .base import Layer
+from .base import Layer, ParamBlob
 from .registry import layer
 
 
@@ -116,14 +116,14 @@ class Recurrent(Layer):
         static = math.prod(bottoms[2][1:]) if self.has_static(len(bottoms)) else None
         return dim, static
 
-    def input_param_shapes(self, bottoms):
+    def input_blobs(self, bottoms):
+        """The input-to-hidden weight and bias, and the static input's weight where there is one."""
         rows = self.gate_factor * self.hidden
-        dim, static = self.input_shapes(bottoms)
-        return [(rows, dim), (rows,)] + ([(rows, static)] if static is not None else [])
-
-    def input_fillers(self, bottoms_count):
-        static = [self.weight_filler] if self.has_static(bottoms_count) else []
-        return [self.weight_filler, self.bias_filler] + static
+        dim, static = self.input_shapes(bottoms) if bottoms else (None, None)
+        blobs = [ParamBlob(dim and (rows, dim), self.weight_filler), ParamBlob((rows,), self.bias_filler)]
+        if self.has_static(len(self.lp.bottom)):
+            blobs.append(ParamBlob(static and (rows, static), self.weight_filler))
+        return blobs
 
     # -- compute helpers ---------------------------------------------------------------------------
     def transform_inputs(self, xp, bottoms):
@@ -200,11 +200,8 @@ class LSTM(Recurrent):
     bottoms = (2, 5)
     tops = (1, 3)
 
-    def param_shapes(self, bottoms):
-        return self.input_param_shapes(bottoms) + [(4 * self.hidden, self.hidden)]
-
-    def param_fillers(self):
-        return self.input_fillers(len(self.lp.bottom)) + [self.weight_filler]
+    def param_blobs(self, bottoms):
+        return self.input_blobs(bottoms) + [ParamBlob((4 * self.hidden, self.hidden), self.weight_filler)]
 
     def macs(self, bottoms, tops):
         steps, streams = bottoms[0][:2]
@@ -261,13 +258,9 @@ class RNN(Recurrent):
     bottoms = (2, 4)
     tops = (1, 2)
 
-    def param_shapes(self, bottoms):
-        hid = self.hidden
-        return self.input_param_shapes(bottoms) + [(hid, hid), (hid, hid), (hid,)]
-
-    def param_fillers(self):
-        w, b = self.weight_filler, self.bias_filler
-        return self.input_fillers(len(self.lp.bottom)) + [w, w, b]
+    def param_blobs(self, bottoms):
+        hid, w, b = self.hidden, self.weight_filler, self.bias_filler
+        return self.input_blobs(bottoms) + [ParamBlob((hid, hid), w), ParamBlob((hid, hid), w), ParamBlob((hid,), b)]
 
     def macs(self, bottoms, tops):
         steps, streams = bottoms[0][:2]
