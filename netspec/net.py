@@ -92,7 +92,7 @@ class Net:
         self.layer_names = [layer.name for layer in self.layers]
         self.outputs = list(self.graph.outputs)
         # a data layer given an input shape is fed instead of read, as `netspec check --input` takes it
-        self._fed = {t for n in self.nodes if not n.bottoms and n.type != "Input" and set(n.tops) & set(inputs or ())
+        self._fed = {t for n in self.nodes if not n.bottoms and not n.layer.is_input and set(n.tops) & set(inputs or ())
                      for t in n.tops}
         self.inputs = list(self.graph.inputs) + [t for n in self.nodes for t in n.tops if t in self._fed]
         # forward() takes the inputs, and the tops of any layer without bottoms (a data layer's)
@@ -192,7 +192,7 @@ class Net:
         for step in self.steps:
             tops = set(step.node.tops)
             step.feeds_only = not step.node.bottoms and bool(tops) and (
-                step.layer.type == "Input" or tops <= self._fed)
+                step.layer.is_input or tops <= self._fed)
 
     def _error(self, node, message, hint=None):
         return NetspecError(message, file=self.source.path, line=node.line,

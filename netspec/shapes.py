@@ -19,8 +19,6 @@ from .utils import did_you_mean, format_shape
 BYTES_PER_VALUE = 4          # float32 activations
 SEARCH_RADIUS = 32           # how far from the given input size the clean-size search looks
 SEARCH_SECONDS = 2.0         # and for how long at most
-MULTI_BOTTOM_TYPES = ("Eltwise", "Concat", "Crop", "Scale", "Bias")
-LABELLED_DATA_TYPES = ("Data", "ImageData", "WindowData", "MemoryData")
 MULTIPLIERS = ("lr_mult", "decay_mult")      # a shared blob's: the first sharer giving one sets it
 
 
@@ -176,7 +174,7 @@ def _infer(node, bottoms, ctx, inputs):
 def _labels_beside(node, given):
     """Caffe's image data layers give top 1 (the labels) the shape (N,): with the data's
     shape given, the labels' follows."""
-    if node.type in LABELLED_DATA_TYPES and len(given) == 2 and given[0] and not given[1]:
+    if node.layer.labelled and len(given) == 2 and given[0] and not given[1]:
         return [given[0], given[0][:1]]
     return given
 
@@ -186,7 +184,7 @@ def _call_infer(node, bottoms, ctx):
         tops = node.layer.infer(list(bottoms), ctx)
     except (LayerError, NetspecError) as e:
         if not node.bottoms:
-            hint = _input_hint(node.tops[:1] if node.type in LABELLED_DATA_TYPES else node.tops)
+            hint = _input_hint(node.tops[:1] if node.layer.labelled else node.tops)
             raise LayerError(f"the shape of {', '.join(repr(t) for t in node.tops)} is unknown: {e.message}",
                              f"{e.hint}; or {hint}" if e.hint else hint) from None
         raise
@@ -206,7 +204,7 @@ def _check_sizes(graph, r):
     """The fallback for sizes that reach zero or below, whatever rule let them through."""
     for t, s in zip(r.node.tops, r.top_shapes):
         if any(d <= 0 for d in s):
-            r.errors.append(_input_dim_issue(graph, r.node, t, s) if r.node.type == "Input" else
+            r.errors.append(_input_dim_issue(graph, r.node, t, s) if r.node.layer.is_input else
                             node_issue(graph, r.node, f"top '{t}' would be {format_shape(s)}: a size reached zero or below",
                                        "the input is too small for this stack of layers: give a larger input, "
                                        "or reduce kernel, stride or depth"))
@@ -369,7 +367,8 @@ def _suggest_sizes(result, inputs):
     """When operands of a multi-input layer disagree, name the nearest input sizes (below and
     above) for which the whole net checks clean, by re-running the pure pass on sizes nearby."""
     graph = result.graph
-    clash = [e for r in result.layers if len(r.node.bottoms) > 1 and r.type in MULTI_BOTTOM_TYPES
+    clash = [e for r in result.layers if len(r.node.bottoms) > 1 and r.node.layer is not None
+             and r.node.layer.operands_agree
              for e in r.errors]
     if not clash or graph.errors:
         return

@@ -42,10 +42,10 @@ class Timer:
 
 
 def fill_inputs(net, rng):
-    """Random values for the fed inputs; blobs read as labels (bottom 1 of a loss or an
-    Accuracy) get 0, a valid class for any net."""
-    labels = {node.bottoms[1] for node in net.nodes
-              if len(node.bottoms) > 1 and (node.layer.loss or node.layer.type == "Accuracy")}
+    """Random values for the fed inputs; blobs read as labels (by a loss or an Accuracy) get 0,
+    a valid class for any net."""
+    labels = {node.bottoms[node.layer.label_bottom] for node in net.nodes
+              if node.layer.label_bottom is not None and len(node.bottoms) > node.layer.label_bottom}
     feeds = {}
     for name in net.inputs:
         shape = net.blobs[name].shape

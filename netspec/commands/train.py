@@ -159,7 +159,7 @@ def example_solver(workdir, iterations, log):
     with open(os.path.join(here, "lenet_train_test.prototxt")) as f:
         net = text_format.Parse(f.read(), caffe_pb2.NetParameter())
     for lp in net.layer:
-        if lp.type == "Data":
+        if lp.HasField("data_param"):
             train = any(rule.phase == caffe_pb2.TRAIN for rule in lp.include)
             lp.data_param.source = sources["train" if train else "test"]
     print(check(net, phase="TRAIN").format(), flush=True)

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from .. import caffe_pb2
 from ..errors import LayerError, NetspecError
 from ..findings import Findings, Issue, by_name, node_issue
-from ..layers import layer_class
+from ..layers import LAYERS, layer_class
 from ..utils import closest
 from .backward import mark_backward
 from .state import exclusion, net_state, unused_stages
@@ -34,6 +34,7 @@ class Node:
     reaches_loss: bool = False         # its output reaches a nonzero loss weight
     split: bool = False                # inserted by the graph, not written in the file
     anonymous: list = field(default_factory=list)   # tops Caffe makes for a loss layer given none
+    cls: type = None                   # the layer type's class, None when the type is unknown
 
     @property
     def name(self):
@@ -111,7 +112,7 @@ def build_graph(source, phase=None, stages=(), level=None, insert_splits=True, i
         if reason:
             graph.excluded.append((lp.name, reason))
             continue
-        nodes.append(_make_node(graph, len(nodes), _shaped_by_caller(lp, inputs), line))
+        nodes.append(_make_node(graph, len(nodes), lp, line, inputs))
     fed = _fed_input_layer(nodes, inputs)
     if fed is not None:
         nodes.insert(0, _make_node(graph, 0, fed, None))
@@ -124,7 +125,7 @@ def build_graph(source, phase=None, stages=(), level=None, insert_splits=True, i
     graph.nodes = nodes
     _check_tops(graph)
     mark_backward(graph)
-    graph.inputs = [t for n in nodes if n.type == "Input" for t in n.tops]
+    graph.inputs = [t for n in nodes if n.cls is not None and n.cls.is_input for t in n.tops]
     graph.outputs = _outputs(nodes)
     return graph
 
@@ -174,7 +175,7 @@ def _legacy_input_layer(param):
 def _shaped_by_caller(lp, inputs):
     """An Input layer written without shapes (legal in Caffe: the caller shapes its blobs) takes
     the given ones."""
-    if lp.type != "Input" or len(lp.input_param.shape) or not all(t in inputs for t in lp.top):
+    if len(lp.input_param.shape) or not all(t in inputs for t in lp.top):
         return lp
     shaped = caffe_pb2.LayerParameter()
     shaped.CopyFrom(lp)
@@ -197,16 +198,18 @@ def _fed_input_layer(nodes, inputs):
     return lp
 
 
-def _make_node(graph, index, lp, line):
-    node = Node(index, lp, None, list(lp.bottom), list(lp.top), line)
+def _make_node(graph, index, lp, line, inputs=None):
+    cls = LAYERS.get(lp.type)
+    if cls is not None and cls.is_input and inputs:
+        lp = _shaped_by_caller(lp, inputs)
+    node = Node(index, lp, None, list(lp.bottom), list(lp.top), line, cls=cls)
     issue = lambda msg, hint=None: node_issue(graph, node, msg, hint)  # noqa: E731
-    cls = None
     try:
-        cls = layer_class(lp.type)
+        layer_class(lp.type)                    # an unknown type names the nearest known ones
         node.layer = cls(lp, lp.phase if lp.HasField("phase") else graph.phase)
     except (LayerError, NetspecError) as e:     # an unknown type, or parameters the layer refuses
         hint = e.hint
-        if lp.type == "Input" and lp.top:          # the caller may shape it (see _shaped_by_caller)
+        if cls is not None and cls.is_input and lp.top:   # the caller may shape it (see _shaped_by_caller)
             flags = " ".join(f"--input {t}=N,C,H,W" for t in lp.top)
             hint = f"{hint}; or give the shape: {flags}" if hint else f"give the shape: {flags}"
         graph.errors.append(issue(e.message, hint))
@@ -375,7 +378,7 @@ def _split_node(graph, producer, j, blob, count, loss_weight):
     tops = [split_blob_name(producer.name, blob, j, k) for k in range(count)]
     lp = caffe_pb2.LayerParameter(name=split_layer_name(producer.name, blob, j), type="Split",
                                   bottom=[blob], top=tops)
-    node = Node(-1, lp, None, [blob], tops, producer.line, [0.0] * count, split=True)
+    node = Node(-1, lp, None, [blob], tops, producer.line, [0.0] * count, split=True, cls=LAYERS["Split"])
     node.loss_weights[0] = loss_weight
     try:
         node.layer = layer_class("Split")(lp, graph.phase)

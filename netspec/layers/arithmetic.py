@@ -11,6 +11,7 @@ from .registry import layer
 @layer("Eltwise")
 class Eltwise(Layer):
     """Elementwise PROD, SUM (with one coefficient per bottom) or MAX of same-shaped bottoms."""
+    operands_agree = True
     bottoms = (2, None)
     P = caffe_pb2.EltwiseParameter
 
@@ -90,6 +91,7 @@ class _Broadcast(Layer):
     """Scale and Bias: an operand of shape bottom.shape[axis : axis + k] broadcast over the
     rest of bottom[0], given as a second bottom or learned (num_axes: how many axes; -1: all
     from axis on; 0: a scalar)."""
+    operands_agree = True
     bottoms = (1, 2)
     message = ""
 

@@ -50,6 +50,11 @@ class Layer:
     param_fields = None     # the LayerParameter fields of its parameter messages; by default the one
                             # named after the type (plus loss_param for loss layers): see @layer
     loss = False            # a loss layer: its top 0 has loss_weight 1 unless the file says otherwise
+    is_input = False        # an Input layer: its tops are fed by the caller
+    labelled = False        # a data source whose top 1 holds one label per item (N,)
+    label_bottom = None     # the bottom that holds labels (losses, Accuracy): not a gradient's way
+    operands_agree = False  # several bottoms whose shapes must line up (Eltwise, Concat ...)
+    batch_statistics = False   # normalises with the batch's own statistics (BatchNorm in TRAIN)
     learnable = None        # per parameter blob, False where the solver must never update it
                             # (BatchNorm's running statistics); None: every blob learns
 
@@ -92,7 +97,7 @@ class Layer:
 
     def allow_force_backward(self, bottom_index):
         """Caffe's AllowForceBackward: force_backward reaches this bottom (loss layers: not the labels)."""
-        return not (self.loss and bottom_index == 1)
+        return not (self.loss and bottom_index == self.label_bottom)
 
     # -- compute ---------------------------------------------------------------------------
     def forward(self, xp, bottoms, tops):

@@ -144,6 +144,7 @@ def _order(n, epoch, seed, shuffle):
 @layer("Data")
 class Data(_Reading):
     """Datum records from an LMDB, in key order, wrapping at the end."""
+    labelled = True
 
     def setup(self):
         super().setup()
@@ -204,6 +205,7 @@ class Data(_Reading):
 @layer("ImageData")
 class ImageData(_Reading):
     """Images named in a list file ("path label" per line), read with Pillow."""
+    labelled = True
 
     def setup(self):
         super().setup()
@@ -390,6 +392,7 @@ class HDF5Output(Layer):
 @layer("MemoryData")
 class MemoryData(_Source):
     """Batches from arrays given in Python: set_input_arrays(data, labels), as in pycaffe."""
+    labelled = True
     tops = (2, 2)
 
     def setup(self):
@@ -433,6 +436,7 @@ class MemoryData(_Source):
 @layer("Input")
 class Input(_Source):
     """Blobs fed from outside (Net.forward(data=...)); forward leaves them as they are."""
+    is_input = True
     tops = (1, None)
 
     def setup(self):
@@ -491,6 +495,7 @@ class DummyData(_Source):
 @layer("WindowData")
 class WindowData(_Source):
     """R-CNN window sampling: shapes only here; its forward is not supported."""
+    labelled = True
     tops = (2, 2)
 
     def setup(self):

@@ -120,6 +120,7 @@ def loss_top(xp, value, like):
 
 class LossLayer(Layer):
     """Shared parts: two bottoms, a 0-d loss top, Caffe's first-dimension check."""
+    label_bottom = 1
     loss = True
     bottoms = (2, 2)
     tops = (1, 1)
@@ -486,6 +487,7 @@ class Accuracy(Layer):
     """The fraction of labels within the top_k scores on `axis`. As in Caffe, a tie counts
     against the true class: it is a hit when fewer than top_k other classes score at least as
     high. Top 1 (optional): per-class accuracy. Not a loss; its gradient is zero."""
+    label_bottom = 1
     bottoms = (2, 2)
     tops = (1, 2)
 

@@ -22,6 +22,7 @@ class BatchNorm(Layer):
         p = self.lp.batch_norm_param
         self.use_global_stats = (p.use_global_stats if p.HasField("use_global_stats")
                                  else self.phase == caffe_pb2.TEST)
+        self.batch_statistics = not self.use_global_stats
         self.maf, self.eps = p.moving_average_fraction, p.eps
         for i, spec in enumerate(self.lp.param[:3]):
             if spec.lr_mult != 0:

@@ -26,6 +26,7 @@ def pieces_along(array, blobs, axis):
 @layer("Concat")
 class Concat(Layer):
     """Joins bottoms along one axis; every other axis must agree."""
+    operands_agree = True
     bottoms = (1, None)
 
     def setup(self):

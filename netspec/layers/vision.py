@@ -69,6 +69,7 @@ class LRN(Layer):
 class Crop(Layer):
     """Crop bottom[0] to bottom[1]'s shape from `axis` on, at `offset` (one for all those
     axes, or one each); the axes before `axis` are kept."""
+    operands_agree = True
     bottoms = (2, 2)
 
     def setup(self):

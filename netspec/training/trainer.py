@@ -65,8 +65,7 @@ class Trainer:
         self.log.info(f"Effective batch: {size} (batch_size) x {iter_size} (iter_size) = {size * iter_size} "
                       "images per iteration")
         if iter_size > 1:
-            bn = [layer.name for layer in self.net.layers
-                  if layer.type == "BatchNorm" and not layer.lp.batch_norm_param.use_global_stats]
+            bn = [layer.name for layer in self.net.layers if layer.batch_statistics]
             if bn:
                 self.log.warn(f"iter_size {iter_size} with BatchNorm in TRAIN ({', '.join(bn)}): its statistics "
                               f"see one batch of {size}, not the effective batch of {size * iter_size}")
