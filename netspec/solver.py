@@ -21,11 +21,9 @@ from . import caffe_pb2
 from .backend import to_numpy
 from .errors import NetspecError
 from .utils import did_you_mean
+from .io.upgrade import upgrade_solver
 from .io.blobs import array_to_proto, proto_to_array, shapes_match
 
-LEGACY_TYPES = {caffe_pb2.SolverParameter.SGD: "SGD", caffe_pb2.SolverParameter.NESTEROV: "Nesterov",
-                caffe_pb2.SolverParameter.ADAGRAD: "AdaGrad", caffe_pb2.SolverParameter.RMSPROP: "RMSProp",
-                caffe_pb2.SolverParameter.ADADELTA: "AdaDelta", caffe_pb2.SolverParameter.ADAM: "Adam"}
 LR_POLICIES = ("fixed", "step", "exp", "inv", "multistep", "poly", "sigmoid")
 
 
@@ -172,13 +170,13 @@ RULES = {cls.__name__: cls for cls in (SGD, Nesterov, AdaGrad, RMSProp, AdaDelta
 
 
 def solver_type(sp):
-    """The solver's type name; the legacy solver_type enum maps to it, as Caffe's upgrade does."""
+    """The solver's type name (any case); the legacy solver_type enum is upgraded to it first,
+    as a solver file is on reading."""
     if sp.HasField("solver_type"):
-        legacy = LEGACY_TYPES[sp.solver_type]
-        if sp.HasField("type") and sp.type.lower() != legacy.lower():
-            raise NetspecError(f"the solver sets both type '{sp.type}' and the legacy solver_type {legacy}",
-                               hint="keep type only")
-        return legacy
+        upgraded = caffe_pb2.SolverParameter()
+        upgraded.CopyFrom(sp)
+        upgrade_solver(upgraded)
+        sp = upgraded
     by_lower = {name.lower(): name for name in RULES}
     name = by_lower.get(sp.type.lower())
     if name is None:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from .. import caffe_pb2
 from ..errors import LayerError, NetspecError
 from ..findings import Findings, Issue, by_name, node_issue
+from ..io import NetSource, net_source, read_net
 from ..layers import LAYERS, layer_class
 from ..utils import closest
 from .backward import mark_backward
@@ -132,11 +133,10 @@ def build_graph(source, phase=None, stages=(), level=None, insert_splits=True, i
 
 def load_source(source, label=None):
     """A NetSource from a path, a NetSource, or a NetParameter (`label` names it in messages)."""
-    from ..io import NetSource, read_net
     if isinstance(source, NetSource):
         return source
     if isinstance(source, caffe_pb2.NetParameter):
-        return NetSource(source, label)
+        return net_source(source, label)
     if isinstance(source, (str, bytes)) or hasattr(source, "__fspath__"):
         return read_net(source)
     raise TypeError(f"expected a NetSource, NetParameter or path, not {type(source).__name__}")
@@ -144,32 +144,13 @@ def load_source(source, label=None):
 
 def _unpack(source):
     source = load_source(source)
-    param, path = source.param, source.path
-    if len(param.layers) and not len(param.layer):
-        raise NetspecError("this net is in the legacy V1 format ('layers' blocks)", file=path,
-                           hint="read it with netspec.io.read_net, which upgrades it")
-    return param, path, list(source.lines), [str(w) for w in source.warnings]
+    return source.param, source.path, list(source.lines), [str(w) for w in source.warnings]
 
 
 def _declared_layers(param, lines):
-    """(LayerParameter, line) in file order; legacy `input:` fields become an Input layer
-    named 'input' at the front, as Caffe's UpgradeNetInput does."""
-    if len(param.input):
-        yield _legacy_input_layer(param), None
+    """(LayerParameter, line) in file order."""
     for i, lp in enumerate(param.layer):
         yield lp, lines[i] if i < len(lines) else None
-
-
-def _legacy_input_layer(param):
-    lp = caffe_pb2.LayerParameter(name="input", type="Input", top=list(param.input))
-    if len(param.input_shape):
-        for s in param.input_shape:
-            lp.input_param.shape.add().CopyFrom(s)
-    elif len(param.input_dim):
-        dims = list(param.input_dim)
-        for i in range(len(param.input)):
-            lp.input_param.shape.add(dim=dims[4 * i:4 * i + 4])
-    return lp
 
 
 def _shaped_by_caller(lp, inputs):

@@ -16,7 +16,7 @@ from .formats import (FORMATS, KINDS, check_output, detect_kind, dump, format_of
 from .upgrade import needs_upgrade, upgrade_net, upgrade_solver
 
 __all__ = [
-    "NetSource", "read_net", "parse_net", "parse_net_text", "write_net", "read_solver",
+    "NetSource", "net_source", "read_net", "parse_net", "parse_net_text", "write_net", "read_solver",
     "write_solver", "read_message", "write_message", "read_blobproto", "read_caffemodel", "read_weights",
     "detect_kind", "format_of", "check_output", "dump", "upgrade_net", "upgrade_solver", "needs_upgrade",
     "FORMATS", "KINDS",
@@ -40,6 +40,14 @@ def _net_source(loaded):
     positions, warnings = upgrade_net(net, loaded.path, loaded.positions)
     lines = [at[0] if at else None for at in positions]
     return NetSource(net, loaded.path, lines, loaded.warnings + warnings)
+
+
+def net_source(param, label=None):
+    """A NetSource for a NetParameter held in memory (a copy, upgraded as a file would be)."""
+    net = caffe_pb2.NetParameter()
+    net.CopyFrom(param)
+    _, warnings = upgrade_net(net, label)
+    return NetSource(net, label, [], warnings)
 
 
 def read_net(path, fmt=None):
