@@ -7,6 +7,7 @@ import numpy as np
 
 from ..ops.gemm import matmul
 from .arrays import as_indices, count, scatter_add
+from ..ops.softmax import softmax
 from .base import Layer, ParamBlob
 from .registry import layer
 
@@ -85,11 +86,7 @@ class Softmax(Layer):
 
     def forward(self, xp, bottoms, tops):
         x = bottoms[0].data
-        axis = self._axis(x.ndim)
-        y = tops[0].data
-        xp.subtract(x, x.max(axis=axis, keepdims=True), out=y)
-        xp.exp(y, out=y)
-        y /= y.sum(axis=axis, keepdims=True)
+        softmax(xp, x, self._axis(x.ndim), out=tops[0].data)
 
     def backward(self, xp, tops, propagate_down, bottoms):
         if propagate_down[0]:

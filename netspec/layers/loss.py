@@ -12,6 +12,7 @@ from .. import caffe_pb2
 from ..errors import LayerError, NetspecError
 from ..io.formats import load
 from ..io.blobs import proto_to_array
+from ..ops.softmax import softmax
 from .base import Layer
 from .registry import layer
 
@@ -46,12 +47,6 @@ def split_scores(layer, bottoms):
             f"label blob {label} holds {prod(label)}",
             hint="for (N, C, H, W) scores over axis 1 give N*H*W labels with values in {0..C-1}")
     return axis, outer, classes, inner
-
-
-def softmax(xp, x3):
-    """Softmax over axis 1 of an (outer, classes, inner) array, shifted by the max for stability."""
-    e = xp.exp(x3 - x3.max(axis=1, keepdims=True))
-    return e / e.sum(axis=1, keepdims=True)
 
 
 def normalization_mode(loss_param, default):
@@ -180,7 +175,7 @@ class SoftmaxWithLoss(ClassLossLayer):
     def forward(self, xp, bottoms, tops):
         x = bottoms[0].data
         axis, outer, classes, inner = self.split([x.shape, bottoms[1].data.shape])
-        prob = softmax(xp, x.reshape(outer, classes, inner))
+        prob = softmax(xp, x.reshape(outer, classes, inner), axis=1)
         lab, valid = class_labels(xp, bottoms[1].data.reshape(outer, inner), classes,
                                   self.ignore_label, f"on axis {axis} of bottom[0] {x.shape}")
         picked = xp.take_along_axis(prob, lab[:, None, :], axis=1)[:, 0, :]
@@ -402,7 +397,7 @@ class InfogainLoss(ClassLossLayer):
         axis, outer, classes, inner = self.split([x.shape, bottoms[1].data.shape])
         h = bottoms[2].data if len(bottoms) > 2 else xp.asarray(self.matrix, dtype=x.dtype)
         h = h.reshape(classes, classes)
-        prob = softmax(xp, x.reshape(outer, classes, inner))
+        prob = softmax(xp, x.reshape(outer, classes, inner), axis=1)
         lab, valid = class_labels(xp, bottoms[1].data.reshape(outer, inner), classes,
                                   self.ignore_label, f"on axis {axis} of bottom[0] {x.shape}")
         rows = xp.moveaxis(h[lab], -1, 1)               # (outer, classes, inner): H[label, l]
