@@ -199,7 +199,7 @@ def test_reshape_note_data_and_gradient(xp):
 @pytest.mark.parametrize("param,message", [
     ("shape { dim: -1 dim: -1 }", "more than one -1"),
     ("shape { dim: 7 dim: -1 }", "not divisible by the product of the other dimensions \\(7\\)"),
-    ("shape { dim: 5 dim: 5 }", "holds 25 values but the bottom 2 x 3 x 4 holds 24"),
+    ("shape { dim: 5 dim: 5 }", "holds 25 values but the bottom 2x3x4 holds 24"),
     ("shape { dim: 0 dim: 0 dim: 0 dim: 0 }", "no axis 3 to copy"),
     ("shape { dim: -2 dim: -1 }", "dimensions are positive"),
     ("shape { dim: 1 } axis: 5", "axis 5 is out of range"),
@@ -326,7 +326,7 @@ def test_scale_second_bottom(scale_shape, axis, xp):
 
 
 def test_scale_mismatch_error():
-    with pytest.raises(LayerError, match="does not match bottom 'x' \\(2 x 3 x 4\\) from axis 1 on"):
+    with pytest.raises(LayerError, match="does not match bottom 'x' \\(2x3x4\\) from axis 1 on"):
         infer("type: 'Scale' bottom: 'x' bottom: 's'", (2, 3, 4), (4,))
     with pytest.raises(LayerError, match="runs past"):
         infer("type: 'Scale' scale_param { axis: 2 num_axes: 2 }", (2, 3, 4))

@@ -2,7 +2,8 @@
 import numpy as np
 
 from .. import caffe_pb2
-from .arrays import count, dims_text
+from ..utils import format_shape
+from .arrays import count
 from .base import Layer, ParamBlob
 from .registry import layer
 
@@ -104,7 +105,7 @@ class _Broadcast(Layer):
         if p.num_axes < -1:
             self.fail(f"{self.message}.num_axes must be >= 0, or -1 for all axes from axis on, got {p.num_axes}")
         if p.num_axes >= 0 and axis + p.num_axes > len(shape):
-            self.fail(f"axis {axis} + num_axes {p.num_axes} runs past the {len(shape)}-d bottom ({dims_text(shape)})")
+            self.fail(f"axis {axis} + num_axes {p.num_axes} runs past the {len(shape)}-d bottom ({format_shape(shape)})")
         return shape[axis:] if p.num_axes == -1 else shape[axis:axis + p.num_axes]
 
     def operand_axis(self, shape, operand):
@@ -113,9 +114,9 @@ class _Broadcast(Layer):
             return 0        # a scalar: any axis would do
         axis = self.canonical_axis(getattr(self.lp, self.message).axis, len(shape))
         if axis + len(operand) > len(shape) or tuple(shape[axis:axis + len(operand)]) != tuple(operand):
-            self.fail(f"the {self.type.lower()} operand {dims_text(operand)} does not match bottom {self.bottom_name(0)} "
-                      f"({dims_text(shape)}) from axis {axis} on "
-                      f"(axes {axis}..{axis + len(operand) - 1} are {dims_text(shape[axis:axis + len(operand)])})",
+            self.fail(f"the {self.type.lower()} operand {format_shape(operand)} does not match bottom {self.bottom_name(0)} "
+                      f"({format_shape(shape)}) from axis {axis} on "
+                      f"(axes {axis}..{axis + len(operand) - 1} are {format_shape(shape[axis:axis + len(operand)])})",
                       hint=f"set {self.message}.axis to where the operand's dimensions start")
         return axis
 
@@ -125,7 +126,7 @@ class _Broadcast(Layer):
         axis = self.operand_axis(shape, operand)
         if operand:
             where = f"axis {axis}" if len(operand) == 1 else f"axes {axis}..{axis + len(operand) - 1}"
-            ctx.note(f"{self.type.lower()} of shape {dims_text(operand)} lines up with {where} of {dims_text(shape)}")
+            ctx.note(f"{self.type.lower()} of shape {format_shape(operand)} lines up with {where} of {format_shape(shape)}")
         return [shape]
 
     @staticmethod

@@ -10,10 +10,6 @@ def count(shape, start=0, end=None):
     return math.prod(shape[start:end])
 
 
-def dims_text(shape):
-    return " x ".join(str(d) for d in shape) if shape else "a scalar"
-
-
 def scatter_add(xp, target, index, values):
     """target[index] += values, with repeated indices adding up."""
     if xp is np:

@@ -16,7 +16,7 @@ from typing import NamedTuple
 
 from .. import caffe_pb2
 from ..errors import LayerError
-from .arrays import dims_text
+from ..utils import format_shape
 
 
 class ParamBlob(NamedTuple):
@@ -119,8 +119,8 @@ class Layer:
         problems = []
         for i, shape in enumerate(bottoms[1:], 1):
             if len(shape) != len(first):
-                problems.append(f"bottom {self.bottom_name(i)} is {len(shape)}-d ({dims_text(shape)}) but "
-                                f"bottom {self.bottom_name(0)} is {len(first)}-d ({dims_text(first)})")
+                problems.append(f"bottom {self.bottom_name(i)} is {len(shape)}-d ({format_shape(shape)}) but "
+                                f"bottom {self.bottom_name(0)} is {len(first)}-d ({format_shape(first)})")
                 continue
             problems += [f"axis {a}: bottom {self.bottom_name(i)} has {got}, bottom {self.bottom_name(0)} "
                          f"has {want} (off by {got - want:+d})"

@@ -6,7 +6,8 @@ import math
 
 
 from .. import caffe_pb2
-from .arrays import as_indices, count, dims_text, scatter_add
+from ..utils import format_shape
+from .arrays import as_indices, count, scatter_add
 from .base import Layer, ParamBlob
 from .registry import layer
 
@@ -198,14 +199,14 @@ class Reshape(_Reshaping):
             i = dims.index(-1)
             explicit = kept * math.prod(d for d in new if d != -1)
             if explicit == 0 or total % explicit:
-                self.fail(f"cannot infer the -1 dimension: the bottom's count {total} ({dims_text(shape)}) is not "
+                self.fail(f"cannot infer the -1 dimension: the bottom's count {total} ({format_shape(shape)}) is not "
                           f"divisible by the product of the other dimensions ({explicit})")
             new[i] = total // explicit
             words.append(f"-1 = {total} / {explicit} = {new[i]}")
         top = shape[:start] + tuple(new) + shape[end:]
         if count(top) != total:
-            self.fail(f"the new shape {dims_text(top)} holds {count(top)} values but the bottom "
-                      f"{dims_text(shape)} holds {total}", hint="use -1 for one dimension to let it be inferred")
+            self.fail(f"the new shape {format_shape(top)} holds {count(top)} values but the bottom "
+                      f"{format_shape(shape)} holds {total}", hint="use -1 for one dimension to let it be inferred")
         if words:
             ctx.note("reshape: " + "; ".join(words))
         return [top]
@@ -274,11 +275,11 @@ class Filter(Layer):
             self.fail(f"Filter has {len(bottoms)} bottoms (the last is the selector), so it needs "
                       f"{len(bottoms) - 1} top(s), not {len(self.lp.top)}")
         if any(d != 1 for d in selector[1:]):
-            self.fail(f"the selector {self.bottom_name(len(bottoms) - 1)} ({dims_text(selector)}) must have "
+            self.fail(f"the selector {self.bottom_name(len(bottoms) - 1)} ({format_shape(selector)}) must have "
                       "singleton dimensions after the first")
         for i, shape in enumerate(bottoms[:-1]):
             if not shape or shape[0] != selector[0]:
-                self.fail(f"bottom {self.bottom_name(i)} ({dims_text(shape)}) must have as many items as "
+                self.fail(f"bottom {self.bottom_name(i)} ({format_shape(shape)}) must have as many items as "
                           f"the selector ({selector[0] if selector else 'none'})")
         ctx.note(f"axis 0 of each top is the number of non-zero selector values (at most {selector[0]})")
         return [tuple(s) for s in bottoms[:-1]]
@@ -310,7 +311,7 @@ class BatchReindex(Layer):
     def infer(self, bottoms, ctx):
         data, index = tuple(bottoms[0]), tuple(bottoms[1])
         if len(index) != 1:
-            self.fail(f"the index bottom {self.bottom_name(1)} must be 1-d, got {dims_text(index)}")
+            self.fail(f"the index bottom {self.bottom_name(1)} must be 1-d, got {format_shape(index)}")
         return [index + data[1:]]
 
     def forward(self, xp, bottoms, tops):
