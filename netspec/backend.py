@@ -29,16 +29,6 @@ def get_xp(name="numpy"):
     raise NetspecError(f"unknown backend '{name}'", hint="choose one of: " + ", ".join(BACKENDS))
 
 
-def array_module(*arrays):
-    """numpy or cupy, whichever holds the arrays (Chainer's get_array_module)."""
-    for a in arrays:
-        mod = type(a).__module__
-        if mod.startswith("cupy"):
-            import cupy
-            return cupy
-    return numpy
-
-
 def gpu_available():
     """True when CuPy imports and sees a GPU (tests use this to skip)."""
     try:

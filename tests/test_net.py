@@ -408,3 +408,24 @@ def test_same_seed_same_dropout_masks(tmp_path):
     np.testing.assert_array_equal(runs[0], runs[1])
     assert not np.array_equal(runs[0], runs[2])
     assert set(np.unique(runs[0])) == {0.0, 2.0}
+
+
+THRESHOLD_UNDER_A_LOSS = """
+layer { name: "x" type: "Input" top: "x" top: "t" input_param { shape { dim: 2 dim: 3 } shape { dim: 2 dim: 4 } } }
+layer { name: "ip" type: "InnerProduct" bottom: "x" top: "ip" inner_product_param { num_output: 4 } }
+layer { name: "step" type: "Threshold" bottom: "ip" top: "step" }
+layer { name: "loss" type: "EuclideanLoss" bottom: "step" bottom: "t" top: "loss" }
+"""
+
+
+def test_a_layer_without_backward_is_a_clear_error_in_training(tmp_path, capsys):
+    from netspec.cli import main
+    path = write(tmp_path, THRESHOLD_UNDER_A_LOSS)
+    net = Net(path, phase="TRAIN")
+    net.forward(x=np.ones((2, 3)), t=np.zeros((2, 4)))
+    with pytest.raises(NetspecError) as e:
+        net.backward()
+    assert (e.value.layer, e.value.line) == ("step", 4)
+    assert "Threshold has no backward in Caffe" in e.value.message and "propagate_down: false" in e.value.hint
+    assert main(["time", path, "--iterations", "1"]) == 2
+    assert "net.prototxt:4: layer 'step' (Threshold)" in capsys.readouterr().err

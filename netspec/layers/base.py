@@ -102,11 +102,11 @@ class Layer:
     # -- compute ---------------------------------------------------------------------------
     def forward(self, xp, bottoms, tops):
         """Compute tops[i].data from bottoms[i].data (and self.blobs)."""
-        raise NotImplementedError(f"{self.type} has no forward")
+        self.fail(f"{self.type} has no forward")
 
     def backward(self, xp, tops, propagate_down, bottoms):
         """Write bottoms[i].diff where propagate_down[i]; accumulate into self.blobs[j].diff."""
-        raise NotImplementedError(f"{self.type} has no backward")
+        self.fail(f"{self.type} has no backward", hint=f"set propagate_down: false on '{self.name}'")
 
     # -- helpers for subclasses --------------------------------------------------------------
 

@@ -39,8 +39,8 @@ class Neuron(Layer):
 
     def backward(self, xp, tops, propagate_down, bottoms):
         if not self.has_backward:
-            raise NotImplementedError(f"{self.type} has no backward in Caffe; set propagate_down: false "
-                                      f"on layers below '{self.name}' or remove it from the training net")
+            self.fail(f"{self.type} has no backward in Caffe, but a gradient must pass through it here",
+                      hint=f"set propagate_down: false on '{self.name}', or remove it from the training net")
         if not propagate_down[0]:
             return
         x = self.forward_input(bottoms)

@@ -26,7 +26,3 @@ def scratch(xp, name, shape, dtype):
         buffer = buffers[key] = xp.empty(size, dtype=dtype)
     return buffer[:size].reshape(shape)
 
-
-def release():
-    """Drop this thread's scratch buffers (e.g. after a large net is done)."""
-    _local.buffers = {}
