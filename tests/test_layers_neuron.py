@@ -207,7 +207,7 @@ def test_threshold_forward_and_no_backward():
     bottom, top = Blob(x, np.zeros_like(x)), Blob(np.zeros_like(x), np.ones_like(x))
     layer.forward(np, [bottom], [top])
     np.testing.assert_array_equal(top.data, [[0, 0, 1, 1]])
-    with pytest.raises(NotImplementedError, match="no backward"):
+    with pytest.raises(LayerError, match="no backward"):
         layer.backward(np, [top], [True], [bottom])
 
 
