@@ -45,7 +45,7 @@ class WeightsPlan:
 
     def refuse(self, node, message):
         self.refused.append((node, message))
-        self.rows.append((node.layer.name, "refused", message))
+        self.rows.append((node.name, "refused", message))
 
     def apply(self, net):
         for blob, array in self.copies:
@@ -56,8 +56,8 @@ class Step:
     """One layer of the plan, bound to its Blobs."""
     __slots__ = ("node", "layer", "bottoms", "tops", "propagate_down", "needs_backward", "feeds_only")
 
-    def __init__(self, node, bottoms, tops):
-        self.node, self.layer = node, node.layer
+    def __init__(self, node, layer, bottoms, tops):
+        self.node, self.layer = node, layer
         self.bottoms, self.tops = bottoms, tops
         self.propagate_down, self.needs_backward, self.feeds_only = [], False, False
 
@@ -88,7 +88,9 @@ class Net:
         self.graph = build_graph(self.source, phase=self.phase, stages=tuple(stages), level=level)
         self.shapes = self._infer(inputs)      # raises every error of the graph and shape pass
         self.nodes = list(self.graph.nodes)
-        self.layers = [n.layer for n in self.nodes]
+        # the executor's own layer objects: blobs, random streams and read positions live in
+        # them, and the checked graph stays as the shape pass left it
+        self.layers = [type(n.layer)(n.lp, n.layer.phase) for n in self.nodes]
         self.layer_names = [layer.name for layer in self.layers]
         self.outputs = list(self.graph.outputs)
         # a data layer given an input shape is fed instead of read, as `netspec check --input` takes it
@@ -140,8 +142,8 @@ class Net:
                     blob.data, blob.diff = xp.zeros(shape, self.dtype), xp.zeros(shape, self.dtype)
 
     def _bind(self):
-        return [Step(node, [self.blobs[b] for b in node.bottoms], [self.blobs[t] for t in node.tops])
-                for node in self.nodes]
+        return [Step(node, layer, [self.blobs[b] for b in node.bottoms], [self.blobs[t] for t in node.tops])
+                for node, layer in zip(self.nodes, self.layers)]
 
     def _bottom_shapes(self, node):
         return [self.shapes[b] for b in node.bottoms]
@@ -149,8 +151,8 @@ class Net:
     def _make_params(self, rng):
         """Fill each layer's parameter Blobs; a ParamSpec name seen before shares its Blob."""
         self.learnable_params, owners = [], {}
-        for node in self.nodes:
-            layer, lp = node.layer, node.lp
+        for node, layer in zip(self.nodes, self.layers):
+            lp = node.lp
             blobs = layer.param_blobs(self._bottom_shapes(node))
             specs = param_specs(lp, len(blobs))
             layer.blobs = []
@@ -196,7 +198,7 @@ class Net:
 
     def _error(self, node, message, hint=None):
         return NetspecError(message, file=self.source.path, line=node.line,
-                            layer=node.layer.name, layer_type=node.layer.type, hint=hint)
+                            layer=node.name, layer_type=node.type, hint=hint)
 
     # -- running -------------------------------------------------------------------------
     def forward(self, blobs=(), start=None, end=None, **feeds):
@@ -300,9 +302,9 @@ class Net:
         inputs = {name: self.blobs[name].shape for name in self.feedable}
         inputs.update({k: tuple(int(d) for d in v) for k, v in input_shapes.items()})
         shapes = self._infer(inputs)
-        for node in self.nodes:
-            wanted = [tuple(blob.shape) for blob in node.layer.param_blobs([shapes[b] for b in node.bottoms])]
-            have = [b.shape for b in node.layer.blobs]
+        for node, layer in zip(self.nodes, self.layers):
+            wanted = [tuple(blob.shape) for blob in layer.param_blobs([shapes[b] for b in node.bottoms])]
+            have = [b.shape for b in layer.blobs]
             if wanted != have:
                 given = ", ".join(f"{k} {v}" for k, v in input_shapes.items())
                 raise self._error(node, f"with input {given} its parameters would need shapes {wanted}, "
@@ -343,8 +345,8 @@ class Net:
         """Use `other`'s parameter Blobs in the layers of the same name (Caffe's ShareTrainedLayersWith):
         a TEST net sees each update of its TRAIN net."""
         by_name = {layer.name: layer for layer in other.layers}
-        for node in self.nodes:
-            layer, source = node.layer, by_name.get(node.layer.name)
+        for node, layer in zip(self.nodes, self.layers):
+            source = by_name.get(layer.name)
             if source is None or not layer.blobs:
                 continue
             if len(source.blobs) != len(layer.blobs):
@@ -405,13 +407,13 @@ class Net:
     def to_proto(self, write_diff=False):
         """A NetParameter with every layer and its blobs, as Caffe's Net::ToProto writes it."""
         param = caffe_pb2.NetParameter(name=self.name)
-        for node in self.nodes:
+        for node, layer in zip(self.nodes, self.layers):
             lp = param.layer.add()
             lp.CopyFrom(node.lp)
             if not lp.HasField("phase"):
                 lp.phase = self.phase
             del lp.blobs[:]
-            for blob in node.layer.blobs:
+            for blob in layer.blobs:
                 array_to_proto(to_numpy(blob.data), to_numpy(blob.diff) if write_diff else None, lp.blobs.add())
         return param
 

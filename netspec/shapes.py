@@ -5,7 +5,6 @@ arrays are made. A layer that fails becomes an error naming file:line, layer and
 the pass goes on where it can (tops of a failed layer are unknown, and layers that read them
 are skipped quietly), so every independent error is reported at once, as ONNX does.
 """
-import time
 from dataclasses import dataclass, field
 from functools import partial
 from math import prod
@@ -18,7 +17,8 @@ from .utils import did_you_mean, format_shape
 
 BYTES_PER_VALUE = 4          # float32 activations
 SEARCH_RADIUS = 32           # how far from the given input size the clean-size search looks
-SEARCH_SECONDS = 2.0         # and for how long at most
+SEARCH_WORK = 20000          # and how many layer rules it may run in all (a bound by work, so
+                             # every machine gives the same answer)
 MULTIPLIERS = ("lr_mult", "decay_mult")      # a shared blob's: the first sharer giving one sets it
 
 
@@ -70,6 +70,7 @@ class ShapeResult(Findings):
     errors: list                         # Issues, in file order (whole-net ones last)
     warnings: list
     stats: dict = field(default_factory=dict)   # totals: params, macs, memory
+    sources: dict = field(default_factory=dict)  # node index -> what its source layer read
 
     @property
     def ok(self):
@@ -86,13 +87,14 @@ def infer_shapes(graph, inputs=None, *, stats=True, suggest=True):
     multi-input layer disagree, search input sizes nearby for which the whole net is clean.
     """
     inputs = _check_inputs(graph, inputs)
-    results, shapes = _propagate(graph, inputs)
+    sources = {}
+    results, shapes = _propagate(graph, inputs, sources=sources)
     errors = list(graph.errors) + [e for r in results for e in r.errors]
     warnings = list(graph.warnings)
     for r in results:
         warnings += [node_issue(graph, r.node, w) for w in r.warnings]
     warnings += _wiring_warnings(graph)
-    result = ShapeResult(graph, results, shapes, errors, warnings)
+    result = ShapeResult(graph, results, shapes, errors, warnings, sources=sources)
     _check_params(result)
     if stats:
         _count(result)
@@ -126,8 +128,11 @@ def _check_inputs(graph, inputs):
     return normal
 
 
-def _propagate(graph, inputs, stop_at_error=False):
+def _propagate(graph, inputs, stop_at_error=False, sources=None):
+    """Walk the graph. sources: {node index: what its layer's read_source() gave}, filled as sources
+    are read, so a second walk (the clean-size search) reads no file again."""
     shapes, results = {}, []
+    sources = {} if sources is None else sources
     for node in graph.nodes:
         bottoms = [shapes.get(b) for b in node.bottoms]
         r = LayerResult(node, bottoms, [None] * len(node.tops))
@@ -136,7 +141,7 @@ def _propagate(graph, inputs, stop_at_error=False):
             continue            # already reported: the layer could not be made, or a bottom is unknown
         ctx = ShapeContext(node.layer.phase)
         try:
-            tops = _infer(node, bottoms, ctx, inputs)
+            tops = _infer(node, bottoms, ctx, inputs, sources)
         except (LayerError, NetspecError) as e:
             r.errors.append(node_issue(graph, node, e.message, e.hint))
         else:
@@ -150,13 +155,13 @@ def _propagate(graph, inputs, stop_at_error=False):
     return results, shapes
 
 
-def _infer(node, bottoms, ctx, inputs):
+def _infer(node, bottoms, ctx, inputs, sources):
     """The layer's rule, with --input shapes in place of a source layer's own."""
     given = [inputs.get(t) for t in node.tops]
     if node.bottoms or not any(given):
-        return _call_infer(node, bottoms, ctx)
+        return _call_infer(node, bottoms, ctx, sources)
     try:
-        own = _call_infer(node, bottoms, ctx)
+        own = _call_infer(node, bottoms, ctx, sources)
     except (LayerError, NetspecError) as e:
         given = _labels_beside(node, given)
         if all(given):
@@ -179,8 +184,12 @@ def _labels_beside(node, given):
     return given
 
 
-def _call_infer(node, bottoms, ctx):
+def _call_infer(node, bottoms, ctx, sources):
     try:
+        if not node.bottoms:
+            if node.index not in sources:
+                sources[node.index] = node.layer.read_source()     # the pass's only I/O
+            ctx.source = sources[node.index]
         tops = node.layer.infer(list(bottoms), ctx)
     except (LayerError, NetspecError) as e:
         if not node.bottoms:
@@ -376,13 +385,14 @@ def _suggest_sizes(result, inputs):
     if image is None:
         return
     name, shape = image
-    started = time.monotonic()
-    below, above = nearest_clean_sizes(graph, inputs, name, shape)
+    search = CleanSizeSearch(graph, inputs, name, shape, sources=result.sources)
+    below, above = search.run()
     spatial = shape[2:]
     if below is None and above is None:
         text = f"no {name} size within {SEARCH_RADIUS} of {format_shape(spatial)} checks clean"
-        if time.monotonic() - started >= SEARCH_SECONDS:
-            text = f"no clean {name} size found near {format_shape(spatial)} in {SEARCH_SECONDS:g} s of search"
+        if search.exhausted:
+            text = (f"no clean {name} size found near {format_shape(spatial)} within the search's budget "
+                    f"({SEARCH_WORK} layer rules)")
     else:
         found = [format_shape(s[2:]) for s in (below, above) if s is not None]
         text = f"the whole net checks clean with {name} at {' or '.join(found)} (now {format_shape(spatial)})"
@@ -400,37 +410,49 @@ def _image_input(result):
     return None
 
 
-def nearest_clean_sizes(graph, inputs, name, shape, radius=SEARCH_RADIUS, budget_s=SEARCH_SECONDS):
+def nearest_clean_sizes(graph, inputs, name, shape, radius=SEARCH_RADIUS, work=SEARCH_WORK):
     """(smaller shape, larger shape) nearest to `shape` for which the pass finds no error, or
-    None for a side where nothing within `radius` (or the time budget) is clean.
+    None for a side where nothing within `radius` (or the work budget) is clean."""
+    return CleanSizeSearch(graph, inputs, name, shape, radius, work).run()
 
-    Square inputs stay square. For others each spatial size is searched as a square input
-    (nets slide the same windows along every axis), the answers are combined, and the
-    combination is checked."""
-    deadline = time.monotonic() + budget_s
-    head, spatial = tuple(shape[:2]), tuple(shape[2:])
-    memo = {}
 
-    def clean(sizes):
-        if sizes not in memo:
-            if time.monotonic() > deadline:
+class CleanSizeSearch:
+    """Re-runs the pure pass on input sizes near `shape`, stopping at the first error of each
+    trial and after `work` layer rules in all. Square inputs stay square. For others each
+    spatial size is searched as a square input (nets slide the same windows along every
+    axis), the answers are combined, and the combination is checked."""
+
+    def __init__(self, graph, inputs, name, shape, radius=SEARCH_RADIUS, work=SEARCH_WORK, sources=None):
+        self.graph, self.inputs, self.name = graph, inputs, name
+        self.head, self.spatial = tuple(shape[:2]), tuple(shape[2:])
+        self.radius, self.work_left = radius, work
+        self.sources = sources if sources is not None else {}
+        self.memo = {}
+        self.exhausted = False
+
+    def clean(self, sizes):
+        if sizes not in self.memo:
+            if self.work_left <= 0:
+                self.exhausted = True
                 return False
-            trial = dict(inputs, **{name: head + sizes})
-            results, _ = _propagate(graph, trial, stop_at_error=True)
-            memo[sizes] = not any(r.errors for r in results)
-        return memo[sizes]
+            trial = dict(self.inputs, **{self.name: self.head + sizes})
+            results, _ = _propagate(self.graph, trial, stop_at_error=True, sources=self.sources)
+            self.work_left -= len(results)
+            self.memo[sizes] = not any(r.errors for r in results)
+        return self.memo[sizes]
 
-    def nearest(size, sign):
-        for step in range(1, radius + 1):
+    def nearest(self, size, sign):
+        for step in range(1, self.radius + 1):
             candidate = size + sign * step
-            if candidate > 0 and clean((candidate,) * len(spatial)):
+            if candidate > 0 and self.clean((candidate,) * len(self.spatial)):
                 return candidate
         return None
 
-    found = []
-    for sign in (-1, 1):
-        sizes = tuple(nearest(size, sign) for size in spatial)
-        if len(set(spatial)) > 1 and None not in sizes and not clean(sizes):
-            sizes = (None,)
-        found.append(head + sizes if None not in sizes else None)
-    return tuple(found)
+    def run(self):
+        found = []
+        for sign in (-1, 1):
+            sizes = tuple(self.nearest(size, sign) for size in self.spatial)
+            if len(set(self.spatial)) > 1 and None not in sizes and not self.clean(sizes):
+                sizes = (None,)
+            found.append(self.head + sizes if None not in sizes else None)
+        return tuple(found)

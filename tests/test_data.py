@@ -27,7 +27,7 @@ def make(text, phase=TEST, seed=0):
 
 
 def run_forward(layer, tops=2):
-    shapes = layer.infer([], ShapeContext(layer.phase))
+    shapes = layer.infer([], ShapeContext(layer.phase, layer.read_source()))
     blobs = [Blob.zeros(np, s) for s in shapes]
     layer.forward(np, [], blobs)
     return [b.data.copy() for b in blobs]
@@ -141,9 +141,9 @@ DATA = 'name: "d" type: "Data" top: "data" top: "label" data_param {{ source: "{
 
 def test_data_layer_shapes_come_from_the_first_datum(db):
     layer = make(DATA.format(db[0]))
-    assert layer.infer([], ShapeContext()) == [(4, 1, 4, 5), (4,)]
+    assert layer.infer([], ShapeContext(source=layer.read_source())) == [(4, 1, 4, 5), (4,)]
     single = make(DATA.format(db[0]).replace(' top: "label"', ""))
-    assert single.infer([], ShapeContext()) == [(4, 1, 4, 5)]
+    assert single.infer([], ShapeContext(source=single.read_source())) == [(4, 1, 4, 5)]
 
 
 def test_data_layer_reads_in_order_and_wraps(db):
@@ -180,7 +180,7 @@ def test_data_layer_resumes_at_the_same_batch(db):
 def test_data_layer_missing_source_names_the_path(tmp_path):
     layer = make(DATA.format(tmp_path / "nowhere"))
     with pytest.raises(LayerError, match="nowhere"):
-        layer.infer([], ShapeContext())
+        layer.infer([], ShapeContext(source=layer.read_source()))
 
 
 def test_data_layer_rand_skip_starts_within_range(db):
@@ -197,7 +197,7 @@ def test_data_layer_encoded_records(tmp_path):
     write_lmdb(path, ((b"%08d" % i, caffe_pb2.Datum(data=encode_image(p), encoded=True, label=i).SerializeToString())
                       for i, p in enumerate(pixels)))
     layer = make(DATA.format(path).replace("batch_size: 4", "batch_size: 3").replace("scale: 0.5", "scale: 1"))
-    assert layer.infer([], ShapeContext())[0] == (3, 3, 4, 5)
+    assert layer.infer([], ShapeContext(source=layer.read_source()))[0] == (3, 3, 4, 5)
     data, labels = run_forward(layer)
     layer.close()
     np.testing.assert_array_equal(data, pixels)
@@ -225,7 +225,7 @@ IMAGE = ('name: "img" type: "ImageData" top: "data" top: "label" image_data_para
 def test_image_data_reads_bgr_in_list_order(tmp_path):
     folder, rgb = write_images(tmp_path)
     layer = make(IMAGE.format(tmp_path / "list.txt", folder, ""))
-    assert layer.infer([], ShapeContext()) == [(2, 3, 6, 8), (2,)]
+    assert layer.infer([], ShapeContext(source=layer.read_source())) == [(2, 3, 6, 8), (2,)]
     data, labels = run_forward(layer)
     data2, _ = run_forward(layer)
     layer.close()
@@ -237,7 +237,7 @@ def test_image_data_reads_bgr_in_list_order(tmp_path):
 def test_image_data_resize_gray_and_shuffle(tmp_path):
     folder, _ = write_images(tmp_path)
     layer = make(IMAGE.format(tmp_path / "list.txt", folder, "new_height: 3 new_width: 4 is_color: false shuffle: true"))
-    assert layer.infer([], ShapeContext()) == [(2, 1, 3, 4), (2,)]
+    assert layer.infer([], ShapeContext(source=layer.read_source())) == [(2, 1, 3, 4), (2,)]
     labels = np.concatenate([run_forward(layer)[1] for _ in range(5)])     # two passes over 5 images
     layer.close()
     assert sorted(labels[:5]) == sorted([0, 1, 2, 0, 1])
@@ -246,7 +246,7 @@ def test_image_data_resize_gray_and_shuffle(tmp_path):
 def test_image_data_missing_list_file(tmp_path):
     layer = make(IMAGE.format(tmp_path / "missing.txt", tmp_path, ""))
     with pytest.raises(LayerError, match="missing.txt"):
-        layer.infer([], ShapeContext())
+        layer.infer([], ShapeContext(source=layer.read_source()))
 
 
 # -- HDF5 -------------------------------------------------------------------------------------------
@@ -271,7 +271,7 @@ H5 = 'name: "h" type: "HDF5Data" top: "data" top: "label" hdf5_data_param {{ sou
 def test_hdf5_data_reads_files_in_turn_and_wraps(tmp_path):
     rows = write_h5(tmp_path)
     layer = make(H5.format(tmp_path / "h5.txt", ""))
-    assert layer.infer([], ShapeContext()) == [(2, 2, 2), (2,)]
+    assert layer.infer([], ShapeContext(source=layer.read_source())) == [(2, 2, 2), (2,)]
     got = [run_forward(layer) for _ in range(3)]
     layer.close()
     np.testing.assert_array_equal(np.concatenate([g[0] for g in got]), rows[[0, 1, 2, 3, 4, 0]])
@@ -290,7 +290,7 @@ def test_hdf5_data_missing_dataset(tmp_path):
     write_h5(tmp_path)
     layer = make(H5.format(tmp_path / "h5.txt", "").replace('top: "label"', 'top: "target"'))
     with pytest.raises(LayerError, match="no dataset 'target'"):
-        layer.infer([], ShapeContext())
+        layer.infer([], ShapeContext(source=layer.read_source()))
 
 
 def test_hdf5_output_appends_batches(tmp_path):
@@ -319,7 +319,7 @@ def test_memory_data_batches_and_wraps():
 
 def test_input_shapes():
     layer = make('name: "i" type: "Input" top: "a" top: "b" input_param { shape { dim: 2 dim: 3 } }')
-    assert layer.infer([], ShapeContext()) == [(2, 3), (2, 3)]
+    assert layer.infer([], ShapeContext(source=layer.read_source())) == [(2, 3), (2, 3)]
     with pytest.raises(LayerError, match="2 shapes for 3 tops"):
         make('name: "i" type: "Input" top: "a" top: "b" top: "c" '
              'input_param { shape { dim: 1 } shape { dim: 2 } }')
@@ -328,7 +328,7 @@ def test_input_shapes():
 def test_dummy_data_legacy_shape_and_constant_filler():
     layer = make('name: "x" type: "DummyData" top: "a" top: "b" dummy_data_param { num: 2 channels: 3 '
                  'height: 1 width: 1 data_filler { type: "constant" value: 7 } }')
-    assert layer.infer([], ShapeContext()) == [(2, 3, 1, 1), (2, 3, 1, 1)]
+    assert layer.infer([], ShapeContext(source=layer.read_source())) == [(2, 3, 1, 1), (2, 3, 1, 1)]
     a, b = run_forward(layer)
     assert (a == 7).all() and (b == 7).all()
 
@@ -336,7 +336,7 @@ def test_dummy_data_legacy_shape_and_constant_filler():
 def test_window_data_is_shape_only():
     layer = make('name: "w" type: "WindowData" top: "data" top: "label" '
                  'window_data_param { source: "w.txt" batch_size: 8 crop_size: 11 }')
-    assert layer.infer([], ShapeContext()) == [(8, 3, 11, 11), (8,)]
+    assert layer.infer([], ShapeContext(source=layer.read_source())) == [(8, 3, 11, 11), (8,)]
     with pytest.raises(NetspecError, match="not run"):
         run_forward(layer)
 
@@ -384,12 +384,12 @@ layer { name: "sum" type: "Eltwise" bottom: "x" bottom: "mflat" top: "sum" }
 def test_data_layer_refuses_leveldb_but_reads_an_lmdb_without_backend(db, tmp_path):
     path, _ = db
     lmdb_default = make(DATA.format(path).replace(" backend: LMDB", ""))       # backend defaults to LEVELDB
-    assert lmdb_default.infer([], ShapeContext())[0] == (4, 1, 4, 5)
+    assert lmdb_default.infer([], ShapeContext(source=lmdb_default.read_source()))[0] == (4, 1, 4, 5)
     (tmp_path / "leveldb").mkdir()
     (tmp_path / "leveldb" / "CURRENT").write_text("MANIFEST-000001\n")
     layer = make(DATA.format(tmp_path / "leveldb").replace(" backend: LMDB", ""))
     with pytest.raises(LayerError, match="LevelDB databases are not supported"):
-        layer.infer([], ShapeContext())
+        layer.infer([], ShapeContext(source=layer.read_source()))
 
 
 def test_a_record_that_is_not_a_datum_is_a_clear_error(tmp_path):

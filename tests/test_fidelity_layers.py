@@ -66,7 +66,7 @@ IMAGE = ('name: "img" type: "ImageData" top: "data" top: "label" image_data_para
 
 
 def run(layer):
-    blobs = [Blob.zeros(np, s) for s in layer.infer([], ShapeContext(layer.phase))]
+    blobs = [Blob.zeros(np, s) for s in layer.infer([], ShapeContext(layer.phase, layer.read_source()))]
     layer.forward(np, [], blobs)
     layer.close()
     return [b.data for b in blobs]

@@ -87,7 +87,8 @@ def test_a_bad_mean_file_is_named(tmp_path, mean):
                            f'image_data_param {{ source: "{tmp_path / "list.txt"}" batch_size: 1 }}',
                            caffe_pb2.LayerParameter())
     with pytest.raises(LayerError) as e:
-        create(lp, caffe_pb2.TEST).infer([], ShapeContext())
+        layer = create(lp, caffe_pb2.TEST)
+        layer.infer([], ShapeContext(source=layer.read_source()))
     assert e.value.message.startswith(f"{mean_file}: ")
 
 

@@ -429,3 +429,11 @@ def test_a_layer_without_backward_is_a_clear_error_in_training(tmp_path, capsys)
     assert "Threshold has no backward in Caffe" in e.value.message and "propagate_down: false" in e.value.hint
     assert main(["time", path, "--iterations", "1"]) == 2
     assert "net.prototxt:4: layer 'step' (Threshold)" in capsys.readouterr().err
+
+
+def test_the_executor_binds_its_own_layers_and_leaves_the_graph_as_checked(tmp_path):
+    net = Net(write(tmp_path, SMALL_LENET), phase="TRAIN", seed=1)
+    for node, layer in zip(net.graph.nodes, net.layers):
+        assert node.layer is not layer
+        assert node.layer.blobs == [] and node.layer.rng is None and node.layer.param_propagate_down == []
+    assert net.layers[net.layer_names.index("conv1")].blobs

@@ -31,8 +31,9 @@ class ShapeContext:
     warn(): something legal but suspicious (inexact division, ceil vs floor ...).
     """
 
-    def __init__(self, phase=caffe_pb2.TEST):
+    def __init__(self, phase=caffe_pb2.TEST, source=None):
         self.phase = phase
+        self.source = source        # what read_source() gave, for a layer that reads one
         self.notes = []
         self.warnings = []
 
@@ -81,6 +82,12 @@ class Layer:
         depends on them is None, and the count and fillers are still right). An unset filler
         in the file means Caffe's default, constant 0."""
         return []
+
+    def read_source(self):
+        """The I/O a source layer's shape needs (a data layer's first record, its files' row
+        shapes), done as a named step of the shape pass before infer(), which finds the answer
+        in ctx.source. Nothing for layers that read no source."""
+        return None
 
     def macs(self, bottoms, tops):
         """Multiply-accumulates of one forward pass."""

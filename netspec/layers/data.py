@@ -173,8 +173,11 @@ class Data(_Reading):
             self._first = datum_to_array(parse_datum(value), t.force_color, t.force_gray)
         return self._first
 
+    def read_source(self):
+        return self._first_item().shape
+
     def infer(self, bottoms, ctx):
-        return self._shapes(self._first_item().shape, self.batch_size)
+        return self._shapes(ctx.source, self.batch_size)
 
     def producer(self):
         from ..data.db import LMDBReader
@@ -247,10 +250,14 @@ class ImageData(_Reading):
             raise NetspecError(f"cannot read image '{path}': {e.strerror or e}",
                                hint="check image_data_param.root_folder and the paths in the list file") from None
 
-    def infer(self, bottoms, ctx):
+    def read_source(self):
+        self._transformer()                 # reads the mean file, if any
         if self._first_shape is None:
             self._first_shape = _as_layer_error(lambda: self._read(self.lines()[0][0])).shape
-        return self._shapes(self._first_shape, self.batch_size)
+        return self._first_shape
+
+    def infer(self, bottoms, ctx):
+        return self._shapes(ctx.source, self.batch_size)
 
     def producer(self):
         p, lines, transform, size = self.lp.image_data_param, self.lines(), self._transformer(), self.batch_size
@@ -319,9 +326,12 @@ class HDF5Data(_Reading):
             self._files = files
         return self._files
 
-    def infer(self, bottoms, ctx):
+    def read_source(self):
         self.files()
-        return [(self.batch_size,) + s for s in self.row_shapes]
+        return self.row_shapes
+
+    def infer(self, bottoms, ctx):
+        return [(self.batch_size,) + s for s in ctx.source]
 
     def producer(self):
         import h5py
