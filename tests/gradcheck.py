@@ -10,6 +10,7 @@ lies within `kink_range` of a point where the function has no derivative (ReLU a
 import numpy as np
 
 from netspec import caffe_pb2
+from netspec.backend import to_numpy
 from netspec.blob import Blob
 from netspec.layers import create
 from netspec.layers.base import ShapeContext
@@ -22,13 +23,26 @@ def make_layer(lp_text, phase=caffe_pb2.TRAIN):
     return create(lp, phase)
 
 
+# The layer API the tests use, in one place: make_layer (the registry), param_shapes and
+# param_fillers (a layer's parameter blobs), setup_blobs (infer + blobs); harness.run drives
+# forward and backward.
+def param_shapes(layer, bottom_shapes):
+    """The shapes of a layer's parameter blobs, in Caffe's order, for these bottom shapes."""
+    return [tuple(b.shape) for b in layer.param_blobs([tuple(s) for s in bottom_shapes])]
+
+
+def param_fillers(layer):
+    """A FillerParameter per parameter blob (unset in the file: Caffe's constant 0)."""
+    return [b.filler for b in layer.param_blobs(None)]
+
+
 def setup_blobs(layer, bottom_arrays, xp=np, params=None, seed=1701, dtype=np.float64):
     """Bottom and top Blobs for a layer, its parameter blobs filled (randomly unless given)."""
     bottoms = [Blob(xp.asarray(a, dtype=dtype), xp.zeros(np.shape(a), dtype=dtype)) for a in bottom_arrays]
     shapes = [b.shape for b in bottoms]
-    tops = [Blob.zeros(xp, s, dtype) for s in layer.infer(shapes, ShapeContext(layer.phase))]
+    tops = [Blob.zeros(xp, s, dtype) for s in layer.infer(shapes, ShapeContext(layer.phase, layer.read_source()))]
     rng = np.random.default_rng(seed)
-    pshapes = [b.shape for b in layer.param_blobs(shapes)]
+    pshapes = param_shapes(layer, shapes)
     if params is None:
         params = [rng.standard_normal(s) for s in pshapes]
     layer.blobs = [Blob(xp.asarray(p, dtype=dtype), xp.zeros(np.shape(p), dtype=dtype)) for p in params]
@@ -67,8 +81,7 @@ def check_gradient(layer, bottom_arrays, *, xp=np, params=None, check_bottoms=No
     targets = [(f"bottom[{i}]", bottoms[i]) for i in check_bottoms]
     if check_params:
         targets += [(f"param[{j}]", p) for j, p in enumerate(layer.blobs)]
-    analytic = {name: np.array(np.asarray(b.diff if xp is np else b.diff.get()), copy=True)
-                for name, b in targets}
+    analytic = {name: np.array(to_numpy(b.diff), copy=True) for name, b in targets}
     checked = 0
     for name, blob in targets:
         flat = blob.data.reshape(-1)

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 import cuda_wrap
-from gradcheck import make_layer, setup_blobs
+from harness import check_layer, make_layer, run
 from netspec.ops import cuda, lrn, pooling, workspace
 from netspec.ops.im2col import col2im, im2col
 from netspec.ops.windows import Window, pool_out
@@ -290,13 +290,9 @@ def _forward_backward(text, shape, xp):
     layer = make_layer('name: "l" bottom: "x" top: "y" ' + text)
     rng = np.random.default_rng(5)
     x = rng.permutation(np.prod(shape)).reshape(shape) / np.prod(shape)   # positive, tie-free
-    bottoms, tops = setup_blobs(layer, [x], xp)
-    layer.rng = np.random.default_rng(6)
-    layer.forward(xp, bottoms, tops)
-    for t in tops:
-        t.diff[...] = rng.standard_normal(t.shape)
-    layer.backward(xp, tops, [True], bottoms)
-    return [t.data for t in tops] + [bottoms[0].diff] + [p.diff for p in layer.blobs]
+    r = run(layer, [x], xp, seed=6)
+    dx = r.backward([rng.standard_normal(t.shape) for t in r.tops])
+    return r.y + dx + r.param_diffs
 
 
 @pytest.mark.parametrize("text,shape", VISION_LAYERS, ids=[t.split('"')[1] + str(k) for k, (t, _) in
@@ -305,3 +301,13 @@ def test_vision_layers_on_the_cupy_path(gpu, text, shape):
     """Whole layers, forward and backward, on the CuPy path (kernels on the CPU) against NumPy."""
     for got, want in zip(_forward_backward(text, shape, gpu), _forward_backward(text, shape, np)):
         np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("text,shape", VISION_LAYERS, ids=[t.split('"')[1] + str(k) for k, (t, _) in
+                                                           enumerate(VISION_LAYERS)])
+def test_vision_layers_pass_the_harness_on_the_cupy_path(gpu, text, shape):
+    """The layer harness (strided inputs, accumulation, propagate_down, numeric gradient)
+    with the CuPy path's kernels."""
+    rng = np.random.default_rng(5)
+    x = rng.permutation(np.prod(shape)).reshape(shape) / np.prod(shape)
+    check_layer('name: "l" bottom: "x" top: "y" ' + text, [x], xp=gpu)

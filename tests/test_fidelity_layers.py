@@ -2,31 +2,23 @@
 behaviour (from its layer sources) and checks ours against hand-computed numbers."""
 import numpy as np
 import pytest
-from google.protobuf import text_format
 
-from gradcheck import check_gradient, make_layer, setup_blobs
+from harness import check_layer, make_layer, run
 from netspec import caffe_pb2
-from netspec.blob import Blob
 from netspec.data.datum import datum_to_array, encode_image, resize_linear
 from netspec.errors import LayerError, NetspecError
-from netspec.layers import create
-from netspec.layers.base import ShapeContext
 
 
-def make(text, phase=caffe_pb2.TEST):
-    layer = create(text_format.Parse(text, caffe_pb2.LayerParameter()), phase)
-    layer.rng = np.random.default_rng(0)
-    return layer
+def make(text):
+    return make_layer(text, caffe_pb2.TEST)
 
 
 # -- Eltwise: Caffe forbids coeff for PROD only; MAX accepts and ignores it ------------------------
 def test_eltwise_max_accepts_and_ignores_coeff():
     layer = make_layer("type: 'Eltwise' eltwise_param { operation: MAX coeff: 2 coeff: -1 }")
     a, b = np.array([[1.0, 5.0, -2.0]]), np.array([[3.0, 4.0, -2.0]])
-    bottoms, tops = setup_blobs(layer, [a, b])
-    layer.forward(np, bottoms, tops)
-    np.testing.assert_array_equal(tops[0].data, [[3.0, 5.0, -2.0]])
-    check_gradient(layer, [np.array([[1.0, 5.0, -3.0]]), np.array([[3.0, 4.0, -2.0]])])
+    np.testing.assert_array_equal(run(layer, [a, b]).y[0], [[3.0, 5.0, -2.0]])
+    check_layer(layer, [np.array([[1.0, 5.0, -3.0]]), np.array([[3.0, 4.0, -2.0]])])
 
 
 def test_eltwise_prod_still_rejects_coeff():
@@ -65,16 +57,16 @@ IMAGE = ('name: "img" type: "ImageData" top: "data" top: "label" image_data_para
          'root_folder: "{}" batch_size: 1 is_color: false {} }}')
 
 
-def run(layer):
-    blobs = [Blob.zeros(np, s) for s in layer.infer([], ShapeContext(layer.phase, layer.read_source()))]
-    layer.forward(np, [], blobs)
+def read_batch(layer):
+    """One batch from a data layer, its reader closed."""
+    tops = run(layer, []).y
     layer.close()
-    return [b.data for b in blobs]
+    return tops
 
 
 def test_image_data_resizes_as_opencv(tmp_path):
     folder = write_list(tmp_path)
-    data, label = run(make(IMAGE.format(tmp_path / "list.txt", f"{folder}/", "new_height: 1 new_width: 2")))
+    data, label = read_batch(make(IMAGE.format(tmp_path / "list.txt", f"{folder}/", "new_height: 1 new_width: 2")))
     np.testing.assert_array_equal(data, [[[[50, 228]]]])
     np.testing.assert_array_equal(label, [3])
 
@@ -83,7 +75,7 @@ def test_image_data_root_folder_is_a_plain_prefix(tmp_path):
     # Caffe joins root_folder and the listed path by concatenation: "imgs/x" + "a.png" -> "imgs/xa.png"
     folder = write_list(tmp_path, name="xa.png")
     (tmp_path / "list.txt").write_text("a.png 3\n")
-    data, _ = run(make(IMAGE.format(tmp_path / "list.txt", f"{folder}/x", "")))
+    data, _ = read_batch(make(IMAGE.format(tmp_path / "list.txt", f"{folder}/x", "")))
     assert data.shape == (1, 1, 2, 4)
 
 
@@ -127,5 +119,5 @@ def test_hdf5_source_list_is_whitespace_separated(tmp_path):
     (tmp_path / "h5.txt").write_text(f"  {names[0]}\t{names[1]}  \n")     # two names on one line
     layer = make(f'name: "h" type: "HDF5Data" top: "data" hdf5_data_param {{ source: "{tmp_path / "h5.txt"}" '
                  'batch_size: 2 }')
-    (data,) = run(layer)
+    (data,) = read_batch(layer)
     np.testing.assert_array_equal(data, [[0, 0], [1, 1]])

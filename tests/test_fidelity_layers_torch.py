@@ -4,7 +4,7 @@ conventions are mapped onto torch's explicitly (gate order, normalization, runni
 import numpy as np
 import pytest
 
-from gradcheck import make_layer, setup_blobs
+from harness import make_layer, run
 from netspec import caffe_pb2
 
 torch = pytest.importorskip("torch")
@@ -15,16 +15,12 @@ def randn(*shape, seed=0):
     return np.random.default_rng(seed).standard_normal(shape)
 
 
-def run(layer, bottoms, params=None, top_diffs=None):
-    """Forward, then backward with the given top diffs (1 for a 0-d loss top);
-    returns (top arrays, bottom diffs, param diffs)."""
-    bots, tops = setup_blobs(layer, bottoms, params=params)
-    layer.rng = np.random.default_rng(0)
-    layer.forward(np, bots, tops)
-    for i, t in enumerate(tops):
-        t.diff[...] = 1.0 if t.data.ndim == 0 else (top_diffs[i] if top_diffs else 0.0)
-    layer.backward(np, tops, [True] + [False] * (len(bots) - 1), bots)
-    return [t.data.copy() for t in tops], [b.diff.copy() for b in bots], [p.diff.copy() for p in layer.blobs]
+def forward_backward(layer, bottoms, params=None, top_diffs=None):
+    """Forward, then backward to bottom 0 with the given top diffs (default: 1 for the
+    loss top); returns (top arrays, bottom diffs, param diffs)."""
+    r = run(layer, bottoms, params=params)
+    dx = r.backward(top_diffs or [1.0], [True] + [False] * (len(bottoms) - 1))
+    return r.y, dx, r.param_diffs
 
 
 def leaf(a):
@@ -39,7 +35,7 @@ def close(ours, theirs, tol=1e-10):
 @pytest.mark.parametrize("axis", [1, -1])
 def test_softmax_matches_torch(axis):
     x, dy = randn(2, 3, 2, 4), randn(2, 3, 2, 4, seed=1)
-    (y,), (dx,), _ = run(make_layer(f"type: 'Softmax' softmax_param {{ axis: {axis} }}"), [x], top_diffs=[dy])
+    (y,), (dx,), _ = forward_backward(make_layer(f"type: 'Softmax' softmax_param {{ axis: {axis} }}"), [x], top_diffs=[dy])
     tx = leaf(x)
     ty = torch.softmax(tx, dim=axis)
     ty.backward(torch.tensor(dy))
@@ -54,7 +50,7 @@ def test_softmax_loss_matches_torch_cross_entropy(mode, reduce):
     labels = np.random.default_rng(2).integers(0, 4, (3, 2, 2)).astype(float)
     labels[0, 0, 1] = labels[2, 1, 0] = 255          # ignored positions
     layer = make_layer(f"type: 'SoftmaxWithLoss' loss_param {{ ignore_label: 255 normalization: {mode} }}")
-    (loss,), (dx, _), _ = run(layer, [x, labels])
+    (loss,), (dx, _), _ = forward_backward(layer, [x, labels])
     tx = leaf(x)
     target = torch.tensor(labels, dtype=torch.long)
     if reduce == "mean":
@@ -71,7 +67,7 @@ def test_softmax_loss_matches_torch_cross_entropy(mode, reduce):
 def test_sigmoid_cross_entropy_matches_torch():
     x = randn(4, 3) * 20                               # large logits: the stable form must hold
     t = np.random.default_rng(3).uniform(0, 1, (4, 3)).round()
-    (loss,), (dx, _), _ = run(make_layer("type: 'SigmoidCrossEntropyLoss'"), [x, t])
+    (loss,), (dx, _), _ = forward_backward(make_layer("type: 'SigmoidCrossEntropyLoss'"), [x, t])
     tx = leaf(x)
     ref = F.binary_cross_entropy_with_logits(tx, torch.tensor(t), reduction="sum") / x.shape[0]
     ref.backward()
@@ -89,7 +85,7 @@ def test_batch_norm_training_and_running_stats_match_torch():
     factor = 0.0
     for step in range(3):
         x, dy = randn(4, 3, 2, 2, seed=10 + step) * 2 + 1, randn(4, 3, 2, 2, seed=20 + step)
-        (y,), (dx,), _ = run(train, [x], params=params, top_diffs=[dy])
+        (y,), (dx,), _ = forward_backward(train, [x], params=params, top_diffs=[dy])
         params = [b.data.copy() for b in train.blobs]
         # Caffe's blobs are sums weighted by maf; their ratio to the factor is an average that
         # torch reaches with momentum 1 / factor (and Bessel's correction in both)
@@ -104,7 +100,7 @@ def test_batch_norm_training_and_running_stats_match_torch():
         close(params[1] / factor, running_var)
     test = make_layer(text, caffe_pb2.TEST)              # use_global_stats defaults to true in TEST
     x = randn(2, 3, 2, 2, seed=30)
-    (y,), _, _ = run(test, [x], params=params, top_diffs=[np.zeros_like(x)])
+    (y,), _, _ = forward_backward(test, [x], params=params, top_diffs=[np.zeros_like(x)])
     close(y, F.batch_norm(torch.tensor(x), running_mean, running_var, training=False, eps=eps))
 
 
@@ -134,7 +130,7 @@ def test_lstm_matches_torch_including_a_reset_by_cont():
     cont[3, 1] = 0                                   # stream 1 starts a new sequence at t = 3
     w_xc, b_c, w_hc = randn(4 * hidden, dim, seed=2), randn(4 * hidden, seed=3), randn(4 * hidden, hidden, seed=4)
     layer = make_layer(f"type: 'LSTM' recurrent_param {{ num_output: {hidden} }}")
-    (h,), (dx, _), (dw_xc, db_c, dw_hc) = run(layer, [x, cont], params=[w_xc, b_c, w_hc], top_diffs=[dy])
+    (h,), (dx, _), (dw_xc, db_c, dw_hc) = forward_backward(layer, [x, cont], params=[w_xc, b_c, w_hc], top_diffs=[dy])
 
     lstm = torch_lstm(x, w_xc, b_c, w_hc, hidden)
     tx = leaf(x)
@@ -158,12 +154,11 @@ def test_lstm_exposed_initial_state_matches_torch():
     h0, c0 = randn(1, streams, hidden, seed=5), randn(1, streams, hidden, seed=6)
     w_xc, b_c, w_hc = randn(4 * hidden, dim, seed=2), randn(4 * hidden, seed=3), randn(4 * hidden, hidden, seed=4)
     layer = make_layer(f"type: 'LSTM' recurrent_param {{ num_output: {hidden} expose_hidden: true }}")
-    bots, tops = setup_blobs(layer, [x, np.ones((steps, streams)), h0, c0], params=[w_xc, b_c, w_hc])
-    layer.forward(np, bots, tops)
+    tops = run(layer, [x, np.ones((steps, streams)), h0, c0], params=[w_xc, b_c, w_hc]).y
     y, (hT, cT) = torch_lstm(x, w_xc, b_c, w_hc, hidden)(torch.tensor(x), (torch.tensor(h0), torch.tensor(c0)))
-    close(tops[0].data, y)
-    close(tops[1].data, hT)
-    close(tops[2].data, cT)
+    close(tops[0], y)
+    close(tops[1], hT)
+    close(tops[2], cT)
 
 
 # -- RNN: torch's Elman recurrence gives h; Caffe's top is o = tanh(W_ho h + b_o) ---------------------------
@@ -175,7 +170,7 @@ def test_rnn_matches_torch():
     params = [randn(hidden, dim, seed=2), randn(hidden, seed=3), randn(hidden, hidden, seed=4),
               randn(hidden, hidden, seed=5), randn(hidden, seed=6)]          # W_xh, b_h, W_hh, W_ho, b_o
     layer = make_layer(f"type: 'RNN' recurrent_param {{ num_output: {hidden} }}")
-    (o,), (dx, _), param_diffs = run(layer, [x, cont], params=params, top_diffs=[dy])
+    (o,), (dx, _), param_diffs = forward_backward(layer, [x, cont], params=params, top_diffs=[dy])
 
     rnn = torch.nn.RNN(dim, hidden, dtype=torch.float64)
     w_ho, b_o = leaf(params[3]), leaf(params[4])
@@ -203,7 +198,7 @@ def test_inner_product_matches_torch_linear(transpose):
     b = randn(5, seed=3)
     layer = make_layer(f"type: 'InnerProduct' inner_product_param {{ num_output: 5 axis: 2 "
                        f"transpose: {str(transpose).lower()} }}")
-    (y,), (dx,), (dw, db) = run(layer, [x], params=[w, b], top_diffs=[dy])
+    (y,), (dx,), (dw, db) = forward_backward(layer, [x], params=[w, b], top_diffs=[dy])
     tx, tw, tb = leaf(x), leaf(w), leaf(b)
     ty = F.linear(tx.reshape(2, 3, 4), tw.T if transpose else tw, tb)
     ty.backward(torch.tensor(dy))

@@ -4,7 +4,7 @@ shape rules (pooling's pad clip, C integer division, empty windows), each shown 
 import numpy as np
 import pytest
 
-from gradcheck import check_gradient, make_layer, setup_blobs
+from harness import check_layer, make_layer, param_shapes, run
 from netspec import caffe_pb2
 from netspec.errors import LayerError
 from netspec.layers.base import ShapeContext
@@ -18,13 +18,6 @@ MAGIC6 = np.array([[35, 1, 6, 26, 19, 24], [3, 32, 7, 21, 23, 25], [31, 9, 2, 22
 def pooling(body, tops=1):
     extra = ' top: "y" top: "mask"' if tops == 2 else ""
     return make_layer(f'name: "p" type: "Pooling" pooling_param {{ {body} }}' + extra)
-
-
-def run(layer, arrays, params=None):
-    bottoms, tops = setup_blobs(layer, arrays, params=params)
-    layer.rng = np.random.default_rng(0)
-    layer.forward(np, bottoms, tops)
-    return [t.data for t in tops]
 
 
 def top_shapes(layer, *shapes):
@@ -50,7 +43,7 @@ def tile(plane, num=2, channels=2):
      [[0, 7, 3, 3], [7, 7, 16, 16], [20, 20, 20, 16], [26, 26, 26, 21], [31, 31, 26, 34]]),
 ])
 def test_caffe_max_pooling_cases_with_their_mask_top(body, plane, values, mask):
-    y, m = run(pooling(body, tops=2), [tile(plane)])
+    y, m = run(pooling(body, tops=2), [tile(plane)]).y
     np.testing.assert_array_equal(y, tile(np.array(values, float)))
     np.testing.assert_array_equal(m, tile(np.array(mask, float)))
 
@@ -58,14 +51,14 @@ def test_caffe_max_pooling_cases_with_their_mask_top(body, plane, values, mask):
 def test_caffe_max_pooling_padded_case():
     """TestForwardMaxPadded: kernel 3, stride 2, pad 2 on a 3x3 map gives 3x3."""
     x = np.array([[1, 2, 4], [2, 3, 2], [4, 2, 1]], float).reshape(1, 1, 3, 3)
-    (y,) = run(pooling("pool: MAX kernel_size: 3 stride: 2 pad: 2"), [x])
+    (y,) = run(pooling("pool: MAX kernel_size: 3 stride: 2 pad: 2"), [x]).y
     np.testing.assert_array_equal(y[0, 0], [[1, 4, 4], [4, 4, 4], [4, 4, 1]])
 
 
 def test_caffe_ave_pooling_padded_case():
     """TestForwardAve: kernel 3, stride 1, pad 1 on a 3x3 map of 2s: the divisor is always 9
     (the window clipped to the padded input), so the borders average in the zeros."""
-    (y,) = run(pooling("pool: AVE kernel_size: 3 stride: 1 pad: 1"), [np.full((1, 1, 3, 3), 2.0)])
+    (y,) = run(pooling("pool: AVE kernel_size: 3 stride: 1 pad: 1"), [np.full((1, 1, 3, 3), 2.0)]).y
     np.testing.assert_allclose(y[0, 0], [[8 / 9, 4 / 3, 8 / 9], [4 / 3, 2, 4 / 3], [8 / 9, 4 / 3, 8 / 9]])
 
 
@@ -86,7 +79,7 @@ def test_padding_on_one_axis_clips_the_last_window_on_both():
     assert top_shapes(padded, (1, 1, 4, 5))[0] == [(1, 1, 2, 2)]
     assert any("dropped as another axis is padded -> 2" in n for n in top_shapes(padded, (1, 1, 4, 5))[1].notes)
     x = np.arange(20.0).reshape(1, 1, 4, 5)
-    (y,) = run(padded, [x])
+    (y,) = run(padded, [x]).y
     np.testing.assert_array_equal(y[0, 0], [[5, 8], [15, 18]])     # rows -1..1 and 2..4, columns 0 and 3
 
 
@@ -97,9 +90,9 @@ def test_a_kernel_overhanging_the_input_by_less_than_the_stride_keeps_one_window
     (shape,), ctx = top_shapes(layer, (1, 1, 2, 2))
     assert shape == (1, 1, 1, 1)
     assert any("larger than the padded input" in w for w in ctx.warnings)
-    (y,) = run(layer, [np.arange(4.0).reshape(1, 1, 2, 2)])
+    (y,) = run(layer, [np.arange(4.0).reshape(1, 1, 2, 2)]).y
     assert y.item() == expected
-    check_gradient(pooling(f"pool: {pool} kernel_size: 3 stride: 2"),
+    check_layer(pooling(f"pool: {pool} kernel_size: 3 stride: 2"),
                    [np.array([[[[0.1, 0.7], [0.4, -0.3]]]])])
 
 
@@ -111,7 +104,7 @@ def test_a_kernel_overhanging_by_the_stride_or_more_is_an_error():
 def test_an_empty_window_gives_minus_one_in_the_mask_top():
     """Kernel 1, stride 3 on 8x8: the 4th window starts at 9, past the input; Caffe leaves its
     value at -FLT_MAX and its mask at -1."""
-    y, m = run(pooling("pool: MAX kernel_size: 1 stride: 3", tops=2), [np.arange(64.0).reshape(1, 1, 8, 8)])
+    y, m = run(pooling("pool: MAX kernel_size: 1 stride: 3", tops=2), [np.arange(64.0).reshape(1, 1, 8, 8)]).y
     assert y.shape == (1, 1, 4, 4)
     np.testing.assert_array_equal(m[0, 0, :3, :3], np.arange(64).reshape(8, 8)[::3, ::3])
     assert (m[0, 0, 3] == -1).all() and (m[0, 0, :, 3] == -1).all()
@@ -130,9 +123,9 @@ def test_convolution_output_truncates_toward_zero_as_caffe_does():
     assert shape == (1, 1, 1, 1) and ctx.warnings
     x = np.array([[[[1.0, 2.0], [3.0, 4.0]]]])
     w = np.arange(9.0).reshape(1, 1, 3, 3)
-    (y,) = run(layer, [x], params=[w])
+    (y,) = run(layer, [x], params=[w]).y
     assert y.item() == 1 * 0 + 2 * 1 + 3 * 3 + 4 * 4
-    check_gradient(make_layer(text), [x])
+    check_layer(make_layer(text), [x])
     with pytest.raises(LayerError, match="kernel extent 3 is larger than the padded input 2"):
         top_shapes(make_layer(text.replace("stride: 2", "stride: 1")), (1, 1, 2, 2))
 
@@ -147,8 +140,8 @@ def test_caffe_simple_convolution_case():
         layer = make_layer(text)
         (shape,), _ = top_shapes(layer, x.shape)
         assert shape == ((2, 3, 2, 1) if group == 3 else (2, 4, 2, 1))
-        w = np.ones([b.shape for b in layer.param_blobs([x.shape])][0])
-        (y,) = run(layer, [x], params=[w, np.full(shape[1], 0.1)])
+        w = np.ones(param_shapes(layer, [x.shape])[0])
+        (y,) = run(layer, [x], params=[w, np.full(shape[1], 0.1)]).y
         np.testing.assert_allclose(y, value)
 
 
@@ -183,7 +176,7 @@ def test_lrn_matches_caffes_reference(region, size, k):
     x = np.random.default_rng(3).standard_normal((2, 7, 3, 3))
     layer = make_layer(f'name: "n" type: "LRN" lrn_param {{ local_size: {size} alpha: 0.3 beta: 0.75 k: {k} '
                        f'norm_region: {region} }}')
-    (y,) = run(layer, [x])
+    (y,) = run(layer, [x]).y
     p = layer.lp.lrn_param      # float32 fields: alpha is 0.3 to float precision
     np.testing.assert_allclose(y, reference_lrn(x, size, p.alpha, p.beta, p.k, region), rtol=1e-12)
 
@@ -207,10 +200,10 @@ def test_spp_stochastic_levels_sample_even_in_test_phase():
     x = np.random.default_rng(4).uniform(0.1, 1.0, (1, 2, 4, 4))
     layer = make_layer('name: "s" type: "SPP" spp_param { pyramid_height: 2 pool: STOCHASTIC }',
                        phase=caffe_pb2.TEST)
-    (y,) = run(layer, [x])
+    (y,) = run(layer, [x]).y
     assert y.shape == (1, 2 * 5)
     assert all(np.isin(v, x).item() for v in y.ravel())      # sampled values, not averages
-    check_gradient(make_layer('name: "s" type: "SPP" spp_param { pyramid_height: 2 pool: STOCHASTIC }',
+    check_layer(make_layer('name: "s" type: "SPP" spp_param { pyramid_height: 2 pool: STOCHASTIC }',
                               phase=caffe_pb2.TEST), [x])
 
 
@@ -220,18 +213,18 @@ def test_zero_d_convolution_is_a_product_over_the_last_axis():
     text = 'name: "c" type: "Convolution" convolution_param { num_output: 3 axis: 3 }'
     layer = make_layer(text)
     (shape,), _ = top_shapes(layer, (2, 3, 6, 4))
-    assert shape == (2, 3, 6, 3) and [b.shape for b in layer.param_blobs([(2, 3, 6, 4)])] == [(3, 4), (3,)]
+    assert shape == (2, 3, 6, 3) and param_shapes(layer, [(2, 3, 6, 4)]) == [(3, 4), (3,)]
     assert layer.window([(2, 3, 6, 4)]) is None
     rng = np.random.default_rng(5)
     x, w, b = rng.standard_normal((2, 3, 6, 4)), rng.standard_normal((3, 4)), rng.standard_normal(3)
-    (y,) = run(layer, [x], params=[w, b])
+    (y,) = run(layer, [x], params=[w, b]).y
     np.testing.assert_allclose(y, np.einsum("nchk,dk->nchd", x, w) + b, rtol=1e-12)
-    check_gradient(make_layer(text), [rng.standard_normal((2, 1, 2, 4))])
+    check_layer(make_layer(text), [rng.standard_normal((2, 1, 2, 4))])
     with pytest.raises(LayerError, match="kernel size is not set"):
         top_shapes(make_layer('name: "c" type: "Convolution" convolution_param { num_output: 3 }'), (2, 3, 6, 4))
     deconv = make_layer('name: "d" type: "Deconvolution" convolution_param { num_output: 3 axis: 1 }')
     w = rng.standard_normal((4, 3))           # deconvolution weights: (channels, num_output)
-    (y,) = run(deconv, [x[:, 0, 0]], params=[w, b])
+    (y,) = run(deconv, [x[:, 0, 0]], params=[w, b]).y
     np.testing.assert_allclose(y, x[:, 0, 0] @ w + b, rtol=1e-12)
 
 
@@ -241,7 +234,7 @@ def test_caffe_simple_deconvolution_case():
     layer = make_layer('name: "d" type: "Deconvolution" convolution_param { num_output: 4 kernel_size: 3 stride: 2 }')
     (shape,), _ = top_shapes(layer, (2, 3, 6, 4))
     assert shape == (2, 4, 13, 9)
-    (y,) = run(layer, [np.ones((2, 3, 6, 4))], params=[np.ones((3, 4, 3, 3)), np.full(4, 0.1)])
+    (y,) = run(layer, [np.ones((2, 3, 6, 4))], params=[np.ones((3, 4, 3, 3)), np.full(4, 0.1)]).y
     rows = [(h % 2 == 0 and 0 < h < 12) for h in range(13)]
     cols = [(w % 2 == 0 and 0 < w < 8) for w in range(9)]
     expected = 3.1 + np.array([[9 if r and c else 3 if r or c else 0 for c in cols] for r in rows])

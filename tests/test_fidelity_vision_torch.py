@@ -5,25 +5,17 @@ only with padding), or torch is told Caffe's rule (count_include_pad for AVE's d
 import numpy as np
 import pytest
 
-from gradcheck import make_layer, setup_blobs
+from harness import make_layer, run
 
 torch = pytest.importorskip("torch")
 F = torch.nn.functional
 
 
 def run_layer(text, arrays, params=None, seed=0):
-    """-> (tops, bottom diffs, param diffs, top diffs) of one forward and backward in float64."""
-    layer = make_layer(text)
-    bottoms, tops = setup_blobs(layer, arrays, params=params, seed=seed)
-    layer.rng = np.random.default_rng(seed)
-    layer.forward(np, bottoms, tops)
-    rng = np.random.default_rng(seed + 1)
-    dys = [rng.standard_normal(t.shape) for t in tops]
-    for t, dy in zip(tops, dys):
-        t.diff[...] = dy
-    layer.backward(np, tops, [True] * len(bottoms), bottoms)
-    return ([t.data.copy() for t in tops], [b.diff.copy() for b in bottoms],
-            [p.diff.copy() for p in layer.blobs], [p.data.copy() for p in layer.blobs], dys)
+    """-> (tops, bottom diffs, param diffs, params, top diffs) of one forward and backward in float64."""
+    r = run(text, arrays, params=params, seed=seed)
+    dx = r.backward(seed=seed + 1)
+    return r.y, dx, r.param_diffs, r.params, r.top_diffs
 
 
 def torch_reference(fn, arrays, params, dy):

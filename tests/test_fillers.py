@@ -6,7 +6,7 @@ from google.protobuf import text_format
 
 from netspec import caffe_pb2
 from netspec.errors import LayerError
-from netspec.fillers import fans, fill
+from netspec.fillers import FILLERS, fans, fill
 
 
 def filler(text):
@@ -116,3 +116,16 @@ def test_errors_are_clear():
 def test_fill_on_backend(xp):
     x = fill(xp, np.random.default_rng(0), (3, 3), filler('type: "uniform"'))
     assert type(x).__module__.split(".")[0] == xp.__name__
+
+
+# CuPy's asarray always makes a fresh, writeable, C-contiguous device array; the NumPy backend
+# hands out filled parameters the same way, so code written against one backend may update
+# them in place on the other.
+@pytest.mark.parametrize("kind", sorted(FILLERS))
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_filled_parameters_can_be_updated_in_place(kind, dtype, xp):
+    a = fill(xp, np.random.default_rng(0), (2, 1, 4, 4), caffe_pb2.FillerParameter(type=kind), dtype)
+    assert a.dtype == np.dtype(dtype) and a.flags.c_contiguous
+    before = a.copy()
+    a -= 1                      # what the solver does to a parameter (fails where read-only)
+    assert float(abs(before - 1 - a).max()) == 0

@@ -1,4 +1,5 @@
 """Bad files get one clear message (file, line, column, found, expected); never a traceback."""
+import os
 import string
 
 import pytest
@@ -157,11 +158,20 @@ def test_convert_command_detects_kinds(tmp_path, capsys):
 
 # --- fuzz --------------------------------------------------------------------------------
 
-def _parse_or_clean_error(text, fmt="text"):
+def _parse_or_clean_error(text, fmt="text", name="fuzz.prototxt"):
+    """Parse, or fail as a user should see it: the message starts with the file's name and,
+    where it gives one, a line of the file (always for prototxt and JSON); no traceback."""
     try:
-        parse_net(text, fmt, "fuzz")
+        parse_net(text, fmt, name)
     except NetspecError as e:
-        assert str(e)
+        message = str(e)
+        assert e.file == name and message.startswith(f"{e.where()}: "), message
+        assert fmt == "yaml" or e.line is not None, message
+        if e.line is not None:
+            assert message.startswith(f"{name}:{e.line}") and 1 <= e.line <= text.count("\n") + 2, message
+        assert e.message.strip() and "Traceback" not in message, message
+        return e
+    return None
 
 
 _edit = st.tuples(st.integers(0, len(LENET_TEXT)), st.integers(0, 3),
@@ -176,6 +186,21 @@ def test_fuzz_mutated_prototxt(edits):
     for at, cut, insert in edits:
         text = text[:at] + insert + text[at + cut:]
     _parse_or_clean_error(text)
+
+
+@pytest.mark.parametrize("at, cut, insert", [(0, 0, "{"), (200, 0, "\x00"), (400, 3, "-1"), (-2, 0, "layers")])
+def test_a_mutated_prototxt_through_the_cli(tmp_path, capsys, at, cut, insert):
+    """What the fuzzed parser says is what the user reads: exit status 2, the file and line
+    first, and no output written."""
+    text = LENET_TEXT[:at] + insert + LENET_TEXT[at + cut:]
+    error = _parse_or_clean_error(text)
+    assert error is not None
+    path = tmp_path / "fuzz.prototxt"
+    path.write_text(text)
+    assert main(["convert", str(path), str(tmp_path / "out.json")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"netspec convert: error: {path}:{error.line}:") and "Traceback" not in err
+    assert os.listdir(tmp_path) == ["fuzz.prototxt"]
 
 
 @settings(max_examples=200, deadline=None)

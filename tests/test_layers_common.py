@@ -3,9 +3,8 @@ here, numeric gradients, in-place runs, BatchNorm's statistics."""
 import numpy as np
 import pytest
 
-from gradcheck import check_gradient, make_layer, setup_blobs
+from harness import check_layer, make_layer, param_fillers, param_shapes, run
 from netspec import caffe_pb2
-from netspec.backend import to_numpy
 from netspec.blob import Blob
 from netspec.errors import LayerError
 from netspec.layers.base import ShapeContext
@@ -20,14 +19,6 @@ def randn(*shape, seed=0):
 def infer(text, *shapes, phase=TEST):
     ctx = ShapeContext(phase)
     return make_layer(text, phase).infer(list(shapes), ctx), ctx.notes
-
-
-def forward(layer, arrays, xp=np, params=None):
-    """Run forward on fresh blobs; returns the top arrays as NumPy."""
-    bottoms, tops = setup_blobs(layer, arrays, xp, params)
-    layer.rng = np.random.default_rng(0)
-    layer.forward(xp, bottoms, tops)
-    return [to_numpy(t.data) for t in tops]
 
 
 def tie_free(shape, seed=0, gap=0.05):
@@ -49,8 +40,8 @@ def test_inner_product_forward(axis, transpose, bias, xp):
     k = int(np.prod(x.shape[a:]))
     w = randn(*((k, 4) if transpose else (4, k)), seed=1)
     params = [w] + ([randn(4, seed=2)] if bias else [])
-    assert [b.shape for b in layer.param_blobs([x.shape])] == [p.shape for p in params]
-    (y,) = forward(layer, [x], xp, params)
+    assert param_shapes(layer, [x.shape]) == [p.shape for p in params]
+    (y,) = run(layer, [x], xp, params).y
     rows = x.reshape(int(np.prod(x.shape[:a])), k)
     expected = np.array([[sum(r[i] * (w[i, j] if transpose else w[j, i]) for i in range(k)) for j in range(4)]
                          for r in rows])
@@ -66,15 +57,15 @@ def test_inner_product_forward(axis, transpose, bias, xp):
     ("inner_product_param { num_output: 3 bias_term: false }", (3, 5)),
 ])
 def test_inner_product_gradient(text, shape, xp):
-    check_gradient(make_layer("type: 'InnerProduct' " + text), [randn(*shape)], xp=xp)
+    check_layer(make_layer("type: 'InnerProduct' " + text), [randn(*shape)], xp=xp)
 
 
 def test_inner_product_shape_note_and_errors():
     (top,), notes = infer("type: 'InnerProduct' inner_product_param { num_output: 4096 }", (10, 256, 6, 6))
     assert top == (10, 4096)
     assert "256 * 6 * 6 = 9216" in notes[0]
-    assert [b.shape for b in make_layer("type: 'InnerProduct' inner_product_param { num_output: 4096 }").param_blobs(
-        [(10, 256, 6, 6)])] == [(4096, 9216), (4096,)]
+    assert param_shapes(make_layer("type: 'InnerProduct' inner_product_param { num_output: 4096 }"),
+        [(10, 256, 6, 6)]) == [(4096, 9216), (4096,)]
     with pytest.raises(LayerError, match="num_output"):
         make_layer("type: 'InnerProduct'")
     with pytest.raises(LayerError, match="out of range"):
@@ -90,9 +81,9 @@ def test_concat_forward_and_gradient(param, axis, xp):
         s[axis] = i + 1
     arrays = [randn(*s, seed=i) for i, s in enumerate(shapes)]
     layer = make_layer("type: 'Concat' bottom: 'a' bottom: 'b' bottom: 'c' " + param)
-    (y,) = forward(layer, arrays, xp)
+    (y,) = run(layer, arrays, xp).y
     np.testing.assert_array_equal(y, np.concatenate(arrays, axis=axis))
-    check_gradient(layer, arrays, xp=xp)
+    check_layer(layer, arrays, xp=xp)
 
 
 def test_concat_shape_note_and_mismatch_error():
@@ -119,10 +110,10 @@ def test_slice_forward_and_gradient(param, ntops, sizes, axis, xp):
     x = randn(3, 6, 4)
     text = "type: 'Slice' " + " ".join(f"top: 't{i}'" for i in range(ntops)) + " " + param
     layer = make_layer(text)
-    tops = forward(layer, [x], xp)
+    tops = run(layer, [x], xp).y
     assert [t.shape[axis] for t in tops] == sizes
     np.testing.assert_array_equal(np.concatenate(tops, axis=axis), x)
-    check_gradient(layer, [x], xp=xp)
+    check_layer(layer, [x], xp=xp)
 
 
 def test_slice_shape_errors():
@@ -142,14 +133,11 @@ def test_split_copies_and_sums_gradients(xp):
     layer = make_layer("type: 'Split' top: 'a' top: 'b' top: 'c'")
     x = randn(2, 3)
     assert layer.infer([x.shape], ShapeContext()) == [(2, 3)] * 3
-    for t in forward(layer, [x], xp):
+    for t in run(layer, [x], xp).y:
         np.testing.assert_array_equal(t, x)
-    bottoms, tops = setup_blobs(layer, [x], xp)
-    for i, t in enumerate(tops):
-        t.diff[...] = i + 1
-    layer.backward(xp, tops, [True], bottoms)
-    np.testing.assert_array_equal(to_numpy(bottoms[0].diff), 6.0)
-    check_gradient(layer, [x], xp=xp)
+    (dx,) = run(layer, [x], xp).backward([1, 2, 3])
+    np.testing.assert_array_equal(dx, 6.0)
+    check_layer(layer, [x], xp=xp)
 
 
 # --- Flatten / Reshape ---------------------------------------------------------------------------
@@ -190,10 +178,10 @@ def test_reshape_note_data_and_gradient(xp):
     assert notes == ["reshape: 0 copies axis 0 (2); -1 = 24 / 4 = 6"]
     x = randn(2, 3, 4)
     layer = make_layer(text)
-    (y,) = forward(layer, [x], xp)
+    (y,) = run(layer, [x], xp).y
     np.testing.assert_array_equal(y, x.reshape(2, 6, 2))
-    check_gradient(layer, [x], xp=xp)
-    check_gradient(make_layer("type: 'Flatten'"), [x], xp=xp)
+    check_layer(layer, [x], xp=xp)
+    check_layer(make_layer("type: 'Flatten'"), [x], xp=xp)
 
 
 @pytest.mark.parametrize("param,message", [
@@ -213,11 +201,11 @@ def test_reshape_errors(param, message):
 # --- Eltwise ----------------------------------------------------------------------------------
 def test_eltwise_forward(xp):
     a, b, c = randn(2, 3, 4, seed=1), randn(2, 3, 4, seed=2), randn(2, 3, 4, seed=3)
-    (s,) = forward(make_layer("type: 'Eltwise' eltwise_param { coeff: 1 coeff: -0.5 coeff: 2 }"), [a, b, c], xp)
+    (s,) = run(make_layer("type: 'Eltwise' eltwise_param { coeff: 1 coeff: -0.5 coeff: 2 }"), [a, b, c], xp).y
     np.testing.assert_allclose(s, a - 0.5 * b + 2 * c)
-    (p,) = forward(make_layer("type: 'Eltwise' eltwise_param { operation: PROD }"), [a, b, c], xp)
+    (p,) = run(make_layer("type: 'Eltwise' eltwise_param { operation: PROD }"), [a, b, c], xp).y
     np.testing.assert_allclose(p, a * b * c)
-    (m,) = forward(make_layer("type: 'Eltwise' eltwise_param { operation: MAX }"), [a, b, c], xp)
+    (m,) = run(make_layer("type: 'Eltwise' eltwise_param { operation: MAX }"), [a, b, c], xp).y
     np.testing.assert_array_equal(m, np.maximum(np.maximum(a, b), c))
 
 
@@ -225,14 +213,12 @@ def test_eltwise_max_ties_follow_caffe():
     """Bottom 1 wins a tie with bottom 0; a later bottom must be strictly greater."""
     layer = make_layer("type: 'Eltwise' eltwise_param { operation: MAX }")
     a, b, c = (np.array([[1.0, 2.0, 0.0]]), np.array([[1.0, 1.0, 3.0]]), np.array([[1.0, 2.0, 3.0]]))
-    bottoms, tops = setup_blobs(layer, [a, b, c])
-    layer.forward(np, bottoms, tops)
-    tops[0].diff[...] = 1
-    layer.backward(np, tops, [True] * 3, bottoms)
-    np.testing.assert_array_equal(tops[0].data, [[1, 2, 3]])
-    np.testing.assert_array_equal(bottoms[0].diff, [[0, 1, 0]])
-    np.testing.assert_array_equal(bottoms[1].diff, [[1, 0, 1]])
-    np.testing.assert_array_equal(bottoms[2].diff, [[0, 0, 0]])
+    r = run(layer, [a, b, c])
+    da, db, dc = r.backward([1])
+    np.testing.assert_array_equal(r.y[0], [[1, 2, 3]])
+    np.testing.assert_array_equal(da, [[0, 1, 0]])
+    np.testing.assert_array_equal(db, [[1, 0, 1]])
+    np.testing.assert_array_equal(dc, [[0, 0, 0]])
 
 
 @pytest.mark.parametrize("param", ["", "eltwise_param { coeff: 0.5 coeff: -2 coeff: 3 }",
@@ -241,7 +227,7 @@ def test_eltwise_max_ties_follow_caffe():
                                    "eltwise_param { operation: MAX }"])
 def test_eltwise_gradient(param, xp):
     arrays = list(tie_free((3, 2, 3, 2)))
-    check_gradient(make_layer("type: 'Eltwise' " + param), arrays, xp=xp)
+    check_layer(make_layer("type: 'Eltwise' " + param), arrays, xp=xp)
 
 
 def test_eltwise_errors():
@@ -293,21 +279,21 @@ def test_scale_learned(param, operand, axis, bias, xp):
         text = text[:-1] + " bias_term: true }"
     layer = make_layer(text)
     x = randn(2, 3, 4)
-    shapes = [b.shape for b in layer.param_blobs([x.shape])]
+    shapes = param_shapes(layer, [x.shape])
     assert shapes == [operand] * (2 if bias else 1)
     params = [randn(*operand, seed=1).reshape(operand), randn(*operand, seed=2).reshape(operand)][:len(shapes)]
-    (y,) = forward(layer, [x], xp, params)
+    (y,) = run(layer, [x], xp, params).y
     expected = x * expand(params[0], axis) + (expand(params[1], axis) if bias else 0)
     np.testing.assert_allclose(y, expected)
-    check_gradient(layer, [x], xp=xp, params=params)
+    check_layer(layer, [x], xp=xp, params=params)
 
 
 def test_scale_fillers():
-    fillers = [b.filler for b in make_layer("type: 'Scale' scale_param { bias_term: true }").param_blobs(None)]
+    fillers = param_fillers(make_layer("type: 'Scale' scale_param { bias_term: true }"))
     assert [(f.type, f.value) for f in fillers] == [("constant", 1.0), ("constant", 0.0)]
-    filler = [b.filler for b in make_layer("type: 'Scale' scale_param { filler { type: 'gaussian' std: 0.1 } }").param_blobs(None)][0]
+    filler = param_fillers(make_layer("type: 'Scale' scale_param { filler { type: 'gaussian' std: 0.1 } }"))[0]
     assert filler.type == "gaussian"
-    assert [b.filler for b in make_layer("type: 'Scale' bottom: 'x' bottom: 's' scale_param { bias_term: true }").param_blobs(None)] \
+    assert param_fillers(make_layer("type: 'Scale' bottom: 'x' bottom: 's' scale_param { bias_term: true }")) \
         == [caffe_pb2.FillerParameter()]
 
 
@@ -317,12 +303,12 @@ def test_scale_second_bottom(scale_shape, axis, xp):
     layer = make_layer(text)
     x = randn(2, 3, 4)
     s = randn(*scale_shape, seed=3).reshape(scale_shape)
-    assert [b.shape for b in layer.param_blobs([x.shape, s.shape])] == [scale_shape]
+    assert param_shapes(layer, [x.shape, s.shape]) == [scale_shape]
     bias = randn(*scale_shape, seed=4).reshape(scale_shape)
-    (y,) = forward(layer, [x, s], xp, [bias])
+    (y,) = run(layer, [x, s], xp, [bias]).y
     a = axis % 3 if scale_shape else 0
     np.testing.assert_allclose(y, x * expand(s, a) + expand(bias, a))
-    check_gradient(layer, [x, s], xp=xp, params=[bias])
+    check_layer(layer, [x, s], xp=xp, params=[bias])
 
 
 def test_scale_mismatch_error():
@@ -356,35 +342,28 @@ def test_scale_bias_in_place_equals_out_of_place(text):
 def test_bias(param, operand, axis, xp):
     layer = make_layer("type: 'Bias' " + param)
     x = randn(2, 3, 4)
-    assert [b.shape for b in layer.param_blobs([x.shape])] == [operand]
-    assert [b.filler for b in layer.param_blobs(None)][0].type == "constant"
+    assert param_shapes(layer, [x.shape]) == [operand]
+    assert param_fillers(layer)[0].type == "constant"
     b = randn(*operand, seed=1).reshape(operand)
-    (y,) = forward(layer, [x], xp, [b])
+    (y,) = run(layer, [x], xp, [b]).y
     np.testing.assert_allclose(y, x + expand(b, axis))
-    check_gradient(layer, [x], xp=xp, params=[b])
+    check_layer(layer, [x], xp=xp, params=[b])
     two = make_layer("type: 'Bias' bottom: 'x' bottom: 'b'")
-    assert [b.shape for b in two.param_blobs([x.shape, (3,)])] == []
-    check_gradient(two, [x, randn(3, seed=2)], xp=xp)
+    assert param_shapes(two, [x.shape, (3,)]) == []
+    check_layer(two, [x, randn(3, seed=2)], xp=xp)
 
 
 # --- BatchNorm ----------------------------------------------------------------------------------
-def bn_blobs(layer, x, params, xp=np):
-    bottoms, tops = setup_blobs(layer, [x], xp, params)
-    return bottoms, tops
-
-
 def test_batchnorm_train_normalises_and_updates_statistics():
     layer = make_layer("type: 'BatchNorm' batch_norm_param { moving_average_fraction: 0.5 eps: 0 }", TRAIN)
     assert not layer.use_global_stats and layer.learnable == (False, False, False)
     x1, x2 = randn(4, 2, 3, 3, seed=1) * 3 + 1, randn(4, 2, 3, 3, seed=2) - 2
     params = [np.zeros(2), np.zeros(2), np.zeros(1)]
-    bottoms, tops = bn_blobs(layer, x1.copy(), params)
-    layer.forward(np, bottoms, tops)
-    y = tops[0].data
+    first = run(layer, [x1], np, params)
+    y = first.y[0]
     np.testing.assert_allclose(y.mean(axis=(0, 2, 3)), 0, atol=1e-12)
     np.testing.assert_allclose(y.var(axis=(0, 2, 3)), 1, rtol=1e-12)
-    bottoms[0].data[...] = x2
-    layer.forward(np, bottoms, tops)
+    run(layer, [x2], np, first.params)             # the statistics the first batch left
     m = 4 * 3 * 3
     per_channel = [x.transpose(1, 0, 2, 3).reshape(2, -1) for x in (x1, x2)]
     mean = [c.mean(axis=1) for c in per_channel]
@@ -400,11 +379,11 @@ def test_batchnorm_test_uses_stored_statistics(xp):
     assert layer.use_global_stats
     x = randn(2, 3, 2, 2)
     mean, var, factor = np.array([1.0, -2.0, 0.5]), np.array([4.0, 0.25, 1.0]), np.array([2.0])
-    (y,) = forward(layer, [x], xp, [mean, var, factor])
+    (y,) = run(layer, [x], xp, [mean, var, factor]).y
     eps = float(np.float32(1e-5))
     expected = (x - (mean / 2)[:, None, None]) / np.sqrt(var / 2 + eps)[:, None, None]
     np.testing.assert_allclose(y, expected, rtol=1e-12)
-    (y0,) = forward(layer, [x], xp, [mean, var, np.zeros(1)])    # factor 0: statistics read as 0
+    (y0,) = run(layer, [x], xp, [mean, var, np.zeros(1)]).y    # factor 0: statistics read as 0
     np.testing.assert_allclose(y0, x / np.sqrt(eps), rtol=1e-12)
 
 
@@ -415,9 +394,9 @@ def test_batchnorm_use_global_stats_overrides_phase_and_lr_mult_check():
     with pytest.raises(LayerError, match="statistics"):
         make_layer("type: 'BatchNorm' param { lr_mult: 1 }")
     layer = make_layer("type: 'BatchNorm'")
-    assert [b.shape for b in layer.param_blobs([(5, 7, 3, 3)])] == [(7,), (7,), (1,)]
-    assert [b.shape for b in layer.param_blobs([(5,)])] == [(1,), (1,), (1,)]
-    assert all(f.type == "constant" and f.value == 0 for f in [b.filler for b in layer.param_blobs(None)])
+    assert param_shapes(layer, [(5, 7, 3, 3)]) == [(7,), (7,), (1,)]
+    assert param_shapes(layer, [(5,)]) == [(1,), (1,), (1,)]
+    assert all(f.type == "constant" and f.value == 0 for f in param_fillers(layer))
 
 
 @pytest.mark.parametrize("shape", [(4, 3, 2, 2), (5, 2)], ids=str)
@@ -425,7 +404,7 @@ def test_batchnorm_use_global_stats_overrides_phase_and_lr_mult_check():
 def test_batchnorm_gradient(shape, phase, xp):
     c = shape[1]
     params = [np.linspace(-1, 1, c), np.linspace(0.5, 2, c), np.array([1.5])]
-    check_gradient(make_layer("type: 'BatchNorm'", phase), [randn(*shape)], xp=xp, params=params,
+    check_layer(make_layer("type: 'BatchNorm'", phase), [randn(*shape)], xp=xp, params=params,
                    check_params=False)
 
 
@@ -457,23 +436,23 @@ def test_batchnorm_in_place_survives_a_later_in_place_layer():
 def test_mvn(param, xp):
     layer = make_layer("type: 'MVN' " + param)
     x = randn(2, 3, 2, 3) * 2 + 1
-    (y,) = forward(layer, [x], xp)
+    (y,) = run(layer, [x], xp).y
     axes = (1, 2, 3) if "across" in param else (2, 3)
     centered = x - x.mean(axis=axes, keepdims=True)
     if "false" not in param:
         centered /= np.sqrt((centered ** 2).mean(axis=axes, keepdims=True)) + layer.lp.mvn_param.eps
     np.testing.assert_allclose(y, centered, rtol=1e-10)
-    check_gradient(layer, [x], xp=xp)
+    check_layer(layer, [x], xp=xp)
 
 
 @pytest.mark.parametrize("axis", [1, 0, -1])
 def test_softmax(axis, xp):
     layer = make_layer(f"type: 'Softmax' softmax_param {{ axis: {axis} }}")
     x = randn(3, 4, 2) * 3
-    (y,) = forward(layer, [x], xp)
+    (y,) = run(layer, [x], xp).y
     e = np.exp(x)
     np.testing.assert_allclose(y, e / e.sum(axis=axis, keepdims=True), rtol=1e-12)
-    check_gradient(layer, [x], xp=xp)
+    check_layer(layer, [x], xp=xp)
 
 
 def test_softmax_large_inputs_and_in_place():
@@ -494,7 +473,7 @@ def argmax_reference(rows, k):
 def test_argmax_per_item(k, out_max_val):
     x = np.array([[[[1.0, 5.0], [5.0, 2.0]]], [[[0.0, -1.0], [3.0, 3.0]]]])     # (2, 1, 2, 2) with ties
     layer = make_layer(f"type: 'ArgMax' argmax_param {{ top_k: {k} out_max_val: {str(out_max_val).lower()} }}")
-    (y,) = forward(layer, [x])
+    (y,) = run(layer, [x]).y
     assert y.shape == (2, 2 if out_max_val else 1, k, 1)
     rows = x.reshape(2, -1)
     idx = argmax_reference(rows, k)
@@ -507,7 +486,7 @@ def test_argmax_per_item(k, out_max_val):
 def test_argmax_along_axis(out_max_val, xp):
     x = np.round(randn(2, 5, 3), 0)            # rounding makes ties
     layer = make_layer(f"type: 'ArgMax' argmax_param {{ axis: 1 top_k: 2 out_max_val: {str(out_max_val).lower()} }}")
-    (y,) = forward(layer, [x], xp)
+    (y,) = run(layer, [x], xp).y
     assert y.shape == (2, 2, 3)
     for n in range(2):
         for w in range(3):
@@ -531,25 +510,25 @@ def test_argmax_shapes_and_errors():
 def test_reduction(op, axis, xp):
     layer = make_layer(f"type: 'Reduction' reduction_param {{ operation: {op} axis: {axis} coeff: -1.5 }}")
     x = tie_free((2, 3, 4))
-    (y,) = forward(layer, [x], xp)
+    (y,) = run(layer, [x], xp).y
     a = axis % 3
     assert y.shape == x.shape[:a]
     rows = x.reshape(int(np.prod(x.shape[:a])), -1)
     per_row = {"SUM": rows.sum(1), "ASUM": np.abs(rows).sum(1), "SUMSQ": (rows ** 2).sum(1),
                "MEAN": rows.mean(1)}[op]
     np.testing.assert_allclose(y.reshape(-1), -1.5 * per_row, rtol=1e-12)
-    check_gradient(layer, [x], xp=xp)
+    check_layer(layer, [x], xp=xp)
 
 
 @pytest.mark.parametrize("axis,tiles", [(1, 3), (0, 2), (-1, 2)])
 def test_tile(axis, tiles, xp):
     layer = make_layer(f"type: 'Tile' tile_param {{ axis: {axis} tiles: {tiles} }}")
     x = randn(2, 3, 2)
-    (y,) = forward(layer, [x], xp)
+    (y,) = run(layer, [x], xp).y
     reps = [1, 1, 1]
     reps[axis % 3] = tiles
     np.testing.assert_array_equal(y, np.tile(x, reps))
-    check_gradient(layer, [x], xp=xp)
+    check_layer(layer, [x], xp=xp)
     with pytest.raises(LayerError, match="tiles"):
         make_layer("type: 'Tile'")
 
@@ -559,20 +538,20 @@ def test_embed(xp):
     layer = make_layer("type: 'Embed' embed_param { input_dim: 5 num_output: 3 }")
     idx = np.array([[0.0, 4.0, 2.0], [2.0, 2.0, 1.0]])
     assert layer.infer([idx.shape], ShapeContext()) == [(2, 3, 3)]
-    assert [b.shape for b in layer.param_blobs([idx.shape])] == [(5, 3), (3,)]
+    assert param_shapes(layer, [idx.shape]) == [(5, 3), (3,)]
     w, b = randn(5, 3), randn(3, seed=1)
-    (y,) = forward(layer, [idx], xp, [w, b])
+    (y,) = run(layer, [idx], xp, [w, b]).y
     np.testing.assert_allclose(y, w[idx.astype(int)] + b)
-    check_gradient(layer, [idx], xp=xp, check_bottoms=[])      # weight rows, repeated index 2 included
+    check_layer(layer, [idx], xp=xp, check_bottoms=[])      # weight rows, repeated index 2 included
     with pytest.raises(LayerError, match="Embed index 5 is not an integer in \\[0, 5\\)"):
-        forward(layer, [np.array([5.0])], xp, [w, b])
+        run(layer, [np.array([5.0])], xp, [w, b]).y
     with pytest.raises(LayerError, match="1.5 is not an integer"):
-        forward(layer, [np.array([1.5])], xp, [w, b])
+        run(layer, [np.array([1.5])], xp, [w, b]).y
     with pytest.raises(LayerError, match="input_dim"):
         make_layer("type: 'Embed' embed_param { num_output: 3 }")
 
 
-def test_silence():
+def test_silence(xp):
     layer = make_layer("type: 'Silence' bottom: 'a' bottom: 'b'")
     assert layer.infer([(2, 3), (4,)], ShapeContext()) == []
     bottoms = [Blob(np.ones(3), np.ones(3)), Blob(np.ones(2), np.ones(2))]
@@ -580,6 +559,7 @@ def test_silence():
     layer.backward(np, [], [True, False], bottoms)
     np.testing.assert_array_equal(bottoms[0].diff, 0)
     np.testing.assert_array_equal(bottoms[1].diff, 1)
+    check_layer(layer, [randn(2, 3), randn(4, seed=1)], xp=xp)
 
 
 def test_filter(xp):
@@ -588,10 +568,10 @@ def test_filter(xp):
     sel = np.array([[1.0], [0.0], [1.0], [0.5]])
     (ta, tb), notes = infer("type: 'Filter' top: 'x' top: 'y'", a.shape, b.shape, sel.shape)
     assert (ta, tb) == ((4, 3), (4, 2, 2)) and "at most 4" in notes[0]
-    ya, yb = forward(layer, [a, b, sel], xp)
+    ya, yb = run(layer, [a, b, sel], xp).y
     np.testing.assert_array_equal(ya, a[[0, 2, 3]])
     np.testing.assert_array_equal(yb, b[[0, 2, 3]])
-    check_gradient(layer, [a, b, sel], xp=xp, check_bottoms=[0, 1])
+    check_layer(layer, [a, b, sel], xp=xp, check_bottoms=[0, 1])
     with pytest.raises(LayerError, match="singleton"):
         infer("type: 'Filter'", (4, 3), (4, 2))
     with pytest.raises(LayerError, match="as many items as the selector"):
@@ -604,11 +584,11 @@ def test_batch_reindex(xp):
     layer = make_layer("type: 'BatchReindex'")
     x, index = randn(3, 2, 2), np.array([2.0, 0.0, 2.0, 1.0, 2.0])
     assert layer.infer([x.shape, index.shape], ShapeContext()) == [(5, 2, 2)]
-    (y,) = forward(layer, [x, index], xp)
+    (y,) = run(layer, [x, index], xp).y
     np.testing.assert_array_equal(y, x[[2, 0, 2, 1, 2]])
-    check_gradient(layer, [x, index], xp=xp, check_bottoms=[0])    # index 2 repeated: gradients add
+    check_layer(layer, [x, index], xp=xp, check_bottoms=[0])    # index 2 repeated: gradients add
     with pytest.raises(LayerError, match="index 3 is not an integer in \\[0, 3\\)"):
-        forward(layer, [x, np.array([3.0])], xp)
+        run(layer, [x, np.array([3.0])], xp).y
     with pytest.raises(LayerError, match="must be 1-d"):
         layer.infer([x.shape, (5, 1)], ShapeContext())
 
@@ -616,11 +596,11 @@ def test_batch_reindex(xp):
 def test_parameter(xp):
     layer = make_layer("type: 'Parameter' parameter_param { shape { dim: 2 dim: 3 } }")
     assert layer.infer([], ShapeContext()) == [(2, 3)]
-    assert [b.shape for b in layer.param_blobs([])] == [(2, 3)]
+    assert param_shapes(layer, []) == [(2, 3)]
     w = randn(2, 3)
-    (y,) = forward(layer, [], xp, [w])
+    (y,) = run(layer, [], xp, [w]).y
     np.testing.assert_array_equal(y, w)
-    check_gradient(layer, [], xp=xp)
+    check_layer(layer, [], xp=xp)
 
 
 def test_dtype_is_kept_in_float32():
@@ -633,12 +613,10 @@ def test_dtype_is_kept_in_float32():
              ("type: 'Eltwise' eltwise_param { coeff: 0.5 coeff: 2 }", [randn(2, 3), randn(2, 3)])]
     for text, arrays in cases:
         layer = make_layer(text, TRAIN)
-        params = [np.abs(randn(*s)) + 0.5 for s in [b.shape for b in layer.param_blobs([a.shape for a in arrays])]]
-        bottoms, tops = setup_blobs(layer, arrays, np, params, dtype=np.float32)
-        layer.forward(np, bottoms, tops)
-        for t in tops:
-            t.diff[...] = 1
-        layer.backward(np, tops, [True] * len(bottoms), bottoms)
+        params = [np.abs(randn(*s)) + 0.5 for s in param_shapes(layer, [a.shape for a in arrays])]
+        r = run(layer, arrays, np, params, dtype=np.float32)
+        r.backward([1] * len(r.tops))
+        bottoms, tops = r.bottoms, r.tops
         assert all(t.data.dtype == np.float32 for t in tops), text
         assert all(b.diff.dtype == np.float32 for b in bottoms), text
         assert all(p.data.dtype == np.float32 for p in layer.blobs), text
@@ -647,14 +625,12 @@ def test_dtype_is_kept_in_float32():
 def test_parameter_diffs_accumulate_and_respect_param_propagate_down():
     layer = make_layer("type: 'InnerProduct' inner_product_param { num_output: 2 }")
     x, dy = randn(3, 4), randn(3, 2, seed=1)
-    bottoms, tops = setup_blobs(layer, [x])
-    layer.forward(np, bottoms, tops)
-    tops[0].diff[...] = dy
-    layer.backward(np, tops, [True], bottoms)
-    layer.backward(np, tops, [True], bottoms)
+    r = run(layer, [x])
+    r.backward([dy])
+    r.backward([dy])
     np.testing.assert_allclose(layer.blobs[0].diff, 2 * dy.T @ x)
     np.testing.assert_allclose(layer.blobs[1].diff, 2 * dy.sum(axis=0))
     layer.param_propagate_down = [False, True]      # a frozen weight (lr_mult 0) gets no work
-    layer.backward(np, tops, [True], bottoms)
+    r.backward([dy])
     np.testing.assert_allclose(layer.blobs[0].diff, 2 * dy.T @ x)
     np.testing.assert_allclose(layer.blobs[1].diff, 3 * dy.sum(axis=0))

@@ -7,27 +7,9 @@ import pytest
 from netspec import caffe_pb2
 from netspec.errors import LayerError
 from netspec.layers.base import ShapeContext
-from tests.gradcheck import check_gradient, make_layer, setup_blobs
+from harness import check_layer, make_layer, run
 
 LN2 = math.log(2)
-
-
-def forward(layer, arrays, xp=np, dtype=np.float64):
-    bottoms, tops = setup_blobs(layer, arrays, xp, dtype=dtype)
-    layer.forward(xp, bottoms, tops)
-    return bottoms, tops
-
-
-def loss_of(layer, arrays, xp=np):
-    return float(forward(layer, arrays, xp)[1][0].data)
-
-
-def backward(layer, bottoms, tops, weight, propagate=None, xp=np):
-    tops[0].diff[...] = weight
-    for t in tops[1:]:
-        t.diff[...] = 0
-    layer.backward(xp, tops, propagate or [True] + [False] * (len(bottoms) - 1), bottoms)
-    return np.asarray(bottoms[0].diff if xp is np else bottoms[0].diff.get())
 
 
 def infer(layer, shapes):
@@ -59,42 +41,42 @@ HAND_Y = np.array([0, 1, 255])
 ])
 def test_softmax_loss_with_ignore_label_by_hand(param, expected, xp):
     layer = softmax_loss(f"loss_param {{ ignore_label: 255 {param} }}")
-    assert loss_of(layer, [HAND_X, HAND_Y], xp) == pytest.approx(expected, rel=1e-12)
+    assert float(run(layer, [HAND_X, HAND_Y], xp).y[0]) == pytest.approx(expected, rel=1e-12)
 
 
 def test_softmax_loss_gradient_by_hand_scales_with_the_seeded_loss_weight(xp):
     layer = softmax_loss("loss_param { ignore_label: 255 }")
-    bottoms, tops = forward(layer, [HAND_X, HAND_Y], xp)
+    dx, _ = run(layer, [HAND_X, HAND_Y], xp).backward([2.5], [True, False])
     # (p - onehot) / valid_count, zero on the ignored row, times the loss weight 2.5
     expected = 2.5 * np.array([[-0.25, 0.25], [0.375, -0.375], [0, 0]])
-    np.testing.assert_allclose(backward(layer, bottoms, tops, 2.5, xp=xp), expected, atol=1e-12)
+    np.testing.assert_allclose(dx, expected, atol=1e-12)
 
 
 def test_softmax_loss_all_ignored_is_zero_not_nan():
     layer = softmax_loss("loss_param { ignore_label: 7 }")
-    bottoms, tops = forward(layer, [HAND_X, np.array([7, 7, 7])])
-    assert float(tops[0].data) == 0.0
-    assert np.all(backward(layer, bottoms, tops, 1.0) == 0)
+    r = run(layer, [HAND_X, np.array([7, 7, 7])])
+    assert float(r.y[0]) == 0.0
+    assert np.all(r.backward([1.0], [True, False])[0] == 0)
 
 
 def test_softmax_loss_second_top_is_the_probabilities():
     layer = softmax_loss(tops=2)
-    _, tops = forward(layer, [HAND_X, np.array([0, 1, 0])])
-    assert tops[1].data.shape == HAND_X.shape
-    np.testing.assert_allclose(tops[1].data[:2], [[0.5, 0.5], [0.75, 0.25]])
+    _, prob = run(layer, [HAND_X, np.array([0, 1, 0])]).y
+    assert prob.shape == HAND_X.shape
+    np.testing.assert_allclose(prob[:2], [[0.5, 0.5], [0.75, 0.25]])
 
 
 def test_softmax_loss_clamps_probability_at_flt_min():
     layer = softmax_loss()
-    loss = loss_of(layer, [np.array([[0.0, -1000.0]]), np.array([1])])
+    loss = float(run(layer, [np.array([[0.0, -1000.0]]), np.array([1])]).y[0])
     assert loss == pytest.approx(-math.log(np.finfo(np.float32).tiny))
 
 
 def test_softmax_loss_keeps_float32():
     layer = softmax_loss()
-    bottoms, tops = forward(layer, [HAND_X, np.array([0, 1, 0])], dtype=np.float32)
-    assert tops[0].data.dtype == np.float32 and tops[0].data.shape == ()
-    assert backward(layer, bottoms, tops, 1.0).dtype == np.float32
+    r = run(layer, [HAND_X, np.array([0, 1, 0])], dtype=np.float32)
+    assert r.y[0].dtype == np.float32 and r.y[0].shape == ()
+    assert r.backward([1.0], [True, False])[0].dtype == np.float32
 
 
 @pytest.mark.parametrize("param", ["", "normalization: FULL", "normalization: BATCH_SIZE",
@@ -110,13 +92,13 @@ def test_softmax_loss_gradient(shape, axis, label_shape, param, xp):
     labels.reshape(-1)[::3] = -1                       # some ignored
     layer = softmax_loss(f"softmax_param {{ axis: {axis} }} "
                          f"loss_param {{ ignore_label: -1 {param} }}", tops=2)
-    check_gradient(layer, [rng.standard_normal(shape), labels], xp=xp, check_bottoms=[0])
+    check_layer(layer, [rng.standard_normal(shape), labels], xp=xp, check_bottoms=[0])
 
 
-def test_softmax_loss_gradient_without_ignore_label():
+def test_softmax_loss_gradient_without_ignore_label(xp):
     rng = np.random.default_rng(4)
     layer = softmax_loss()
-    check_gradient(layer, [rng.standard_normal((5, 4)), rng.integers(0, 4, 5)], check_bottoms=[0])
+    check_layer(layer, [rng.standard_normal((5, 4)), rng.integers(0, 4, 5)], check_bottoms=[0], xp=xp)
 
 
 def test_softmax_loss_shape_rules():
@@ -152,19 +134,19 @@ def test_label_out_of_range_names_value_and_range(spec, shape, bad, xp):
     if "Infogain" in spec:
         arrays.append(np.eye(3))
     with pytest.raises(LayerError) as err:
-        forward(layer, arrays, xp)
+        run(layer, arrays, xp)
     assert f"label {bad} " in err.value.message and "[0, 3)" in err.value.message
 
 
 def test_label_nan_is_an_error_not_a_nan_loss():
     with pytest.raises(LayerError, match="label nan"):
-        forward(softmax_loss("loss_param { ignore_label: -1 }"), [HAND_X, np.array([0, np.nan, 1])])
+        run(softmax_loss("loss_param { ignore_label: -1 }"), [HAND_X, np.array([0, np.nan, 1])])
 
 
 def test_labels_truncate_toward_zero_as_caffe_casts_them():
     # 1.7 is class 1 and -0.5 is class 0, as static_cast<int> makes them
-    a = loss_of(softmax_loss(), [HAND_X, np.array([0.0, 1.7, -0.5])])
-    b = loss_of(softmax_loss(), [HAND_X, np.array([0, 1, 0])])
+    a = float(run(softmax_loss(), [HAND_X, np.array([0.0, 1.7, -0.5])]).y[0])
+    b = float(run(softmax_loss(), [HAND_X, np.array([0, 1, 0])]).y[0])
     assert a == b
 
 
@@ -176,13 +158,13 @@ def euclidean():
 
 def test_euclidean_by_hand(xp):
     a, b = np.array([[1.0, 2.0], [3.0, 4.0]]), np.ones((2, 2))
-    assert loss_of(euclidean(), [a, b], xp) == pytest.approx((0 + 1 + 4 + 9) / 2 / 2)
+    assert float(run(euclidean(), [a, b], xp).y[0]) == pytest.approx((0 + 1 + 4 + 9) / 2 / 2)
 
 
 @pytest.mark.parametrize("shapes", [[(3, 4), (3, 4)], [(2, 3, 2), (2, 6)], [(4, 1), (4,)]])
 def test_euclidean_gradient_both_bottoms(shapes, xp):
     rng = np.random.default_rng(5)
-    check_gradient(euclidean(), [rng.standard_normal(s) for s in shapes], xp=xp)
+    check_layer(euclidean(), [rng.standard_normal(s) for s in shapes], xp=xp)
 
 
 def test_euclidean_shape_rules():
@@ -205,11 +187,11 @@ def naive_sigmoid_ce(x, t):
 def test_sigmoid_cross_entropy_matches_naive_formula_batch_size_by_default(xp):
     rng = np.random.default_rng(6)
     x, t = rng.standard_normal((3, 4)) * 3, rng.random((3, 4))
-    assert loss_of(sigmoid_ce(), [x, t], xp) == pytest.approx(naive_sigmoid_ce(x, t).sum() / 3)
+    assert float(run(sigmoid_ce(), [x, t], xp).y[0]) == pytest.approx(naive_sigmoid_ce(x, t).sum() / 3)
 
 
 def test_sigmoid_cross_entropy_is_stable_for_large_inputs():
-    loss = loss_of(sigmoid_ce(), [np.array([[100.0, -100.0, 0.0]]), np.array([[0.0, 1.0, 1.0]])])
+    loss = float(run(sigmoid_ce(), [np.array([[100.0, -100.0, 0.0]]), np.array([[0.0, 1.0, 1.0]])]).y[0])
     assert loss == pytest.approx(200 + LN2)
 
 
@@ -226,7 +208,7 @@ def test_sigmoid_cross_entropy_ignore_label_and_normalization(param, divisor):
     valid = t != -1
     expected = naive_sigmoid_ce(x, np.where(valid, t, 0))[valid].sum() / divisor
     layer = sigmoid_ce(f"loss_param {{ ignore_label: -1 {param} }}")
-    assert loss_of(layer, [x, t]) == pytest.approx(expected)
+    assert float(run(layer, [x, t]).y[0]) == pytest.approx(expected)
 
 
 @pytest.mark.parametrize("param", ["", "normalization: VALID", "normalization: FULL", "normalization: NONE"])
@@ -235,8 +217,8 @@ def test_sigmoid_cross_entropy_gradient(param, xp):
     t = rng.random((3, 2, 2))
     t[0, 0] = -1
     layer = sigmoid_ce(f"loss_param {{ ignore_label: -1 {param} }}")
-    check_gradient(layer, [rng.standard_normal((3, 2, 2)), t], xp=xp, check_bottoms=[0])
-    check_gradient(sigmoid_ce(), [rng.standard_normal((4, 5)), rng.random(20).reshape(4, 5)],
+    check_layer(layer, [rng.standard_normal((3, 2, 2)), t], xp=xp, check_bottoms=[0])
+    check_layer(sigmoid_ce(), [rng.standard_normal((4, 5)), rng.random(20).reshape(4, 5)],
                    xp=xp, check_bottoms=[0])
 
 
@@ -257,8 +239,8 @@ def test_hinge_by_hand(xp):
     # label 0: max(0, 1 - 1) = 0; class 1: max(0, 1 - 2) = 0; class 2: max(0, 1 + 0.5) = 1.5
     x, y = np.array([[1.0, -2.0, 0.5], [0.0, 0.0, 0.0]]), np.array([0, 2])
     # second item: every hinge is 1 -> L1 3, L2 3
-    assert loss_of(hinge("L1"), [x, y], xp) == pytest.approx((1.5 + 3) / 2)
-    assert loss_of(hinge("L2"), [x, y], xp) == pytest.approx((2.25 + 3) / 2)
+    assert float(run(hinge("L1"), [x, y], xp).y[0]) == pytest.approx((1.5 + 3) / 2)
+    assert float(run(hinge("L2"), [x, y], xp).y[0]) == pytest.approx((2.25 + 3) / 2)
 
 
 @pytest.mark.parametrize("norm", ["L1", "L2"])
@@ -267,7 +249,7 @@ def test_hinge_gradient(norm, shape, xp):
     rng = np.random.default_rng(8)
     x = rng.standard_normal(shape) * 2
     labels = rng.integers(0, math.prod(shape[1:]), shape[0])
-    check_gradient(hinge(norm), [x, labels], xp=xp, check_bottoms=[0])
+    check_layer(hinge(norm), [x, labels], xp=xp, check_bottoms=[0])
 
 
 def test_hinge_shape_rules():
@@ -284,16 +266,16 @@ def multinomial():
 
 def test_multinomial_logistic_by_hand_with_threshold(xp):
     p, y = np.array([[0.25, 0.75], [0.5, 0.5]]), np.array([1, 0])
-    assert loss_of(multinomial(), [p, y], xp) == pytest.approx(-(math.log(0.75) + math.log(0.5)) / 2)
+    assert float(run(multinomial(), [p, y], xp).y[0]) == pytest.approx(-(math.log(0.75) + math.log(0.5)) / 2)
     p0 = np.array([[0.0, 1.0]])
-    assert loss_of(multinomial(), [p0, np.array([0])], xp) == pytest.approx(-math.log(1e-20))
+    assert float(run(multinomial(), [p0, np.array([0])], xp).y[0]) == pytest.approx(-math.log(1e-20))
 
 
 @pytest.mark.parametrize("shape", [(4, 3), (2, 3, 1, 2)])
 def test_multinomial_logistic_gradient(shape, xp):
     rng = np.random.default_rng(9)
     p = rng.random(shape) + 0.2
-    check_gradient(multinomial(), [p, rng.integers(0, math.prod(shape[1:]), (shape[0], 1))],
+    check_layer(multinomial(), [p, rng.integers(0, math.prod(shape[1:]), (shape[0], 1))],
                    xp=xp, check_bottoms=[0])
 
 
@@ -326,12 +308,12 @@ def naive_infogain(x, y, h, ignore=None):
 
 def test_infogain_with_identity_is_softmax_loss(xp):
     y = np.array([0, 1, 255])
-    expected = loss_of(softmax_loss("loss_param { ignore_label: 255 }"), [HAND_X, y])
+    expected = float(run(softmax_loss("loss_param { ignore_label: 255 }"), [HAND_X, y]).y[0])
     layer = infogain("loss_param { ignore_label: 255 }")
-    assert loss_of(layer, [HAND_X, y, np.eye(2)], xp) == pytest.approx(expected)
+    assert float(run(layer, [HAND_X, y, np.eye(2)], xp).y[0]) == pytest.approx(expected)
 
 
-def test_infogain_matches_naive_loop_with_matrix_from_binaryproto(tmp_path):
+def test_infogain_matches_naive_loop_with_matrix_from_binaryproto(tmp_path, xp):
     rng = np.random.default_rng(10)
     h = rng.random((3, 3))
     blob = caffe_pb2.BlobProto()
@@ -342,8 +324,8 @@ def test_infogain_matches_naive_loop_with_matrix_from_binaryproto(tmp_path):
     x, y = rng.standard_normal((4, 3)), np.array([0, 2, 1, 9])
     layer = infogain("loss_param { ignore_label: 9 }", source=str(path))
     h32 = np.asarray(blob.data, dtype=np.float64).reshape(3, 3)
-    assert loss_of(layer, [x, y]) == pytest.approx(naive_infogain(x, y, h32, ignore=9))
-    check_gradient(layer, [x, y], check_bottoms=[0])
+    assert float(run(layer, [x, y]).y[0]) == pytest.approx(naive_infogain(x, y, h32, ignore=9))
+    check_layer(layer, [x, y], check_bottoms=[0], xp=xp)
 
 
 @pytest.mark.parametrize("param", ["", "normalization: FULL", "normalization: BATCH_SIZE",
@@ -357,7 +339,7 @@ def test_infogain_gradient(shape, axis, param, xp):
     layer = infogain(f"infogain_loss_param {{ axis: {axis} }} "
                      f"loss_param {{ ignore_label: -1 {param} }}", tops=2)
     h = rng.random((classes, classes))
-    check_gradient(layer, [rng.standard_normal(shape), labels, h], xp=xp, check_bottoms=[0])
+    check_layer(layer, [rng.standard_normal(shape), labels, h], xp=xp, check_bottoms=[0])
 
 
 def test_infogain_errors(tmp_path):
@@ -388,7 +370,7 @@ def contrastive(extra=""):
 def test_contrastive_by_hand(param, similar, expected, xp):
     a, b = np.array([[0.0, 0.0]]), np.array([[3.0, 4.0]])      # distance 5
     layer = contrastive(f"contrastive_loss_param {{ {param} }}")
-    assert loss_of(layer, [a, b, np.array([[similar]])], xp) == pytest.approx(expected)
+    assert float(run(layer, [a, b, np.array([[similar]])], xp).y[0]) == pytest.approx(expected)
 
 
 @pytest.mark.parametrize("param", ["margin: 2", "margin: 4 legacy_version: true"])
@@ -397,7 +379,7 @@ def test_contrastive_gradient(param, xp):
     a, b = rng.standard_normal((6, 3)), rng.standard_normal((6, 3, 1, 1))
     y = np.array([1, 0, 0, 1, 0, 0]).reshape(6, 1, 1, 1)
     # Caffe divides by (d + 1e-4) in the dissimilar gradient: near, not at, the derivative
-    check_gradient(contrastive(f"contrastive_loss_param {{ {param} }}"), [a, b, y], xp=xp,
+    check_layer(contrastive(f"contrastive_loss_param {{ {param} }}"), [a, b, y], xp=xp,
                    check_bottoms=[0, 1], tol=1e-3)
 
 
@@ -422,15 +404,15 @@ def accuracy(extra="", tops=1):
 ])
 def test_accuracy_ties_count_against_the_true_class(top_k, labels, expected, xp):
     layer = accuracy(f"accuracy_param {{ top_k: {top_k} }}")
-    assert loss_of(layer, [np.array([[1.0, 1.0, 0.0]]), np.array(labels)], xp) == expected
+    assert float(run(layer, [np.array([[1.0, 1.0, 0.0]]), np.array(labels)], xp).y[0]) == expected
 
 
 def test_accuracy_three_way_tie():
     x = np.full((3, 3), 2.0)
     layer = accuracy("accuracy_param { top_k: 2 }", tops=2)
-    _, tops = forward(layer, [x, np.array([0, 1, 2])])
-    assert float(tops[0].data) == 0.0          # each true class has two others tied with it
-    np.testing.assert_array_equal(tops[1].data, [0, 0, 0])
+    top, per_class = run(layer, [x, np.array([0, 1, 2])]).y
+    assert float(top) == 0.0          # each true class has two others tied with it
+    np.testing.assert_array_equal(per_class, [0, 0, 0])
 
 
 def test_accuracy_per_class_with_ignore_label_and_axis(xp):
@@ -439,11 +421,11 @@ def test_accuracy_per_class_with_ignore_label_and_axis(xp):
                   [[0.2, 0.3], [0.7, 0.3], [0.1, 0.4]]])
     y = np.array([[0, 1], [0, -1]])        # hits: (0,0) yes, (0,1) yes, (1,0) no; (1,1) ignored
     layer = accuracy("accuracy_param { ignore_label: -1 }", tops=2)
-    _, tops = forward(layer, [x, y], xp)
-    assert float(tops[0].data) == pytest.approx(2 / 3)
-    np.testing.assert_allclose(np.asarray(tops[1].data if xp is np else tops[1].data.get()), [0.5, 1.0, 0.0])
+    top, per_class = run(layer, [x, y], xp).y
+    assert float(top) == pytest.approx(2 / 3)
+    np.testing.assert_allclose(per_class, [0.5, 1.0, 0.0])
     layer = accuracy("accuracy_param { axis: 1 top_k: 2 }")
-    assert loss_of(layer, [x, np.array([[0, 1], [2, 2]])], xp) == pytest.approx(3 / 4)
+    assert float(run(layer, [x, np.array([[0, 1], [2, 2]])], xp).y[0]) == pytest.approx(3 / 4)
 
 
 def test_accuracy_shape_rules_and_no_gradient():
@@ -455,10 +437,9 @@ def test_accuracy_shape_rules_and_no_gradient():
         infer(accuracy(), [(8, 10), (4,)])
     layer = accuracy()
     assert not layer.loss
-    bottoms, tops = forward(layer, [np.ones((2, 3)), np.array([0, 1])])
-    bottoms[0].diff[...] = 7
-    layer.backward(np, tops, [True, False], bottoms)
-    assert np.all(bottoms[0].diff == 0)
+    r = run(layer, [np.ones((2, 3)), np.array([0, 1])])
+    r.bottoms[0].diff[...] = 7
+    assert np.all(r.backward([0.0], [True, False])[0] == 0)
 
 
 def test_loss_layers_declare_themselves():
@@ -469,5 +450,5 @@ def test_loss_layers_declare_themselves():
 def test_accuracy_with_every_label_ignored_is_zero():
     # Caffe's CPU path divides 0 by 0 here; its GPU path, and we, report 0
     layer = accuracy("accuracy_param { ignore_label: 4 }", tops=2)
-    _, tops = forward(layer, [np.ones((2, 3)), np.array([4, 4])])
-    assert float(tops[0].data) == 0 and np.all(tops[1].data == 0)
+    top, per_class = run(layer, [np.ones((2, 3)), np.array([4, 4])]).y
+    assert float(top) == 0 and np.all(per_class == 0)

@@ -4,10 +4,8 @@ import math
 import numpy as np
 import pytest
 
-from gradcheck import check_gradient, make_layer, setup_blobs
+from harness import check_layer, make_layer, param_fillers, param_shapes, run
 from netspec import caffe_pb2
-from netspec.backend import to_numpy
-from netspec.blob import Blob
 from netspec.errors import LayerError
 from netspec.layers.base import ShapeContext
 
@@ -79,29 +77,22 @@ def test_forward_matches_reference(name, xp):
     text, reference, inputs = CASES[name]
     x = inputs((2, 3, 4, 5))
     layer = make_layer(text, TEST)
-    bottoms, tops = setup_blobs(layer, [x], xp)
-    layer.forward(xp, bottoms, tops)
-    np.testing.assert_allclose(to_numpy(tops[0].data), reference(x), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(run(layer, [x], xp).y[0], reference(x), rtol=1e-12, atol=1e-12)
 
 
 @pytest.mark.parametrize("shape", SHAPES, ids=str)
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_gradient(name, shape, xp):
     text, _, inputs = CASES[name]
-    check_gradient(make_layer(text, TEST), [inputs(shape)], xp=xp)
+    check_layer(make_layer(text, TEST), [inputs(shape)], xp=xp)
 
 
 def run_once(layer, x, dy, in_place, params=None, seed=5):
     """Forward then backward on fresh blobs; returns (y, dx, param diffs)."""
-    bottom = Blob(x.copy(), np.zeros_like(x))
-    top = bottom if in_place else Blob(np.zeros_like(x), np.zeros_like(x))
-    layer.blobs = [Blob(p.copy(), np.zeros_like(p)) for p in (params or [])]
-    layer.rng = np.random.default_rng(seed)
-    layer.forward(np, [bottom], [top])
-    y = top.data.copy()
-    top.diff[...] = dy
-    layer.backward(np, [top], [True], [bottom])
-    return y, bottom.diff.copy(), [p.diff.copy() for p in layer.blobs]
+    r = run(layer, [x], params=params or [], seed=seed, in_place=in_place)
+    y = r.y[0]
+    (dx,) = r.backward([dy.copy()])
+    return y, dx, r.param_diffs
 
 
 IN_PLACE = sorted(CASES) + ["prelu", "prelu_shared", "dropout_train"]
@@ -140,8 +131,8 @@ def test_relu_hand_computed():
 def test_prelu_forward_params_and_fillers(shared):
     text = "type: 'PReLU'" + (" prelu_param { channel_shared: true }" if shared else "")
     layer = make_layer(text)
-    assert [b.shape for b in layer.param_blobs([(2, 3, 4, 4)])] == [(1,) if shared else (3,)]
-    filler = [b.filler for b in layer.param_blobs(None)][0]
+    assert param_shapes(layer, [(2, 3, 4, 4)]) == [(1,) if shared else (3,)]
+    filler = param_fillers(layer)[0]
     assert (filler.type, filler.value) == ("constant", pytest.approx(0.25))
     x = away_from([0], (2, 3, 2, 2))
     slopes = np.array([0.5]) if shared else np.array([0.1, 0.2, 0.3])
@@ -153,14 +144,14 @@ def test_prelu_forward_params_and_fillers(shared):
 
 def test_prelu_filler_from_file():
     layer = make_layer("type: 'PReLU' prelu_param { filler { type: 'constant' value: 0.1 } }")
-    assert [b.filler for b in layer.param_blobs(None)][0].value == pytest.approx(0.1)
+    assert param_fillers(layer)[0].value == pytest.approx(0.1)
 
 
 @pytest.mark.parametrize("shape", [(2, 3, 3, 2), (4, 5)], ids=str)
 @pytest.mark.parametrize("shared", [False, True])
 def test_prelu_gradient(shape, shared, xp):
     text = "type: 'PReLU'" + (" prelu_param { channel_shared: true }" if shared else "")
-    check_gradient(make_layer(text), [away_from([0], shape)], xp=xp)
+    check_layer(make_layer(text), [away_from([0], shape)], xp=xp)
 
 
 def test_prelu_needs_two_axes():
@@ -191,7 +182,7 @@ def test_dropout_test_is_identity_and_seeded_runs_repeat():
 
 @pytest.mark.parametrize("shape", SHAPES, ids=str)
 def test_dropout_train_gradient(shape, xp):
-    check_gradient(make_layer("type: 'Dropout' dropout_param { dropout_ratio: 0.4 }", TRAIN),
+    check_layer(make_layer("type: 'Dropout' dropout_param { dropout_ratio: 0.4 }", TRAIN),
                    [away_from([], shape)], xp=xp)
 
 
@@ -204,11 +195,10 @@ def test_dropout_bad_ratio():
 def test_threshold_forward_and_no_backward():
     layer = make_layer("type: 'Threshold' threshold_param { threshold: 0.5 }")
     x = np.array([[-1.0, 0.5, 0.6, 2.0]])
-    bottom, top = Blob(x, np.zeros_like(x)), Blob(np.zeros_like(x), np.ones_like(x))
-    layer.forward(np, [bottom], [top])
-    np.testing.assert_array_equal(top.data, [[0, 0, 1, 1]])
+    r = run(layer, [x])
+    np.testing.assert_array_equal(r.y[0], [[0, 0, 1, 1]])
     with pytest.raises(LayerError, match="no backward"):
-        layer.backward(np, [top], [True], [bottom])
+        r.backward([1])
 
 
 def test_clip_needs_min_and_max():
@@ -230,14 +220,9 @@ def test_shape_macs_and_dtype():
     assert layer.macs([(2, 3, 5)], [(2, 3, 5)]) == 30
     for text, _, inputs in CASES.values():
         layer = make_layer(text, TRAIN)
-        layer.rng = np.random.default_rng(0)
-        x = inputs((2, 3)).astype(np.float32)
-        top = Blob(np.zeros_like(x), np.zeros_like(x))
-        bottom = Blob(x, np.zeros_like(x))
-        layer.forward(np, [bottom], [top])
-        top.diff[...] = 1
-        layer.backward(np, [top], [True], [bottom])
-        assert top.data.dtype == bottom.diff.dtype == np.float32
+        r = run(layer, [inputs((2, 3))], dtype=np.float32)
+        (dx,) = r.backward([1])
+        assert r.y[0].dtype == dx.dtype == np.float32
 
 
 def test_bnll_is_stable_for_large_inputs():

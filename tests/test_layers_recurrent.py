@@ -7,7 +7,7 @@ import pytest
 
 from netspec.errors import LayerError
 from netspec.layers.base import ShapeContext
-from tests.gradcheck import check_gradient, make_layer, setup_blobs
+from harness import check_layer, make_layer, param_fillers, param_shapes, run
 
 T, N, D, H, DS = 3, 2, 3, 2, 4
 
@@ -89,12 +89,6 @@ def inputs(rng, static=False, x_shape=(T, N, D), cont=None, states=0):
     return arrays
 
 
-def run(layer, arrays, params=None, xp=np):
-    bottoms, tops = setup_blobs(layer, arrays, xp, params=params)
-    layer.forward(xp, bottoms, tops)
-    return bottoms, tops
-
-
 def params_of(layer):
     return [np.asarray(b.data) for b in layer.blobs]
 
@@ -104,19 +98,19 @@ def params_of(layer):
 def test_lstm_blob_layout_is_caffes():
     layer = recurrent("LSTM", hidden=5)
     assert infer(layer, [(7, 4, 3, 2), (7, 4)]) == [(7, 4, 5)]
-    assert [b.shape for b in layer.param_blobs([(7, 4, 3, 2), (7, 4)])] == [(20, 6), (20,), (20, 5)]
+    assert param_shapes(layer, [(7, 4, 3, 2), (7, 4)]) == [(20, 6), (20,), (20, 5)]
     static = recurrent("LSTM", hidden=5, static=True)
-    assert [b.shape for b in static.param_blobs([(7, 4, 3), (7, 4), (4, 2, 2)])] == [(20, 3), (20,), (20, 4), (20, 5)]
-    fillers = [b.filler for b in static.param_blobs(None)]
+    assert param_shapes(static, [(7, 4, 3), (7, 4), (4, 2, 2)]) == [(20, 3), (20,), (20, 4), (20, 5)]
+    fillers = param_fillers(static)
     assert [f.type for f in fillers] == ["uniform", "constant", "uniform", "uniform"]
 
 
 def test_rnn_blob_layout_is_caffes():
     layer = recurrent("RNN", hidden=5, static=True)
     assert infer(layer, [(7, 4, 3), (7, 4), (4, 6)]) == [(7, 4, 5)]
-    assert [b.shape for b in layer.param_blobs([(7, 4, 3), (7, 4), (4, 6)])] == \
+    assert param_shapes(layer, [(7, 4, 3), (7, 4), (4, 6)]) == \
         [(5, 3), (5,), (5, 6), (5, 5), (5, 5), (5,)]
-    assert [f.type for f in [b.filler for b in layer.param_blobs(None)]] == \
+    assert [f.type for f in param_fillers(layer)] == \
         ["uniform", "constant", "uniform", "uniform", "uniform", "constant"]
 
 
@@ -171,7 +165,7 @@ def test_lstm_forward_matches_naive_loop(static, xp):
     cont = [[0, 0], [1, 0], [1, 1]]       # stream 1 restarts at t = 1
     arrays = inputs(rng, static, cont=cont)
     layer = recurrent("LSTM", static=static)
-    _, tops = run(layer, arrays, xp=xp)
+    tops = run(layer, arrays, xp=xp).tops
     expected, _, _ = naive_lstm(arrays[0], arrays[1], params_of_xp(layer), arrays[2] if static else None)
     np.testing.assert_allclose(to_np(tops[0].data), expected, rtol=1e-10, atol=1e-12)
 
@@ -181,7 +175,7 @@ def test_rnn_forward_matches_naive_loop(static, xp):
     rng = np.random.default_rng(2)
     arrays = inputs(rng, static, x_shape=(T, N, 2, 2), cont=[[0, 0], [1, 1], [0, 1]])
     layer = recurrent("RNN", static=static)
-    _, tops = run(layer, arrays, xp=xp)
+    tops = run(layer, arrays, xp=xp).tops
     expected, _ = naive_rnn(arrays[0], arrays[1], params_of_xp(layer), arrays[2] if static else None)
     np.testing.assert_allclose(to_np(tops[0].data), expected, rtol=1e-10, atol=1e-12)
 
@@ -190,13 +184,13 @@ def test_exposed_states_go_in_and_come_out():
     rng = np.random.default_rng(3)
     arrays = inputs(rng, cont=np.ones((T, N)), states=2)
     layer = recurrent("LSTM", expose=True)
-    _, tops = run(layer, arrays)
+    tops = run(layer, arrays).tops
     out, h_t, c_t = naive_lstm(arrays[0], arrays[1], params_of(layer), h0=arrays[2], c0=arrays[3])
     for got, want in zip(tops, (out, h_t, c_t)):
         np.testing.assert_allclose(got.data, want, rtol=1e-10)
     rnn = recurrent("RNN", expose=True)
     arrays = inputs(rng, cont=np.ones((T, N)), states=1)
-    _, tops = run(rnn, arrays)
+    tops = run(rnn, arrays).tops
     out, h_t = naive_rnn(arrays[0], arrays[1], params_of(rnn), h0=arrays[2])
     np.testing.assert_allclose(tops[0].data, out, rtol=1e-10)
     np.testing.assert_allclose(tops[1].data, h_t, rtol=1e-10)
@@ -211,12 +205,11 @@ def test_state_carries_from_one_forward_to_the_next(kind):
     cont = np.ones((2 * T, N))
     cont[0] = 0
     whole = recurrent(kind)
-    _, tops = run(whole, [x, cont])
+    tops = run(whole, [x, cont]).tops
     split = recurrent(kind)
-    first, _ = run(split, [x[:T], cont[:T]], params=params_of(whole))
-    second_bottoms, second_tops = setup_blobs(split, [x[T:], cont[T:]], params=params_of(whole))
-    split.forward(np, second_bottoms, second_tops)
-    np.testing.assert_allclose(second_tops[0].data, tops[0].data[T:], rtol=1e-12)
+    run(split, [x[:T], cont[:T]], params=params_of(whole))
+    second = run(split, [x[T:], cont[T:]], params=params_of(whole))
+    np.testing.assert_allclose(second.y[0], tops[0].data[T:], rtol=1e-12)
 
 
 def test_lstm_unit_forward_by_formula():
@@ -224,7 +217,7 @@ def test_lstm_unit_forward_by_formula():
     c_prev, gates = rng.standard_normal((1, 3, H)), rng.standard_normal((1, 3, 4 * H))
     cont = np.array([[1.0, 0.0, 1.0]])
     unit = make_layer('name: "u" type: "LSTMUnit" bottom: "c" bottom: "g" bottom: "k" top: "c1" top: "h1"')
-    _, tops = run(unit, [c_prev, gates, cont])
+    tops = run(unit, [c_prev, gates, cont]).tops
     a = gates[0]
     i, f, o, g = sig(a[:, :H]), sig(a[:, H:2 * H]), sig(a[:, 2 * H:3 * H]), np.tanh(a[:, 3 * H:])
     c = cont[0][:, None] * f * c_prev[0] + i * g
@@ -235,11 +228,9 @@ def test_lstm_unit_forward_by_formula():
 def test_float32_stays_float32():
     rng = np.random.default_rng(6)
     layer = recurrent("LSTM")
-    bottoms, tops = setup_blobs(layer, inputs(rng), dtype=np.float32)
-    layer.forward(np, bottoms, tops)
-    tops[0].diff[...] = 1
-    layer.backward(np, tops, [True, False], bottoms)
-    assert tops[0].data.dtype == bottoms[0].diff.dtype == layer.blobs[0].diff.dtype == np.float32
+    r = run(layer, inputs(rng), dtype=np.float32)
+    dx, _ = r.backward([1], [True, False])
+    assert r.y[0].dtype == dx.dtype == r.param_diffs[0].dtype == np.float32
 
 
 # -- numeric gradients ---------------------------------------------------------------------------
@@ -253,7 +244,7 @@ def test_gradient(kind, static, x_shape, xp):
     cont = (rng.random((steps, streams)) > 0.3).astype(float)
     cont[0] = 0                      # the carried state must not leak in between evaluations
     layer = recurrent(kind, static=static)
-    check_gradient(layer, inputs(rng, static, x_shape, cont), xp=xp,
+    check_layer(layer, inputs(rng, static, x_shape, cont), xp=xp,
                    check_bottoms=[0, 2] if static else [0])
 
 
@@ -267,21 +258,22 @@ def test_gradient_through_exposed_states(kind, static, xp):
     layer = recurrent(kind, expose=True, static=static)
     first_state = 2 + static
     states_at = list(range(first_state, first_state + states))
-    check_gradient(layer, arrays, xp=xp, check_bottoms=[0] + ([2] if static else []) + states_at)
+    check_layer(layer, arrays, xp=xp, check_bottoms=[0] + ([2] if static else []) + states_at)
 
 
 def test_lstm_unit_gradient(xp):
     rng = np.random.default_rng(9)
     unit = make_layer('name: "u" type: "LSTMUnit" bottom: "c" bottom: "g" bottom: "k" top: "c1" top: "h1"')
     cont = np.array([[1.0, 0.0, 1.0, 0.5]])
-    check_gradient(unit, [rng.standard_normal((1, 4, 3)), rng.standard_normal((1, 4, 12)), cont],
+    check_layer(unit, [rng.standard_normal((1, 4, 3)), rng.standard_normal((1, 4, 12)), cont],
                    xp=xp, check_bottoms=[0, 1])
 
 
 def test_no_gradient_to_sequence_indicators():
     rng = np.random.default_rng(10)
     layer = recurrent("RNN")
-    bottoms, tops = run(layer, inputs(rng))
+    r = run(layer, inputs(rng))
+    bottoms, tops = r.bottoms, r.tops
     bottoms[1].diff[...] = 5
     tops[0].diff[...] = 1
     layer.backward(np, tops, [True, True], bottoms)
@@ -310,7 +302,8 @@ def test_frozen_blobs_get_no_gradient(kind):
 
     def param_diffs(wanted):
         layer = recurrent(kind, static=True)
-        bottoms, tops = run(layer, arrays)
+        r = run(layer, arrays)
+        bottoms, tops = r.bottoms, r.tops
         layer.param_propagate_down = wanted(len(layer.blobs))
         tops[0].diff[...] = 1
         layer.backward(np, tops, [True, False, True], bottoms)

@@ -5,7 +5,7 @@ import itertools
 import numpy as np
 import pytest
 
-from gradcheck import check_gradient, make_layer, setup_blobs
+from harness import check_layer, make_layer, param_fillers, param_shapes, run
 from netspec import caffe_pb2
 from netspec.errors import LayerError
 from netspec.layers.base import ShapeContext
@@ -22,13 +22,6 @@ def conv_text(type_="Convolution", num_output=4, **fields):
 def pool_text(**fields):
     body = " ".join(f"{k}: {str(v).lower() if isinstance(v, bool) else v}" for k, v in fields.items())
     return f'name: "p" type: "Pooling" pooling_param {{ {body} }}'
-
-
-def forward(layer, arrays, xp=np, params=None, dtype=np.float64):
-    bottoms, tops = setup_blobs(layer, arrays, xp, params=params, dtype=dtype)
-    layer.rng = np.random.default_rng(0)
-    layer.forward(xp, bottoms, tops)
-    return [np.asarray(t.data if xp is np else t.data.get()) for t in tops], bottoms, tops
 
 
 def infer(layer, *shapes):
@@ -95,7 +88,7 @@ CONV_CASES = [
 def test_convolution_matches_naive_loop(shape, fields, geometry, xp):
     layer = make_layer(conv_text(**fields), phase=TEST)
     x = np.random.default_rng(0).standard_normal(shape)
-    (y,), _, _ = forward(layer, [x], xp)
+    (y,) = run(layer, [x], xp).y
     w = np.asarray(layer.blobs[0].data if xp is np else layer.blobs[0].data.get())
     b = np.asarray(layer.blobs[1].data if xp is np else layer.blobs[1].data.get()) if len(layer.blobs) > 1 else None
     expected = naive_conv(x, w, b, *geometry, fields.get("group", 1))
@@ -105,55 +98,54 @@ def test_convolution_matches_naive_loop(shape, fields, geometry, xp):
 
 @pytest.mark.parametrize("phase", [TRAIN, TEST])
 @pytest.mark.parametrize("shape,fields,geometry", CONV_CASES)
-def test_convolution_gradient(shape, fields, geometry, phase):
+def test_convolution_gradient(shape, fields, geometry, phase, xp):
     x = np.random.default_rng(1).standard_normal(shape)
-    check_gradient(make_layer(conv_text(num_output=4, **fields), phase=phase), [x])
+    check_layer(make_layer(conv_text(num_output=4, **fields), phase=phase), [x], xp=xp)
 
 
 @pytest.mark.parametrize("phase", [TRAIN, TEST])
-def test_convolution_in_batch_chunks(monkeypatch, phase):
+def test_convolution_in_batch_chunks(monkeypatch, phase, xp):
     """Columns larger than the budget are built a few images at a time (and not kept)."""
     import netspec.ops.conv as conv_ops
     x = np.random.default_rng(18).standard_normal((3, 2, 5, 5))
     text = conv_text(num_output=3, kernel_size=3, pad=1, group=1)
-    (whole,), _, _ = forward(make_layer(text, phase=phase), [x])
+    (whole,) = run(make_layer(text, phase=phase), [x]).y
     monkeypatch.setattr(conv_ops, "COLUMN_BYTES", 2 * 9 * 25 * 8)      # one image's columns
     layer = make_layer(text, phase=phase)
-    (chunked,), _, _ = forward(layer, [x])
+    (chunked,) = run(layer, [x]).y
     np.testing.assert_allclose(chunked, whole)
     assert not any(c is not None for c in layer._state.get("cols", {}).values())
-    check_gradient(make_layer(text, phase=phase), [x])
+    check_layer(make_layer(text, phase=phase), [x], xp=xp)
 
 
-def test_convolution_shares_weights_across_bottoms():
+def test_convolution_shares_weights_across_bottoms(xp):
     layer = make_layer(conv_text(num_output=3, kernel_size=2) + ' bottom: "a" bottom: "b" top: "A" top: "B"')
     rng = np.random.default_rng(2)
     a, b = rng.standard_normal((1, 2, 3, 3)), rng.standard_normal((1, 2, 3, 3))
-    (ya, yb), _, _ = forward(layer, [a, b])
+    (ya, yb) = run(layer, [a, b]).y
     w, bias = layer.blobs[0].data, layer.blobs[1].data
     np.testing.assert_allclose(yb, naive_conv(b, w, bias, (1, 1), (0, 0), (1, 1), 1))
-    check_gradient(make_layer(conv_text(num_output=3, kernel_size=2) + ' bottom: "a" bottom: "b" top: "A" top: "B"'),
-                   [a, b])
+    check_layer(make_layer(conv_text(num_output=3, kernel_size=2) + ' bottom: "a" bottom: "b" top: "A" top: "B"'),
+                   [a, b], xp=xp)
 
 
-def test_convolution_on_a_later_channel_axis():
+def test_convolution_on_a_later_channel_axis(xp):
     layer = make_layer(conv_text(num_output=2, kernel_size=2, axis=2))
     x = np.random.default_rng(3).standard_normal((2, 3, 2, 4, 4))
-    (y,), _, _ = forward(layer, [x])
+    (y,) = run(layer, [x]).y
     assert y.shape == (2, 3, 2, 3, 3)
     w, b = layer.blobs[0].data, layer.blobs[1].data
     expected = naive_conv(x.reshape(6, 2, 4, 4), w, b, (1, 1), (0, 0), (1, 1), 1).reshape(y.shape)
     np.testing.assert_allclose(y, expected)
-    check_gradient(make_layer(conv_text(num_output=2, kernel_size=2, axis=2)), [x[:1, :2]])
+    check_layer(make_layer(conv_text(num_output=2, kernel_size=2, axis=2)), [x[:1, :2]], xp=xp)
 
 
 def test_frozen_weights_are_left_alone():
     layer = make_layer(conv_text(num_output=2, kernel_size=2))
     x = np.random.default_rng(4).standard_normal((1, 2, 3, 3))
-    _, bottoms, tops = forward(layer, [x])
+    r = run(layer, [x])
     layer.param_propagate_down = [False, True]
-    tops[0].diff[...] = 1
-    layer.backward(np, tops, [True], bottoms)
+    r.backward([1])
     assert not layer.blobs[0].diff.any() and layer.blobs[1].diff.all()
 
 
@@ -163,12 +155,12 @@ def test_convolution_params_fillers_macs_window():
     bottoms = [(10, 3, 227, 227)]
     (top,), _ = infer(layer, *bottoms)
     assert top == (10, 96, 55, 55)
-    assert [b.shape for b in layer.param_blobs(bottoms)] == [(96, 3, 11, 11), (96,)]
-    assert [f.type for f in [b.filler for b in layer.param_blobs(None)]] == ["gaussian", "constant"]
+    assert param_shapes(layer, bottoms) == [(96, 3, 11, 11), (96,)]
+    assert [f.type for f in param_fillers(layer)] == ["gaussian", "constant"]
     assert layer.macs(bottoms, [top]) == 10 * 96 * 55 * 55 * 3 * 11 * 11
     assert layer.window(bottoms) == [(11, 4, 0, 1), (11, 4, 0, 1)]
     grouped = make_layer(conv_text(num_output=256, kernel_size=5, pad=2, group=2, bias_term=False))
-    assert [b.shape for b in grouped.param_blobs([(1, 96, 27, 27)])] == [(256, 48, 5, 5)]
+    assert param_shapes(grouped, [(1, 96, 27, 27)]) == [(256, 48, 5, 5)]
 
 
 # -- shape notes and warnings ---------------------------------------------------------------------
@@ -266,9 +258,7 @@ def test_empty_last_pooling_window_warns_and_gives_caffes_values():
         ctx = ShapeContext()
         assert layer.infer([(1, 1, 8, 8)], ctx) == [(1, 1, 4, 4)]
         assert any("past the input (8)" in w for w in ctx.warnings)
-        bottoms, tops = setup_blobs(layer, [np.arange(64.0).reshape(1, 1, 8, 8)])
-        layer.forward(np, bottoms, tops)
-        y = tops[0].data[0, 0]
+        y = run(layer, [np.arange(64.0).reshape(1, 1, 8, 8)]).y[0][0, 0]
         np.testing.assert_array_equal(y[:3, :3], np.arange(64.0).reshape(8, 8)[::3, ::3])
         np.testing.assert_array_equal(y[3], np.full(4, empty))
 
@@ -314,11 +304,11 @@ KNOWN = np.array([[[1, 5, 2, 0, 3],
 
 def test_max_and_ave_pooling_2x2_stride_2_with_ceil_clipped_windows(xp):
     # 4x5 -> 2x3: ceil((5 - 2)/2) + 1 = 3, the last column window holds one column only.
-    (y,), _, _ = forward(make_layer(pool_text(pool="MAX", kernel_size=2, stride=2)), [KNOWN], xp)
+    (y,) = run(make_layer(pool_text(pool="MAX", kernel_size=2, stride=2)), [KNOWN], xp).y
     np.testing.assert_array_equal(y[0], [[[5, 8, 6], [7, 9, 8]],
                                          [[-1, -1, -3], [-1, -3, -2]]])
     # AVE divides by the window clipped to the (unpadded) input: 4, 4 and 2 cells.
-    (y,), _, _ = forward(make_layer(pool_text(pool="AVE", kernel_size=2, stride=2)), [KNOWN], xp)
+    (y,) = run(make_layer(pool_text(pool="AVE", kernel_size=2, stride=2)), [KNOWN], xp).y
     np.testing.assert_allclose(y[0], [[[12 / 4, 11 / 4, 9 / 2], [14 / 4, 21 / 4, 10 / 2]],
                                       [[-12 / 4, -18 / 4, -9 / 2], [-23 / 4, -18 / 4, -10 / 2]]])
 
@@ -327,10 +317,10 @@ def test_max_and_ave_pooling_3x3_stride_2_pad_1(xp):
     # Rows read {0,1}, {1,2,3}, {3}; columns {0,1}, {1,2,3}, {3,4}. Padding never wins a MAX
     # (channel 1 is negative everywhere), and AVE divides by the window clipped to the padded
     # input: 3 rows x 3 columns, except 2 x 3 for the last row of windows.
-    (y,), _, _ = forward(make_layer(pool_text(pool="MAX", kernel_size=3, stride=2, pad=1)), [KNOWN], xp)
+    (y,) = run(make_layer(pool_text(pool="MAX", kernel_size=3, stride=2, pad=1)), [KNOWN], xp).y
     np.testing.assert_array_equal(y[0], [[[5, 8, 6], [7, 9, 9], [6, 5, 8]],
                                          [[-1, -1, -1], [-1, -1, -1], [-1, -1, -4]]])
-    (y,), _, _ = forward(make_layer(pool_text(pool="AVE", kernel_size=3, stride=2, pad=1)), [KNOWN], xp)
+    (y,) = run(make_layer(pool_text(pool="AVE", kernel_size=3, stride=2, pad=1)), [KNOWN], xp).y
     np.testing.assert_allclose(y[0], [[[12 / 9, 18 / 9, 10 / 9], [20 / 9, 40 / 9, 30 / 9], [7 / 6, 10 / 6, 12 / 6]],
                                       [[-12 / 9, -25 / 9, -17 / 9], [-29 / 9, -37 / 9, -27 / 9],
                                        [-7 / 6, -10 / 6, -12 / 6]]])
@@ -338,19 +328,19 @@ def test_max_and_ave_pooling_3x3_stride_2_pad_1(xp):
 
 def test_max_pooling_backward_goes_to_the_argmax_and_mask_top():
     layer = make_layer(pool_text(pool="MAX", kernel_size=2, stride=2) + ' top: "y" top: "mask"')
-    (y, mask), bottoms, tops = forward(layer, [KNOWN])
+    r = run(layer, [KNOWN])
+    y, mask = r.y
     np.testing.assert_array_equal(mask[0, 0], [[1, 7, 9], [11, 13, 19]])     # h*5 + w of each max
-    tops[0].diff[...] = np.arange(12).reshape(1, 2, 2, 3) + 1
-    layer.backward(np, tops, [True], bottoms)
+    (dx,) = r.backward([np.arange(12.0).reshape(1, 2, 2, 3) + 1, 0])
     expected = np.zeros((4, 5))
     expected.flat[[1, 7, 9, 11, 13, 19]] = [1, 2, 3, 4, 5, 6]
-    np.testing.assert_array_equal(bottoms[0].diff[0, 0], expected)
+    np.testing.assert_array_equal(dx[0, 0], expected)
 
 
 def test_global_pooling(xp):
-    (y,), _, _ = forward(make_layer(pool_text(pool="AVE", global_pooling=True)), [KNOWN], xp)
+    (y,) = run(make_layer(pool_text(pool="AVE", global_pooling=True)), [KNOWN], xp).y
     np.testing.assert_allclose(y.reshape(2), [KNOWN[0, 0].mean(), KNOWN[0, 1].mean()])
-    (y,), _, _ = forward(make_layer(pool_text(pool="MAX", global_pooling=True)), [KNOWN], xp)
+    (y,) = run(make_layer(pool_text(pool="MAX", global_pooling=True)), [KNOWN], xp).y
     np.testing.assert_array_equal(y.reshape(2), [9, -1])
     (top,), ctx = infer(make_layer(pool_text(pool="MAX", global_pooling=True)), (2, 1024, 7, 7))
     assert top == (2, 1024, 1, 1) and ctx.notes == ["global pooling: kernel 7x7 = the whole map -> 1x1"]
@@ -370,29 +360,29 @@ POOL_GRAD_CASES = [
 
 
 @pytest.mark.parametrize("fields", POOL_GRAD_CASES)
-def test_pooling_gradient(fields):
+def test_pooling_gradient(fields, xp):
     x = np.random.default_rng(5).permutation(2 * 2 * 5 * 6).reshape(2, 2, 5, 6) / 10    # tie-free
-    check_gradient(make_layer(pool_text(**fields)), [x])
+    check_layer(make_layer(pool_text(**fields)), [x], xp=xp)
 
 
 # -- STOCHASTIC pooling ----------------------------------------------------------------------------
 def test_stochastic_pooling_test_phase_is_the_weighted_average():
     x = np.array([[[[1., 3., 0.], [2., 2., 0.]]]])
-    (y,), _, _ = forward(make_layer(pool_text(pool="STOCHASTIC", kernel_size=2, stride=2), phase=TEST), [x])
+    (y,) = run(make_layer(pool_text(pool="STOCHASTIC", kernel_size=2, stride=2), phase=TEST), [x]).y
     np.testing.assert_allclose(y[0, 0], [[(1 + 9 + 4 + 4) / 8, 0]])     # sum(x^2)/sum(x); 0 where sum is 0
 
 
 def test_stochastic_pooling_train_phase_samples_by_value():
     x = np.tile(np.array([1., 3.]), (4000, 1, 1, 1))            # 4000 windows of [1, 3]
-    (y,), _, _ = forward(make_layer(pool_text(pool="STOCHASTIC", kernel_h=1, kernel_w=2), phase=TRAIN), [x])
+    (y,) = run(make_layer(pool_text(pool="STOCHASTIC", kernel_h=1, kernel_w=2), phase=TRAIN), [x]).y
     assert set(np.unique(y)) <= {1.0, 3.0}
     assert abs(np.mean(y == 3) - 0.75) < 0.03
 
 
 @pytest.mark.parametrize("phase", [TRAIN, TEST])
-def test_stochastic_pooling_gradient(phase):
+def test_stochastic_pooling_gradient(phase, xp):
     x = np.random.default_rng(6).random((2, 2, 5, 5)) + 0.1
-    check_gradient(make_layer(pool_text(pool="STOCHASTIC", kernel_size=3, stride=2), phase=phase), [x])
+    check_layer(make_layer(pool_text(pool="STOCHASTIC", kernel_size=3, stride=2), phase=phase), [x], xp=xp)
 
 
 # -- SPP -------------------------------------------------------------------------------------------
@@ -401,11 +391,11 @@ def test_spp_concatenates_the_pyramid_levels():
     layer = make_layer('name: "s" type: "SPP" spp_param { pyramid_height: 3 pool: MAX }')
     (top,), ctx = infer(layer, x.shape)
     assert top == (2, 3 * (1 + 4 + 16))
-    (y,), _, _ = forward(layer, [x])
+    (y,) = run(layer, [x]).y
     # level 0: the whole map; level 1 (2x2 bins): kernel 4x5, pad 1x1; level 2: kernel 2x3, pad 1x2
     assert np.array_equal(y[:, :3], x.max(axis=(2, 3)))
     level1 = make_layer(pool_text(pool="MAX", kernel_h=4, kernel_w=5, stride_h=4, stride_w=5, pad_h=1, pad_w=1))
-    (expected,), _, _ = forward(level1, [x])
+    (expected,) = run(level1, [x]).y
     np.testing.assert_array_equal(y[:, 3:15], expected.reshape(2, -1))
     assert "3 levels: 1x1 (kernel 7x9, pad 0x0) + 2x2 (kernel 4x5, pad 1x1) + 4x4 (kernel 2x3, pad 1x2)" in ctx.notes[0]
 
@@ -417,9 +407,9 @@ def test_spp_single_level_is_plain_pooling():
 
 @pytest.mark.parametrize("text", ['name: "s" type: "SPP" spp_param { pyramid_height: 3 pool: MAX }',
                                   'name: "s" type: "SPP" spp_param { pyramid_height: 2 pool: AVE }'])
-def test_spp_gradient(text):
+def test_spp_gradient(text, xp):
     x = np.random.default_rng(8).permutation(2 * 2 * 8 * 9).reshape(2, 2, 8, 9) / 10
-    check_gradient(make_layer(text), [x])
+    check_layer(make_layer(text), [x], xp=xp)
 
 
 # -- LRN -------------------------------------------------------------------------------------------
@@ -431,9 +421,9 @@ def lrn_text(region="ACROSS_CHANNELS", **fields):
 def test_lrn_across_channels_known_values(xp):
     x = np.array([1., 2., 3.]).reshape(1, 3, 1, 1)
     # alpha/n = 1, k = 1: scales 1 + (1 + 4), 1 + (1 + 4 + 9), 1 + (4 + 9)
-    (y,), _, _ = forward(make_layer(lrn_text(local_size=3, alpha=3, beta=1, k=1)), [x], xp)
+    (y,) = run(make_layer(lrn_text(local_size=3, alpha=3, beta=1, k=1)), [x], xp).y
     np.testing.assert_allclose(y.ravel(), [1 / 6, 2 / 15, 3 / 14])
-    (y,), _, _ = forward(make_layer(lrn_text(local_size=3, alpha=3, beta=0.5, k=2)), [x], xp)
+    (y,) = run(make_layer(lrn_text(local_size=3, alpha=3, beta=0.5, k=2)), [x], xp).y
     np.testing.assert_allclose(y.ravel(), [1 / np.sqrt(7), 2 / np.sqrt(16), 3 / np.sqrt(15)])
 
 
@@ -441,7 +431,7 @@ def test_lrn_within_channel_known_values(xp):
     # 3x3 windows padded by 1 over a 2x2 map each cover all four values: mean of squares over
     # the 9-cell window = 30/9; scale = 1 + 9 * 30/9 = 31, whatever k says.
     x = np.array([[1., 2.], [3., 4.]]).reshape(1, 1, 2, 2)
-    (y,), _, _ = forward(make_layer(lrn_text("WITHIN_CHANNEL", local_size=3, alpha=9, beta=1, k=5)), [x], xp)
+    (y,) = run(make_layer(lrn_text("WITHIN_CHANNEL", local_size=3, alpha=9, beta=1, k=5)), [x], xp).y
     np.testing.assert_allclose(y, x / 31)
 
 
@@ -452,9 +442,9 @@ def test_lrn_within_channel_known_values(xp):
     (lrn_text("WITHIN_CHANNEL", local_size=3, alpha=0.8, beta=0.75), (2, 2, 4, 5)),
     (lrn_text("WITHIN_CHANNEL", local_size=5, alpha=2, beta=0.5), (1, 2, 3, 3)),
 ])
-def test_lrn_gradient(text, shape):
+def test_lrn_gradient(text, shape, xp):
     x = np.random.default_rng(9).standard_normal(shape)
-    check_gradient(make_layer(text), [x])
+    check_layer(make_layer(text), [x], xp=xp)
 
 
 def test_lrn_shapes_and_window():
@@ -471,13 +461,13 @@ def test_lrn_shapes_and_window():
     ("axis: 1 offset: 0 offset: 2 offset: 1", (slice(None), slice(0, 2), slice(2, 5), slice(1, 5))),
     ("axis: -2", (slice(None), slice(None), slice(0, 3), slice(0, 4))),
 ])
-def test_crop(fields, expected_slices):
+def test_crop(fields, expected_slices, xp):
     x = np.random.default_rng(10).standard_normal((2, 3, 5, 6))
     like = np.zeros((2, 2, 3, 4))
     layer = make_layer(f'name: "c" type: "Crop" crop_param {{ {fields} }}')
-    (y,), _, _ = forward(layer, [x, like])
+    (y,) = run(layer, [x, like]).y
     np.testing.assert_array_equal(y, x[expected_slices])
-    check_gradient(make_layer(f'name: "c" type: "Crop" crop_param {{ {fields} }}'), [x, like], check_bottoms=[0])
+    check_layer(make_layer(f'name: "c" type: "Crop" crop_param {{ {fields} }}'), [x, like], check_bottoms=[0], xp=xp)
 
 
 def test_crop_note():
@@ -499,34 +489,34 @@ DECONV_CASES = [
 def test_deconvolution_matches_naive_scatter(shape, fields, geometry, xp):
     layer = make_layer(conv_text("Deconvolution", num_output=4, **fields))
     x = np.random.default_rng(11).standard_normal(shape)
-    (y,), _, _ = forward(layer, [x], xp)
+    (y,) = run(layer, [x], xp).y
     w = np.asarray(layer.blobs[0].data if xp is np else layer.blobs[0].data.get())
     b = np.asarray(layer.blobs[1].data if xp is np else layer.blobs[1].data.get()) if len(layer.blobs) > 1 else None
     np.testing.assert_allclose(y, naive_deconv(x, w, b, *geometry, fields.get("group", 1), y.shape[2:]), atol=1e-10)
 
 
 @pytest.mark.parametrize("shape,fields,geometry", DECONV_CASES)
-def test_deconvolution_gradient(shape, fields, geometry):
+def test_deconvolution_gradient(shape, fields, geometry, xp):
     x = np.random.default_rng(12).standard_normal(shape)
-    check_gradient(make_layer(conv_text("Deconvolution", num_output=4, **fields)), [x])
+    check_layer(make_layer(conv_text("Deconvolution", num_output=4, **fields)), [x], xp=xp)
 
 
 def test_deconvolution_weights_are_input_major():
     layer = make_layer(conv_text("Deconvolution", num_output=6, kernel_size=4, stride=2, group=2))
-    assert [b.shape for b in layer.param_blobs([(1, 8, 5, 5)])] == [(8, 3, 4, 4), (6,)]
+    assert param_shapes(layer, [(1, 8, 5, 5)]) == [(8, 3, 4, 4), (6,)]
 
 
 # -- Im2col ----------------------------------------------------------------------------------------
-def test_im2col_layer_orders_channels_as_convolution_does():
+def test_im2col_layer_orders_channels_as_convolution_does(xp):
     x = np.random.default_rng(13).standard_normal((2, 3, 5, 4))
     layer = make_layer('name: "i" type: "Im2col" convolution_param { kernel_size: 2 stride: 2 pad: 1 }')
-    (y,), _, _ = forward(layer, [x])
+    (y,) = run(layer, [x]).y
     assert y.shape == (2, 12, 3, 3)
     w = np.random.default_rng(14).standard_normal((5, 3, 2, 2))
     # a convolution is the im2col columns times the flattened weights
     conv = np.einsum("ok,nkhw->nohw", w.reshape(5, -1), y)
     np.testing.assert_allclose(conv, naive_conv(x, w, None, (2, 2), (1, 1), (1, 1), 1))
-    check_gradient(make_layer('name: "i" type: "Im2col" convolution_param { kernel_size: 2 stride: 2 pad: 1 }'), [x])
+    check_layer(make_layer('name: "i" type: "Im2col" convolution_param { kernel_size: 2 stride: 2 pad: 1 }'), [x], xp=xp)
 
 
 # -- float32 and every backend --------------------------------------------------------------------
@@ -541,16 +531,13 @@ def test_im2col_layer_orders_channels_as_convolution_does():
 ])
 def test_float32_keeps_its_dtype_and_agrees_with_float64(text, shape, xp):
     x = np.random.default_rng(15).standard_normal(shape)
-    params = [np.random.default_rng(16).standard_normal(s) for s in [b.shape for b in make_layer(text).param_blobs([shape])]]
-    (y32,), bottoms, tops = forward(make_layer(text), [x], xp, params=params, dtype=np.float32)
-    (y64,), _, _ = forward(make_layer(text), [x], np, params=params)
+    params = [np.random.default_rng(16).standard_normal(s) for s in param_shapes(make_layer(text), [shape])]
+    r32 = run(make_layer(text), [x], xp, params=params, dtype=np.float32)
+    (y32,), (y64,) = r32.y, run(make_layer(text), [x], np, params=params).y
     assert y32.dtype == np.float32
     np.testing.assert_allclose(y32, y64, rtol=1e-4, atol=1e-4)
-    layer32 = make_layer(text)
-    _, bottoms, tops = forward(layer32, [x], xp, params=params, dtype=np.float32)
-    tops[0].diff[...] = 1
-    layer32.backward(xp, tops, [True], bottoms)
-    assert bottoms[0].diff.dtype == np.float32 and all(b.diff.dtype == np.float32 for b in layer32.blobs)
+    (dx,) = r32.backward([1])
+    assert dx.dtype == np.float32 and all(d.dtype == np.float32 for d in r32.param_diffs)
 
 
 @pytest.mark.parametrize("text,shape", [
@@ -563,4 +550,4 @@ def test_float32_keeps_its_dtype_and_agrees_with_float64(text, shape, xp):
 ])
 def test_gradient_on_every_backend(text, shape, xp):
     x = np.random.default_rng(17).permutation(np.prod(shape)).reshape(shape) / 10
-    check_gradient(make_layer(text), [x], xp=xp)
+    check_layer(make_layer(text), [x], xp=xp)
