@@ -6,4 +6,4 @@
 Each layer type's mapping is one function keyed by its layer class (see export.maps), in the
 module of this package named like the layer family's (vision, common, neuron).
 """
-from .export import DEFAULT_OPSET, MIN_OPSET, check_opset, layer_tops, maps, to_onnx  # noqa: F401
+from .export import DEFAULT_OPSET, MIN_OPSET, check_opset, layer_tops, maps, require, save, to_onnx  # noqa: F401

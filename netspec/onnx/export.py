@@ -181,7 +181,7 @@ def _ir_for_opset(opset):
 
 
 def check_opset(opset):
-    import onnx
+    onnx = require()
     top = onnx.defs.onnx_opset_version()
     if not MIN_OPSET <= opset <= top:
         raise NetspecError(f"opset {opset} is not one netspec exports: it needs {MIN_OPSET}..{top}",
@@ -190,7 +190,7 @@ def check_opset(opset):
 
 def to_onnx(net, opset=DEFAULT_OPSET, dynamic_batch=False, check=True):
     """The ONNX ModelProto of a Net (its current weights); checked with onnx.checker full_check."""
-    import onnx
+    onnx = require()
     from . import common, neuron, vision  # noqa: F401  (registers the mappings)
     check_opset(opset)
     model = Exporter(net, opset, dynamic_batch).run()
@@ -210,3 +210,19 @@ def layer_tops(model):
         if prop.key == TOPS_KEY:
             return json.loads(prop.value)
     return {}
+
+
+def require(what="ONNX export"):
+    """Import onnx, or say how to install it (an optional extra)."""
+    try:
+        import onnx
+    except ImportError:
+        raise NetspecError(f"{what} needs the onnx package, which is not installed",
+                           hint="pip install 'netspec[onnx]' (onnx and onnxruntime)") from None
+    return onnx
+
+
+def save(model, path):
+    """Write a ModelProto atomically."""
+    from ..utils import atomic_write
+    atomic_write(path, model.SerializeToString())
