@@ -58,9 +58,9 @@ def run_onnx(args):
     if args.kind not in (None, "net"):
         raise NetspecError(f"only a net exports to ONNX, not a {args.kind}", file=args.input)
     if not args.weights:
-        print("netspec convert: warning: no --weights: the model holds the fillers' initial values",
+        print("netspec convert: warning: no --weights: the model holds the fillers' initial values (seed 0)",
               file=sys.stderr)
-    net = Net(args.input, weights=args.weights, inputs=parse_inputs(args.input_shapes) or None)
+    net = Net(args.input, weights=args.weights, inputs=parse_inputs(args.input_shapes) or None, seed=0)
     model = nx.to_onnx(net, opset=opset, dynamic_batch=args.dynamic_batch)
     nx.save(model, args.output)
     print(f"wrote {args.output} (ONNX opset {opset}, {len(model.graph.node)} nodes from "

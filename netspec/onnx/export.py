@@ -95,6 +95,17 @@ class LayerContext:
         return self.node(op, [x], out, axes=list(axes), keepdims=keepdims)
 
 
+def value_names(steps, graph_inputs):
+    """{(step index, top index): value name}: the blob's own name at its last writer (and
+    never for a graph input's blob), '<layer>/<blob>' at the writers before it."""
+    last = {}
+    for i, step in enumerate(steps):
+        for t in step.node.tops:
+            last[t] = i
+    return {(i, k): t if last[t] == i and t not in graph_inputs else f"{step.name}/{t}"
+            for i, step in enumerate(steps) for k, t in enumerate(step.node.tops)}
+
+
 class Exporter:
     def __init__(self, net, opset, dynamic_batch):
         self.net, self.opset, self.dynamic_batch = net, opset, dynamic_batch
@@ -109,26 +120,13 @@ class Exporter:
         self.names.add(name)
         return name
 
-    def _value_names(self, steps, graph_inputs):
-        """{(step index, top index): ONNX name}, the blob's own name at its last writer."""
-        last = {}
-        for i, step in enumerate(steps):
-            for t in step.node.tops:
-                last[t] = i
-        names = {}
-        for i, step in enumerate(steps):
-            for k, t in enumerate(step.node.tops):
-                plain = last[t] == i and t not in graph_inputs
-                names[i, k] = t if plain else f"{step.name}/{t}"
-        self.names |= set(names.values()) | set(graph_inputs)
-        return names
-
     def run(self):
         from onnx import TensorProto, helper
         net = self.net
         steps = [s for s in net.steps if not s.feeds_only]
         graph_inputs = list(net.inputs)
-        names = self._value_names(steps, graph_inputs)
+        names = value_names(steps, graph_inputs)
+        self.names |= set(names.values()) | set(graph_inputs)
         current = {b: b for b in graph_inputs}     # blob -> ONNX value holding it now
         for i, step in enumerate(steps):
             node = step.node
