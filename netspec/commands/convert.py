@@ -38,7 +38,8 @@ def run(args):
     given = [o for o, v in (("--weights", args.weights), ("--input", args.input_shapes), ("--opset", args.opset),
                             ("--dynamic-batch", args.dynamic_batch)) if v]
     if given:
-        raise NetspecError(f"{', '.join(given)} {'applies' if len(given) == 1 else 'apply'} only to ONNX export", file=args.output,
+        verb = "applies" if len(given) == 1 else "apply"
+        raise NetspecError(f"{', '.join(given)} {verb} only to ONNX export", file=args.output,
                            hint="give an OUT ending in .onnx, or leave the option out")
     io.check_output(args.output)                   # a bad output path fails before reading
     kind, message, warnings = io.read_kind(args.input, args.kind)
