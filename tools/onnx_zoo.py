@@ -30,13 +30,14 @@ DEFAULT = ["models/lenet/deploy.prototxt", "models/alexnet/deploy.prototxt", "mo
 
 
 def randomize(net, feeds, seed=0):
-    """He-scaled weights, small biases, Scale around 1; each BatchNorm's statistics set to its
-    input's (so the normalised values have unit scale), layer by layer in one pass."""
+    """He-scaled weights, small biases, scales and slopes around 1; a layer whose blobs are
+    statistics (BatchNorm) gets its input's mean and variance (so the normalised values have
+    unit scale), layer by layer in one pass."""
     rng = np.random.default_rng(seed)
     net.forward(end=net.layer_names[0], **feeds)      # feeds the inputs; the layers run below
     for step in net.steps:
         layer = step.layer
-        if layer.type == "BatchNorm":
+        if layer.learnable is not None and not any(layer.learnable):
             x = to_numpy(step.bottoms[0].data)
             axes = (0,) + tuple(range(2, x.ndim))
             layer.blobs[0].data[...] = x.mean(axis=axes)
@@ -46,12 +47,9 @@ def randomize(net, feeds, seed=0):
             for j, blob in enumerate(layer.blobs):
                 shape = blob.shape
                 if len(shape) >= 2:
-                    fan_in = int(np.prod(shape[1:])) if layer.type != "Deconvolution" else int(np.prod(shape[:1]))
-                    value = rng.standard_normal(shape) * np.sqrt(2.0 / fan_in)
-                elif layer.type == "Scale" and j == 0:
-                    value = rng.uniform(0.5, 1.5, shape)
-                elif layer.type == "PReLU":
-                    value = np.full(shape, 0.25)
+                    value = rng.standard_normal(shape) * np.sqrt(2.0 / int(np.prod(shape[1:])))
+                elif j == 0:        # a 1-d first blob: a scale or a slope, not a bias
+                    value = rng.uniform(0.25, 1.5, shape)
                 else:
                     value = rng.standard_normal(shape) * 0.1
                 blob.data[...] = value
@@ -63,10 +61,11 @@ def deploy(path):
     """The net without its labels: a data layer keeps its first top (fed as an input), and the
     layers that read a label (losses, accuracies), and what they feed, are dropped."""
     from netspec.graph import load_source
+    from netspec.layers import layer_class
     param = load_source(path).param
     gone = set()
     for lp in param.layer:
-        if not lp.bottom and lp.type != "Input" and len(lp.top) > 1:
+        if not lp.bottom and not layer_class(lp.type).is_input and len(lp.top) > 1:
             gone |= set(lp.top[1:])
             del lp.top[1:]
             for field in ("shape", "data_filler", "num", "channels", "height", "width"):
@@ -85,9 +84,10 @@ def deploy(path):
 
 
 def logits_name(net):
-    """The blob a final Softmax reads, if the net ends in one."""
+    """What a final parameter-free layer of one bottom of the same shape (a Softmax) reads."""
     for layer, node in zip(net.layers, net.nodes):
-        if layer.type == "Softmax" and node.tops[0] in net.outputs:
+        if node.tops and node.tops[0] in net.outputs and len(node.bottoms) == 1 and not layer.blobs \
+                and net.shapes[node.bottoms[0]] == net.shapes[node.tops[0]]:
             return node.bottoms[0]
     return None
 

@@ -23,11 +23,21 @@ def _conv_attrs(ctx, shape):
                 dilations=list(win.dilation), group=ctx.layer.param.group)
 
 
-@maps("Convolution", "Deconvolution")
+@maps("Convolution")
 def convolution(ctx):
-    """Caffe's weights are (out, in/group, k...) for Convolution and (in, out/group, k...) for
-    Deconvolution: exactly ONNX Conv's and ConvTranspose's layouts. One node per bottom."""
-    op = "ConvTranspose" if ctx.layer.type == "Deconvolution" else "Conv"
+    """Caffe's weights are (out, in/group, k...): ONNX Conv's layout."""
+    _convolve(ctx, "Conv")
+
+
+@maps("Deconvolution")
+def deconvolution(ctx):
+    """Caffe's weights are (in, out/group, k...): ONNX ConvTranspose's layout; Caffe's output
+    size stride*(in-1) + dilation*(k-1)+1 - 2*pad is ConvTranspose's with the same pads."""
+    _convolve(ctx, "ConvTranspose")
+
+
+def _convolve(ctx, op):
+    """One node per bottom, all sharing the weights."""
     w = ctx.const(ctx.param(0), "weight")
     b = [ctx.const(ctx.param(1), "bias")] if ctx.layer.param.bias_term else []
     for x, y, shape in zip(ctx.inputs, ctx.outputs, ctx.bottom_shapes):
