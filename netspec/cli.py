@@ -16,6 +16,7 @@ COMMANDS = [
     "train",
     "test",
     "time",
+    "compare",
 ]
 
 

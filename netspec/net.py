@@ -427,6 +427,22 @@ class Net:
         """Write the weights as a binary .caffemodel (atomically)."""
         atomic_write(path, self.to_proto(write_diff).SerializeToString())
 
+    def save_hdf5(self, path, write_diff=False):
+        """Write the weights as a .caffemodel.h5, laid out as Caffe's Net::ToHDF5 (atomically)."""
+        from .io import hdf5
+        seen, layers = set(), []
+        for layer in self.layers:
+            blobs = []
+            for blob in layer.blobs:        # a shared Blob is written by its first (owning) layer only
+                blobs.append((to_numpy(blob.data), to_numpy(blob.diff), id(blob) not in seen))
+                seen.add(id(blob))
+            layers.append((layer.name, blobs))
+        hdf5.write_net(path, layers, write_diff)
+
+    def load_hdf5(self, path):
+        """Load weights from a .caffemodel.h5 (copy_from takes either format by the suffix)."""
+        self.copy_from(path)
+
     def __repr__(self):
         phase = caffe_pb2.Phase.Name(self.phase)
         return f"Net('{self.name}', {len(self.layers)} layers, phase={phase}, backend={self.backend})"

@@ -381,14 +381,14 @@ layer { name: "sum" type: "Eltwise" bottom: "x" bottom: "mflat" top: "sum" }
     np.testing.assert_array_equal(out["label"], [2, 3])
 
 
-def test_data_layer_refuses_leveldb_but_reads_an_lmdb_without_backend(db, tmp_path):
+def test_data_layer_reads_an_lmdb_without_backend_and_names_a_broken_leveldb(db, tmp_path):
     path, _ = db
     lmdb_default = make(DATA.format(path).replace(" backend: LMDB", ""))       # backend defaults to LEVELDB
     assert lmdb_default.infer([], ShapeContext(source=lmdb_default.read_source()))[0] == (4, 1, 4, 5)
     (tmp_path / "leveldb").mkdir()
-    (tmp_path / "leveldb" / "CURRENT").write_text("MANIFEST-000001\n")
+    (tmp_path / "leveldb" / "CURRENT").write_text("MANIFEST-000001\n")      # no manifest: broken
     layer = make(DATA.format(tmp_path / "leveldb").replace(" backend: LMDB", ""))
-    with pytest.raises(LayerError, match="LevelDB databases are not supported"):
+    with pytest.raises(LayerError, match="as a LevelDB"):
         layer.infer([], ShapeContext(source=layer.read_source()))
 
 

@@ -14,9 +14,10 @@ from netspec.errors import NetspecError
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("db", help="input LMDB folder")
+    ap.add_argument("db", help="input LMDB or LevelDB folder")
     ap.add_argument("output", nargs="?", help="output .binaryproto (omit to only print channel means)")
-    ap.add_argument("--backend", default="lmdb", choices=["lmdb"])
+    ap.add_argument("--backend", default="lmdb", choices=["lmdb", "leveldb"],
+                    help="ignored: the folder's contents say which it is")
     args = ap.parse_args(argv)
     try:
         mean = compute_mean(args.db)

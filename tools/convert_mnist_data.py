@@ -15,11 +15,11 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("images", help="IDX images file (e.g. train-images-idx3-ubyte[.gz])")
     ap.add_argument("labels", help="IDX labels file (e.g. train-labels-idx1-ubyte[.gz])")
-    ap.add_argument("db", help="output LMDB folder (must not exist)")
-    ap.add_argument("--backend", default="lmdb", choices=["lmdb"], help="only lmdb is written")
+    ap.add_argument("db", help="output LMDB (or LevelDB) folder (must not exist)")
+    ap.add_argument("--backend", default="lmdb", choices=["lmdb", "leveldb"], help="database to write (default lmdb)")
     args = ap.parse_args(argv)
     try:
-        count = mnist_to_lmdb(args.images, args.labels, args.db)
+        count = mnist_to_lmdb(args.images, args.labels, args.db, backend=args.backend)
     except NetspecError as e:
         print(f"convert_mnist_data: error: {e}", file=sys.stderr)
         return 2

@@ -1,5 +1,6 @@
-"""Dataset conversions, as Caffe's tools do them: IDX to LMDB (convert_mnist_data), image
-list or folder to LMDB (convert_imageset), LMDB to mean image (compute_image_mean)."""
+"""Dataset conversions, as Caffe's tools do them: IDX to LMDB or LevelDB (convert_mnist_data),
+image list or folder to LMDB or LevelDB (convert_imageset), either to mean image
+(compute_image_mean)."""
 import os
 
 import numpy as np
@@ -7,18 +8,18 @@ import numpy as np
 from .. import caffe_pb2
 from ..errors import NetspecError
 from .datum import array_to_datum, datum_to_array, encode_image, parse_datum, read_image
-from .db import LMDBReader, write_lmdb
+from .db import open_reader, write_db
 from .idx import read_mnist
 
 
-def mnist_to_lmdb(images_path, labels_path, out_path):
-    """IDX images + labels -> LMDB of raw 1xHxW Datums keyed "%08d" (Caffe's key format)."""
+def mnist_to_lmdb(images_path, labels_path, out_path, backend="lmdb"):
+    """IDX images + labels -> LMDB (or LevelDB) of raw 1xHxW Datums keyed "%08d" (Caffe's key format)."""
     images, labels = read_mnist(images_path, labels_path)
 
     def items():
         for i, (image, label) in enumerate(zip(images, labels)):
             yield b"%08d" % i, array_to_datum(image[None], label).SerializeToString()
-    return write_lmdb(out_path, items())
+    return write_db(out_path, items(), backend)
 
 
 def read_list(list_path, root=""):
@@ -46,7 +47,7 @@ def read_list(list_path, root=""):
 
 
 def imageset_to_lmdb(root, entries, out_path, height=0, width=0, gray=False, encoded=False,
-                     encode_type="", shuffle=False, seed=0, log=print):
+                     encode_type="", shuffle=False, seed=0, log=print, backend="lmdb"):
     """Images -> LMDB of Datums keyed "%08d_<path>", as convert_imageset: raw BGR pixels, or
     encoded (the file's own bytes when no resize or re-encoding is needed)."""
     entries = list(entries)
@@ -75,7 +76,7 @@ def imageset_to_lmdb(root, entries, out_path, height=0, width=0, gray=False, enc
             if (i + 1) % 1000 == 0:
                 log(f"Processed {i + 1} files.")
             yield (b"%08d_" % i) + path.encode(), datum.SerializeToString()
-    count = write_lmdb(out_path, items())
+    count = write_db(out_path, items(), backend)
     log(f"Processed {count} files.")
     return count
 
@@ -86,8 +87,8 @@ def _keeps_format(path, encode_type):
 
 
 def compute_mean(db_path):
-    """The mean image (float32 C x H x W) over every Datum in an LMDB."""
-    reader = LMDBReader(db_path)
+    """The mean image (float32 C x H x W) over every Datum in an LMDB or a LevelDB."""
+    reader = open_reader(db_path)
     total, count = None, 0
     try:
         for _ in range(reader.size):

@@ -121,3 +121,22 @@ def write_lmdb(path, items, commit_every=1000):
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return count
+
+
+def open_reader(path, backend=None, what="database"):
+    """A reader for an LMDB or a LevelDB folder. What the folder holds decides (an LMDB has
+    data.mdb, a LevelDB CURRENT), so a net that leaves data_param.backend at the schema's
+    LEVELDB default still reads its LMDB; `backend` ("lmdb"/"leveldb") is used when the
+    folder says nothing (missing, or empty)."""
+    from .leveldb import LevelDBReader, is_leveldb
+    if is_leveldb(path) or (backend == "leveldb" and not os.path.exists(os.path.join(path, "data.mdb"))):
+        return LevelDBReader(path, what)
+    return LMDBReader(path, what)
+
+
+def write_db(path, items, backend="lmdb"):
+    """write_lmdb or write_leveldb by the backend's name."""
+    if backend == "leveldb":
+        from .leveldb import write_leveldb
+        return write_leveldb(path, items)
+    return write_lmdb(path, items)

@@ -105,10 +105,14 @@ def read_caffemodel(path):
 
 
 def read_weights(path, required=True):
-    """{layer name: [BlobProto, ...]} from a .caffemodel (Caffe matches weights to a net's layers
+    """{layer name: [BlobProto, ...]} from a .caffemodel or .caffemodel.h5 (Caffe matches weights to a net's layers
     by name); V0/V1 files (`layers` blocks) are upgraded to `layer` on the way in. When weights are `required`, a file without a
     single blob (a .prototxt given as the weights, say) is refused."""
-    found = {lp.name: list(lp.blobs) for lp in read_caffemodel(str(path)).layer}
+    from . import hdf5
+    if hdf5.is_hdf5(path):          # .caffemodel.h5, as Caffe picks its reader by the suffix
+        found = hdf5.read_weights(path)
+    else:
+        found = {lp.name: list(lp.blobs) for lp in read_caffemodel(str(path)).layer}
     if required and not any(found.values()):
         raise NetspecError("this file holds no weights: no layer in it has blobs (a net definition, "
                            "not a trained model)", file=str(path),

@@ -6,7 +6,6 @@ thread (netspec.data.prefetch). What a batch holds is a pure function of the lay
 the batch's index, so a resumed run sees exactly the batches the uninterrupted one would:
 data_state() and set_data_state() carry (seed, batches read) through a snapshot.
 """
-import os
 
 import numpy as np
 
@@ -143,7 +142,7 @@ def _order(n, epoch, seed, shuffle):
 
 @layer("Data")
 class Data(_Reading):
-    """Datum records from an LMDB, in key order, wrapping at the end."""
+    """Datum records from an LMDB or a LevelDB, in key order, wrapping at the end."""
     labelled = True
 
     def setup(self):
@@ -158,15 +157,8 @@ class Data(_Reading):
 
     def _first_item(self):
         if self._first is None:
-            from ..data.db import LMDBReader
-            p = self.lp.data_param
-            if p.backend == caffe_pb2.DataParameter.LEVELDB and os.path.isdir(p.source) and \
-                    not os.path.exists(os.path.join(p.source, "data.mdb")):
-                self.fail(f"data_param.source '{p.source}' is not an LMDB, and LevelDB databases are not "
-                          "supported (backend defaults to LEVELDB in Caffe's schema)",
-                          hint="convert the data to LMDB (tools/convert_imageset.py) and set backend: LMDB")
             from ..data.datum import datum_to_array, parse_datum
-            reader = _as_layer_error(lambda: LMDBReader(self.source, "data_param.source"))
+            reader = _as_layer_error(lambda: self._reader())
             value = reader.first_value()
             reader.close()
             t = self._transformer()
@@ -179,8 +171,14 @@ class Data(_Reading):
     def infer(self, bottoms, ctx):
         return self._shapes(ctx.source, self.batch_size)
 
+    def _reader(self):
+        """An LMDB or LevelDB reader (the folder's contents decide; else data_param.backend)."""
+        from ..data.db import open_reader
+        p = self.lp.data_param
+        declared = "leveldb" if p.HasField("backend") and p.backend == caffe_pb2.DataParameter.LEVELDB else "lmdb"
+        return open_reader(self.source, declared, "data_param.source")
+
     def producer(self):
-        from ..data.db import LMDBReader
         from ..data.datum import datum_to_array, parse_datum
         transform, size = self._transformer(), self.batch_size
         start = self._rand_skip(self.lp.data_param.rand_skip)
@@ -189,7 +187,7 @@ class Data(_Reading):
         def produce(k):
             nonlocal reader
             if reader is None:
-                reader = LMDBReader(self.source, "data_param.source")
+                reader = self._reader()
                 reader.seek(start + k * size)
             datums = [parse_datum(reader.next_value()) for _ in range(size)]
             items = [datum_to_array(d, transform.force_color, transform.force_gray) for d in datums]

@@ -11,6 +11,7 @@ import os
 
 from .. import caffe_pb2
 from ..errors import NetspecError
+from ..io import hdf5
 from ..utils import atomic_write
 
 RNG_SUFFIX = ".rng.json"
@@ -32,22 +33,29 @@ def snapshot_prefix(sp, solver_path, log):
     return prefix or "snapshot"
 
 
-def write_snapshot(prefix, iteration, net, solver, rng, log, write_diff=False):
-    """The three files of one snapshot; returns (caffemodel path, solverstate path)."""
-    model = f"{prefix}_iter_{iteration}.caffemodel"
+def write_snapshot(prefix, iteration, net, solver, rng, log, write_diff=False, h5=False):
+    """The three files of one snapshot; returns (caffemodel path, solverstate path). With `h5`
+    (snapshot_format: HDF5) the weights and state are .caffemodel.h5 and .solverstate.h5."""
+    kind, ext = ("HDF5", ".h5") if h5 else ("binary proto", "")
+    model = f"{prefix}_iter_{iteration}.caffemodel{ext}"
     folder = os.path.dirname(model)
     if folder:
         os.makedirs(folder, exist_ok=True)
-    log.info(f"Snapshotting to binary proto file {model}")
-    net.save(model, write_diff=write_diff)
-    state_path = f"{prefix}_iter_{iteration}.solverstate"
-    log.info(f"Snapshotting solver state to binary proto file {state_path}")
+    log.info(f"Snapshotting to {kind} file {model}")
+    (net.save_hdf5 if h5 else net.save)(model, write_diff=write_diff)
+    state_path = f"{prefix}_iter_{iteration}.solverstate{ext}"
+    log.info(f"Snapshotting solver state to {kind} file {state_path}")
     atomic_write(state_path + RNG_SUFFIX, json.dumps(rng))
-    atomic_write(state_path, solver.state(model).SerializeToString())
+    if h5:
+        hdf5.write_state(state_path, solver.state(model))
+    else:
+        atomic_write(state_path, solver.state(model).SerializeToString())
     return model, state_path
 
 
 def read_solver_state(path):
+    if hdf5.is_hdf5(path):          # .solverstate.h5: Caffe picks the reader by the suffix too
+        return hdf5.read_state(path)
     state = caffe_pb2.SolverState()
     try:
         with open(path, "rb") as f:

@@ -43,8 +43,6 @@ class Trainer:
         self.solver = Solver(sp, caffe_learnable_params(self.net), self.net.xp, log=self.log.info)
         self.xp = self.net.xp
         self.losses, self.smoothed_loss = [], 0.0
-        if sp.snapshot_format == caffe_pb2.SolverParameter.HDF5:
-            self.log.warn("snapshot_format HDF5 is not supported: snapshots are written as binary protos")
         self.last_snapshot = None
         self.prefix = snapshot_prefix(sp, solver_path, self.log)
         self.train_curve, self.test_curves = [], {}      # for --plot
@@ -207,7 +205,8 @@ class Trainer:
     def snapshot(self):
         self.last_snapshot, state = write_snapshot(self.prefix, self.solver.iter, self.net, self.solver,
                                                    rng_state(self.seed, self._nets()), self.log,
-                                                   write_diff=self.sp.snapshot_diff)
+                                                   write_diff=self.sp.snapshot_diff,
+                                                   h5=self.sp.snapshot_format == caffe_pb2.SolverParameter.HDF5)
         return self.last_snapshot, state
 
     def restore(self, path):

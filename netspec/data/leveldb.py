@@ -1,0 +1,136 @@
+"""LevelDB databases of Datum records, read and written as Caffe's db_leveldb does (through
+plyvel, the maintained binding over the system's libleveldb).
+
+Records are read in key order (bytewise, as LMDB's), wrapping at the end, with the reader
+interface of db.LMDBReader, so the data layer, its prefetch thread and its resume
+position work the same on both. A LevelDB may be open once per process: readers of one
+folder share the handle.
+"""
+import os
+import shutil
+import tempfile
+import threading
+
+from ..errors import NetspecError
+
+_open = {}                  # realpath -> [plyvel.DB, users]
+_open_lock = threading.Lock()
+
+
+def _plyvel():
+    try:
+        import plyvel
+    except ImportError:
+        raise NetspecError("reading or writing LevelDB needs the plyvel package",
+                           hint="apt-get install libleveldb-dev, then pip install 'netspec[leveldb]'") from None
+    return plyvel
+
+
+def is_leveldb(path):
+    return os.path.isfile(os.path.join(path, "CURRENT")) and not os.path.exists(os.path.join(path, "data.mdb"))
+
+
+def _acquire(path, what):
+    plyvel = _plyvel()
+    key = os.path.realpath(path)
+    with _open_lock:
+        entry = _open.get(key)
+        if entry is None:
+            if not os.path.isdir(path):
+                raise NetspecError(f"{what} '{path}' does not exist or is not a folder",
+                                   hint="convert your data first (tools/convert_imageset.py --backend leveldb), "
+                                        "or fix the path")
+            try:
+                db = plyvel.DB(path, create_if_missing=False)
+            except plyvel.Error as e:
+                raise NetspecError(f"cannot open {what} '{path}' as a LevelDB: {e}",
+                                   hint="another process may hold it open (LevelDB allows one)") from None
+            entry = _open[key] = [db, 0]
+        entry[1] += 1
+        return entry[0]
+
+
+def _release(path):
+    key = os.path.realpath(path)
+    with _open_lock:
+        entry = _open.get(key)
+        if entry is not None:
+            entry[1] -= 1
+            if entry[1] == 0:
+                entry[0].close()
+                del _open[key]
+
+
+class LevelDBReader:
+    """Values in key order, one after another, wrapping around; seek by position."""
+
+    def __init__(self, path, what="database"):
+        self.path = path
+        self.db = _acquire(path, what)
+        self.snapshot = self.db.snapshot()      # a fixed view, as Caffe's iterator reads
+        self.size = sum(1 for _ in self.snapshot.iterator(include_value=False))
+        if self.size == 0:
+            self._close()
+            raise NetspecError(f"{what} '{path}' is empty")
+        self._restart()
+        self.position = 0
+
+    def _restart(self):
+        self.iterator = self.snapshot.iterator(include_key=False)
+
+    def first_value(self):
+        return next(self.snapshot.iterator(include_key=False))
+
+    def seek(self, position):
+        self._restart()
+        for _ in range(position % self.size):
+            next(self.iterator)
+        self.position = position
+
+    def next_value(self):
+        try:
+            value = next(self.iterator)
+        except StopIteration:
+            self._restart()
+            value = next(self.iterator)
+        self.position += 1
+        return value
+
+    def _close(self):
+        self.snapshot = None
+        _release(self.path)
+        self.db = None
+
+    def close(self):
+        if self.db is not None:
+            self.iterator.close()
+            self._close()
+
+
+def write_leveldb(path, items, commit_every=1000):
+    """Write (key bytes, value bytes) pairs into a new LevelDB at `path`, atomically: built
+    in a temporary folder beside it, then renamed. Refuses to overwrite."""
+    plyvel = _plyvel()
+    path = os.path.abspath(path)
+    if os.path.exists(path):
+        raise NetspecError(f"'{path}' already exists", hint="remove it or choose another output path")
+    parent = os.path.dirname(path)
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(dir=parent, prefix="." + os.path.basename(path) + ".")
+    count = 0
+    try:
+        db = plyvel.DB(tmp, create_if_missing=True, error_if_exists=False)
+        batch = db.write_batch()
+        for key, value in items:
+            batch.put(key, value)
+            count += 1
+            if count % commit_every == 0:
+                batch.write()
+                batch = db.write_batch()
+        batch.write()
+        db.close()
+        os.replace(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return count
