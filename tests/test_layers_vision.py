@@ -564,3 +564,12 @@ def test_float32_keeps_its_dtype_and_agrees_with_float64(text, shape, xp):
 def test_gradient_on_every_backend(text, shape, xp):
     x = np.random.default_rng(17).permutation(np.prod(shape)).reshape(shape) / 10
     check_gradient(make_layer(text), [x], xp=xp)
+
+
+def test_crop_checks_only_the_axes_from_axis_on():
+    """HED's deploy net crops a 1-channel map by the 3-channel data: Caffe's crop_layer.cpp
+    compares only the axes from `axis` (2 by default) on."""
+    (top,), _ = infer(make_layer('name: "c" type: "Crop"'), (1, 1, 510, 510), (1, 3, 500, 500))
+    assert top == (1, 1, 500, 500)
+    with pytest.raises(LayerError, match="axis 1: cannot crop 3 from 1"):
+        infer(make_layer('name: "c" type: "Crop" crop_param { axis: 1 }'), (1, 1, 510, 510), (1, 3, 500, 500))
