@@ -11,6 +11,7 @@ from functools import partial
 from math import prod
 
 from . import caffe_pb2
+from . import depth as paper_numbers
 from .errors import LayerError, NetspecError
 from .findings import Findings, by_name, node_issue
 from .layers.base import ShapeContext
@@ -268,6 +269,11 @@ def _count(result):
         _receptive_fields(r, fields)
     result.stats = {key: sum(getattr(r, attr) for r in result.layers)
                     for key, attr in (("params", "param_count"), ("macs", "macs"), ("memory", "memory"))}
+    result.stats["depth"] = paper_numbers.depth(result.graph)
+    for r in result.layers:
+        counted = paper_numbers.connections(r)
+        if counted:
+            r.notes.append(f"{counted[0]} connections per item through {counted[1]} weights")
 
 
 def _check_params(result):
