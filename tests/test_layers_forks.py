@@ -45,7 +45,7 @@ def rng(seed=0):
 def test_normalize(fields):
     x = rng().standard_normal((2, 3, 2, 3))
     layer = make_layer(f'name: "n" type: "Normalize" norm_param {{ {fields} }}')
-    scale = rng(1).uniform(1, 2, layer.param_shapes([x.shape])[0])
+    scale = rng(1).uniform(1, 2, layer.param_blobs([x.shape])[0].shape)
     (y,) = forward(layer, [x], [scale])
     axes = (1,) if "false" in fields else (1, 2, 3)
     s = scale.reshape(1, -1, 1, 1) if scale.size > 1 else scale
@@ -175,7 +175,7 @@ def test_interp_is_bilinear_with_corners_aligned(fields, size):
 def test_bn_segnet_learn_and_inference():
     x = rng().standard_normal((3, 2, 2, 2))
     learn = make_layer('name: "b" type: "BN" bn_param { bn_mode: LEARN }')
-    assert learn.param_shapes([x.shape]) == [(1, 2, 1, 1)] * 2
+    assert [b.shape for b in learn.param_blobs([x.shape])] == [(1, 2, 1, 1)] * 2
     check_gradient(learn, [x])
     infer_layer = make_layer('name: "b" type: "BN" bn_param { bn_mode: INFERENCE }')
     params = [rng(1).standard_normal((1, 2, 1, 1)), rng(2).standard_normal((1, 2, 1, 1))]
@@ -186,7 +186,7 @@ def test_bn_segnet_learn_and_inference():
 def test_bn_pspnet_frozen_uses_running_statistics():
     x = rng().standard_normal((2, 2, 2, 2))
     layer = make_layer('name: "b" type: "BN" bn_param { frozen: true eps: 1e-5 }')
-    assert len(layer.param_shapes([x.shape])) == 4
+    assert len(layer.param_blobs([x.shape])) == 4
     params = [np.full((1, 2, 1, 1), 2.0), np.full((1, 2, 1, 1), 1.0), np.full((1, 2, 1, 1), 0.5), np.full((1, 2, 1, 1), 4.0)]
     (y,) = forward(layer, [x], params)
     np.testing.assert_allclose(y, 2 * (x - 0.5) / np.sqrt(4 + 1e-5) + 1)
@@ -205,7 +205,7 @@ def test_convolution_depthwise_is_grouped_by_channel():
                       (1, 32, 150, 150))
     assert top == (1, 32, 75, 75)
     layer = make_layer('name: "c" type: "ConvolutionDepthwise" convolution_param { num_output: 32 kernel_size: 3 }')
-    assert layer.param_shapes([(1, 32, 8, 8)])[0] == (32, 1, 3, 3)
+    assert layer.param_blobs([(1, 32, 8, 8)])[0].shape == (32, 1, 3, 3)
     with pytest.raises(LayerError, match="num_output 32 must equal the input's 16 channels"):
         infer('name: "c" type: "ConvolutionDepthwise" convolution_param { num_output: 32 kernel_size: 3 }', (1, 16, 8, 8))
     x, w = rng().standard_normal((1, 3, 5, 5)), rng(1).standard_normal((3, 1, 3, 3))

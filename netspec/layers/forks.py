@@ -8,7 +8,7 @@ import math
 import numpy as np
 
 from .. import caffe_pb2
-from .base import Layer
+from .base import Layer, ParamBlob
 from .convolution import Convolution
 from .neuron import Neuron
 from .registry import layer
@@ -51,18 +51,17 @@ class BN(Layer):
             return p.frozen or self.phase == caffe_pb2.TEST
         return p.bn_mode == p.INFERENCE
 
-    def param_shapes(self, bottoms):
-        c = bottoms[0][1]
-        return [(1, c, 1, 1)] * (4 if self.pspnet else 2)
-
-    def param_fillers(self):
+    def param_blobs(self, bottoms):
         p = self.param
+        shape = bottoms and (1, bottoms[0][1], 1, 1)
         one, zero = caffe_pb2.FillerParameter(type="constant", value=1), caffe_pb2.FillerParameter(type="constant")
         if self.pspnet:
-            return [p.slope_filler if p.HasField("slope_filler") else one,
-                    p.bias_filler if p.HasField("bias_filler") else zero, zero, one]
-        return [p.scale_filler if p.HasField("scale_filler") else one,
-                p.shift_filler if p.HasField("shift_filler") else zero]
+            fillers = [p.slope_filler if p.HasField("slope_filler") else one,
+                       p.bias_filler if p.HasField("bias_filler") else zero, zero, one]
+        else:
+            fillers = [p.scale_filler if p.HasField("scale_filler") else one,
+                       p.shift_filler if p.HasField("shift_filler") else zero]
+        return [ParamBlob(shape, f) for f in fillers]
 
     def macs(self, bottoms, tops):
         return 2 * math.prod(tops[0])

@@ -7,7 +7,7 @@ an image has) is None: `?` in the report, null in --json.
 import math
 
 from .. import caffe_pb2
-from .base import Layer
+from .base import Layer, ParamBlob
 from .registry import layer
 
 SSD = "weiliu89/caffe (SSD)"
@@ -37,12 +37,11 @@ class Normalize(Layer):
         ctx.note(f"L2-normalise over {over}, then scale ({'one value' if self.param.channel_shared else 'one per channel'})")
         return [shape]
 
-    def param_shapes(self, bottoms):
-        return [(1,) if self.param.channel_shared else (bottoms[0][1],)]
-
-    def param_fillers(self):
+    def param_blobs(self, bottoms):
         p = self.param
-        return [p.scale_filler if p.HasField("scale_filler") else caffe_pb2.FillerParameter(type="constant", value=1)]
+        filler = p.scale_filler if p.HasField("scale_filler") else caffe_pb2.FillerParameter(type="constant", value=1)
+        shape = (1,) if p.channel_shared else (bottoms and (bottoms[0][1],))
+        return [ParamBlob(shape, filler)]
 
     def macs(self, bottoms, tops):
         return 2 * math.prod(tops[0])
