@@ -226,6 +226,8 @@ def _text(report, explain):
         params = f"{t.get('params', 0):,} params" + (f" ({human(t['params'])})" if t.get("params", 0) >= 1000 else "")
         yield (f"total: {t.get('layers', 0)} layers, {params}, "
                f"{human(t.get('macs', 0))} MACs, {human(t.get('memory', 0), 'B')} of activations (float32)")
+        if t.get("depth"):
+            yield f"depth: {t['depth']} weight layers (convolutions, inner products) on the longest path"
         for g in report.by_type:
             if g["params"] or g["macs"]:
                 yield (f"  {g['type']}: {human(g['params'])} params, {g['params_percent']}%; "

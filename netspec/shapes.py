@@ -10,6 +10,7 @@ from functools import partial
 from math import prod
 
 from . import caffe_pb2
+from . import depth as paper_numbers
 from .errors import LayerError, NetspecError
 from .findings import Findings, by_name, node_issue
 from .layers.base import ShapeContext
@@ -139,6 +140,11 @@ def _propagate(graph, inputs, stop_at_error=False, sources=None):
         results.append(r)
         if node.layer is None or any(b is None for b in bottoms):
             continue            # already reported: the layer could not be made, or a bottom is unknown
+        unknown = [b for b, s in zip(node.bottoms, bottoms) if None in s]
+        if unknown and not getattr(node.layer, "takes_unknown", False):
+            r.notes = [f"not checked: it needs the dimensions of {', '.join(repr(b) for b in unknown)} "
+                       "that are known only when the net runs (shown as ?)"]
+            continue
         ctx = ShapeContext(node.layer.phase)
         try:
             tops = _infer(node, bottoms, ctx, inputs, sources)
@@ -197,7 +203,7 @@ def _call_infer(node, bottoms, ctx, sources):
             raise LayerError(f"the shape of {', '.join(repr(t) for t in node.tops)} is unknown: {e.message}",
                              f"{e.hint}; or {hint}" if e.hint else hint) from None
         raise
-    tops = [tuple(int(d) for d in s) for s in tops]
+    tops = [tuple(None if d is None else int(d) for d in s) for s in tops]   # None: known at run time
     if len(tops) != len(node.tops):
         raise LayerError(f"its shape rule gave {len(tops)} shapes for {len(node.tops)} tops")
     return tops
@@ -212,7 +218,7 @@ def _input_hint(tops):
 def _check_sizes(graph, r):
     """The fallback for sizes that reach zero or below, whatever rule let them through."""
     for t, s in zip(r.node.tops, r.top_shapes):
-        if any(d <= 0 for d in s):
+        if any(d is not None and d <= 0 for d in s):
             r.errors.append(_input_dim_issue(graph, r.node, t, s) if r.node.layer.is_input else
                             node_issue(graph, r.node, f"top '{t}' would be {format_shape(s)}: a size reached zero or below",
                                        "the input is too small for this stack of layers: give a larger input, "
@@ -257,7 +263,8 @@ def _wiring_warnings(graph):
 # -- statistics -------------------------------------------------------------------------------
 
 def _known(r):
-    return r.node.layer is not None and r.top_shapes and all(s is not None for s in r.top_shapes)
+    return (r.node.layer is not None and r.top_shapes and all(s is not None and None not in s for s in r.top_shapes)
+            and all(None not in s for s in r.bottom_shapes if s is not None))
 
 
 def _count(result):
@@ -271,6 +278,11 @@ def _count(result):
         _receptive_fields(r, fields)
     result.stats = {key: sum(getattr(r, attr) for r in result.layers)
                     for key, attr in (("params", "param_count"), ("macs", "macs"), ("memory", "memory"))}
+    result.stats["depth"] = paper_numbers.depth(result.graph)
+    for r in result.layers:
+        counted = paper_numbers.connections(r)
+        if counted:
+            r.notes.append(f"{counted[0]} connections per item through {counted[1]} weights")
 
 
 def _check_params(result):

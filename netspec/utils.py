@@ -72,4 +72,4 @@ def format_shape(shape):
     """A shape as people write it: 64x3x224x224; 'scalar' for a 0-d blob, '?' when unknown."""
     if shape is None:
         return "?"
-    return "x".join(str(d) for d in shape) if shape else "scalar"
+    return "x".join("?" if d is None else str(d) for d in shape) if shape else "scalar"

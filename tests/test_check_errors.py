@@ -111,7 +111,7 @@ def test_the_alexnet_stride_warning_shows_the_arithmetic(tmp_path):
     assert r.ok and r.shape("conv1") == (1, 96, 54, 54)
     w = r.warnings[0]
     assert (w.layer, w.line) == ("conv1", 2)
-    assert w.message == ("(224 + 2*0 - 11)/4 + 1 = 54.25 -> floor -> 54; stride 4 leaves remainder 1; "
-                         "input 227 or pad 2 gives 55")
+    assert w.message == ("(224 - 11)/4 = 53.25; floor 53, + 1 = 54; stride 4 leaves remainder 1, "
+                         "so 55 needs input 227 or pad 2")
     assert not check_text(text, tmp_path, strict=True).ok
     assert check_text(text, tmp_path, inputs={"data": (1, 3, 227, 227)}).warnings == []

@@ -244,12 +244,12 @@ def test_fuzz_mutated_json_and_yaml(fmt, edits):
 
 def test_fork_fields_in_a_caffemodel_are_named(tmp_path):
     layer = pb.LayerParameter(name="conv4_3_norm", type="Normalize").SerializeToString()
-    layer += b"\xd2\x0c\x02\x08\x01"            # field 202 (an SSD fork's norm_param), 2 bytes
+    layer += b"\x8a\x0d\x02\x08\x01"            # field 209 (a YOLOv2 fork's region_loss_param), 2 bytes
     model = tmp_path / "ssd.caffemodel"
     model.write_bytes(b"\x0a\x03ssd" + b"\xa2\x06" + bytes([len(layer)]) + layer)
     source = read_net(model)
     assert source.param.layer[0].name == "conv4_3_norm"
-    assert source.warnings == [f"{model}: layer 'conv4_3_norm': field number(s) 202 unknown to "
+    assert source.warnings == [f"{model}: layer 'conv4_3_norm': field number(s) 209 unknown to "
                                "Caffe's schema (a fork's extension?) are kept in binary copies "
                                "and dropped from text, YAML and JSON ones"]
     write_message(source.param, tmp_path / "copy.caffemodel")

@@ -28,24 +28,38 @@ layer {
     ("json", '{"layer": [{"name": "conv4_3_norm", "type": "Normalize", '
              '"norm_param": {"across_spatial": false}}]}'),
 ])
-def test_param_of_a_fork_layer_type_blames_the_type(fmt, text):
-    with pytest.raises(NetspecError) as e:
-        parse_net(text, fmt, "ssd.prototxt")
-    message = str(e.value)
-    assert e.value.layer == "conv4_3_norm"
-    assert "unknown layer type 'Normalize'" in message and "'norm_param'" in message
-    assert "known types: AbsVal" in message         # the hint lists what is supported
+def test_param_of_a_fork_layer_type_reads_in_every_format(fmt, text):
+    net = parse_net(text, fmt, "ssd.prototxt").param
+    assert net.layer[-1].norm_param.across_spatial is False
 
 
-def test_fork_field_nested_in_a_fork_layer_blames_the_type():
+def test_fork_field_nested_in_transform_param_reads():
     # SSD's AnnotatedData adds resize_param to transform_param
     text = ('layer { name: "data" type: "AnnotatedData" top: "data"\n'
             '  transform_param { mirror: true resize_param { height: 300 } } }\n')
-    with pytest.raises(NetspecError) as e:
-        parse_net(text, "text", "train.prototxt")
-    assert (e.value.line, e.value.layer, e.value.layer_type) == (2, "data", "AnnotatedData")
-    assert "unknown layer type 'AnnotatedData'" in e.value.message
-    assert "'resize_param' (in TransformationParameter)" in e.value.message
+    assert parse_net(text, "text", "train.prototxt").param.layer[0].transform_param.resize_param.height == 300
+
+
+UNKNOWN_PARAM = """input: "data"
+input_shape { dim: 1 dim: 3 dim: 8 dim: 8 }
+layer { name: "odd" type: "Frobnicate" bottom: "data" top: "odd"
+  frobnicate_param { level: 3 inner { a: 1 } } }
+layer { name: "after" type: "ReLU" bottom: "odd" top: "after" }
+layer { name: "pool" type: "Pooling" bottom: "data" top: "pool" pooling_param { kernel_size: 2 stride: 2 } }
+"""
+
+
+def test_an_unknown_param_block_is_an_error_on_its_layer_only():
+    from netspec.graph import build_graph
+    from netspec.shapes import infer_shapes
+    source = parse_net(UNKNOWN_PARAM, "text", "fork.prototxt")
+    result = infer_shapes(build_graph(source))
+    errors = [(e.layer, e.message) for e in result.errors]
+    assert ("odd", "unknown layer type 'Frobnicate' (did you mean 'Concat' or 'Filter'?)") in errors
+    assert any(layer == "odd" and "'frobnicate_param' is in no schema" in m for layer, m in errors)
+    assert {e.layer for e in result.errors} == {"odd"}
+    assert result.layer("pool").top_shapes == [(1, 3, 4, 4)]       # independent layers still checked
+    assert result.layer("after").top_shapes == [None]
 
 
 def test_misspelt_param_of_a_known_type_is_still_a_field_error():

@@ -168,7 +168,7 @@ def test_alexnet_conv1_at_224_explains_54():
     layer = make_layer(conv_text(num_output=96, kernel_size=11, stride=4))
     (top,), ctx = infer(layer, (1, 3, 224, 224))
     assert top == (1, 96, 54, 54)
-    note = "(224 + 2*0 - 11)/4 + 1 = 54.25 -> floor -> 54; stride 4 leaves remainder 1; input 227 or pad 2 gives 55"
+    note = "(224 - 11)/4 = 53.25; floor 53, + 1 = 54; stride 4 leaves remainder 1, so 55 needs input 227 or pad 2"
     assert ctx.notes == [note]
     assert ctx.warnings == [note]
 
@@ -177,14 +177,14 @@ def test_exact_division_is_a_note_only():
     layer = make_layer(conv_text(num_output=96, kernel_size=11, stride=4))
     (top,), ctx = infer(layer, (1, 3, 227, 227))
     assert top == (1, 96, 55, 55)
-    assert ctx.notes == ["(227 + 2*0 - 11)/4 + 1 = 55"] and ctx.warnings == []
+    assert ctx.notes == ["(227 - 11)/4 = 54, + 1 = 55"] and ctx.warnings == []
 
 
 def test_a_remainder_no_wider_than_the_gaps_is_not_warned():
     layer = make_layer(conv_text(kernel_size=1, stride=2))       # ResNet's projection shortcut
     (top,), ctx = infer(layer, (1, 1, 14, 14))
     assert top == (1, 4, 7, 7) and not ctx.warnings
-    assert ctx.notes == ["(14 + 2*0 - 1)/2 + 1 = 7.5 -> floor -> 7; stride 2 leaves remainder 1; input 15 or pad 1 gives 8"]
+    assert ctx.notes == ["(14 - 1)/2 = 6.5; floor 6, + 1 = 7; stride 2 leaves remainder 1, so 8 needs input 15 or pad 1"]
     (top,), ctx = infer(make_layer(conv_text(kernel_size=7, stride=2, pad=3)), (1, 3, 224, 224))
     assert top == (1, 4, 112, 112) and not ctx.warnings          # the remainder is padding only
 
@@ -193,8 +193,8 @@ def test_rectangular_geometry_gives_one_note_per_axis():
     layer = make_layer(conv_text(kernel_h=3, kernel_w=1, dilation=2))
     (top,), ctx = infer(layer, (1, 1, 8, 8))
     assert top == (1, 4, 4, 8)
-    assert ctx.notes == ["height: kernel 3 dilated by 2 spans 5; (8 + 2*0 - 5)/1 + 1 = 4",
-                         "width: (8 + 2*0 - 1)/1 + 1 = 8"]
+    assert ctx.notes == ["height: kernel 3 dilated by 2 spans 5; (8 - 5)/1 = 3, + 1 = 4",
+                         "width: (8 - 1)/1 = 7, + 1 = 8"]
 
 
 def test_pooling_ceil_rounding_is_warned():
@@ -551,3 +551,12 @@ def test_float32_keeps_its_dtype_and_agrees_with_float64(text, shape, xp):
 def test_gradient_on_every_backend(text, shape, xp):
     x = np.random.default_rng(17).permutation(np.prod(shape)).reshape(shape) / 10
     check_layer(make_layer(text), [x], xp=xp)
+
+
+def test_crop_checks_only_the_axes_from_axis_on():
+    """HED's deploy net crops a 1-channel map by the 3-channel data: Caffe's crop_layer.cpp
+    compares only the axes from `axis` (2 by default) on."""
+    (top,), _ = infer(make_layer('name: "c" type: "Crop"'), (1, 1, 510, 510), (1, 3, 500, 500))
+    assert top == (1, 1, 500, 500)
+    with pytest.raises(LayerError, match="axis 1: cannot crop 3 from 1"):
+        infer(make_layer('name: "c" type: "Crop" crop_param { axis: 1 }'), (1, 1, 510, 510), (1, 3, 500, 500))

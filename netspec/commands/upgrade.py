@@ -28,6 +28,11 @@ def run(args):
                            hint="only nets and solvers have legacy forms; `netspec convert` "
                                 "changes the format of other files")
     io.check_output(args.output, kind)
+    lost = [w for w in warnings if hasattr(w, "field_name")]
+    if lost:
+        raise NetspecError(f"layer '{lost[0].layer}': '{lost[0].field_name}' is in no schema netspec knows, so "
+                           "an upgraded copy would lose it", file=args.input, line=lost[0].line,
+                           hint="remove or rename the block, or keep the file as it is")
     print_warnings("upgrade", warnings)
     io.write_message(message, args.output)
     state = "upgraded" if warnings else "already current; rewritten"

@@ -93,7 +93,9 @@ def build_graph(source, phase=None, stages=(), level=None, insert_splits=True, i
     inputs: {blob: shape} fed from outside; a blob read but made by no layer becomes a top of an
     Input layer named 'input' at the front, as Caffe's legacy `input:` fields do.
     """
+    source = load_source(source)
     param, path, lines, notices = _unpack(source)
+    dropped = {w.layer: w for w in source.warnings if hasattr(w, "field_name")}   # io.unknown_fields
     inputs = inputs or {}
     state = net_state(param, phase, stages, level)
     graph = Graph([], [], [], [], [], [], notices, phase=state.phase, stages=tuple(state.stage),
@@ -114,6 +116,9 @@ def build_graph(source, phase=None, stages=(), level=None, insert_splits=True, i
             graph.excluded.append((lp.name, reason))
             continue
         nodes.append(_make_node(graph, len(nodes), lp, line, inputs))
+        if lp.name in dropped:          # a parameter block set aside: this layer cannot be checked
+            graph.errors.append(node_issue(graph, nodes[-1], dropped[lp.name].message, dropped[lp.name].hint))
+            nodes[-1].layer = None
     fed = _fed_input_layer(nodes, inputs)
     if fed is not None:
         nodes.insert(0, _make_node(graph, 0, fed, None))

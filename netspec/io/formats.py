@@ -194,8 +194,10 @@ def _check_kind(positions, cls, path):
         return
     other = [kind for kind, known in KINDS.items() if known is not cls and names <= _fields(known)]
     if other:
+        first = min((at for name in names - _fields(cls) for at in positions[name] if at), default=None)
         raise NetspecError(f"found {binary.DESCRIBE[other[0]]}; expected {binary.describe(cls)}",
-                           file=path, hint=binary.wrong_kind_hint(other[0], cls))
+                           file=path, line=first[0] if first else None, column=first[1] if first else None,
+                           hint=binary.wrong_kind_hint(other[0], cls))
 
 
 def _checked(loaded):

@@ -16,7 +16,8 @@ from google.protobuf.descriptor import FieldDescriptor as FD
 
 from ..errors import LayerError, NetspecError
 from ..utils import closest
-from . import dialects
+from . import dialects, unknown_fields
+from .. import caffe_pb2
 
 _TOKEN = re.compile(r"""
     (?P<space>(?:\s|\#[^\n]*)+)
@@ -142,15 +143,21 @@ def parse(text, cls, path, found=None):
     if found is None:
         found = scan(text, path)
     text, fixes, warnings = dialects.rewrite_text(text, found, path)
-    message = cls()
-    try:
-        with warnings_module.catch_warnings():      # protobuf warns on escapes like "\L"
-            warnings_module.simplefilter("ignore", DeprecationWarning)
-            text_format.Parse(text, message, allow_unknown_field=False)
-    except text_format.ParseError as e:
-        raise located_error(e, text, path, found, message) from None
-    except (ValueError, TypeError, OverflowError, RecursionError) as e:
-        raise NetspecError(f"cannot parse this file as protobuf text: {e}", file=path) from None
+    while True:
+        message = cls()
+        try:
+            with warnings_module.catch_warnings():      # protobuf warns on escapes like "\L"
+                warnings_module.simplefilter("ignore", DeprecationWarning)
+                text_format.Parse(text, message, allow_unknown_field=False)
+            break
+        except text_format.ParseError as e:
+            dropped = _drop_unknown_param(e, text, path, found)
+            if dropped is None:
+                raise located_error(e, text, path, found, message) from None
+            text, warning = dropped
+            warnings.append(warning)
+        except (ValueError, TypeError, OverflowError, RecursionError) as e:
+            raise NetspecError(f"cannot parse this file as protobuf text: {e}", file=path) from None
     dialects.apply_fixes(message, fixes)
     return message, found, warnings
 
@@ -257,6 +264,22 @@ def _layer_at(found, line, col):
             if start <= (line, col or 0) and (best is None or start > best[0]):
                 best = (start, (field_name, index))
     return (found.names.get(best[1]), found.types.get(best[1])) if best else (None, None)
+
+
+def _drop_unknown_param(error, text, path, found):
+    """(text without the field, DroppedField) for an unknown `*_param` of a layer, else None."""
+    m = _UNKNOWN_FIELD.search(str(error))
+    line, col = error.GetLine(), error.GetColumn()
+    layer, layer_type = _layer_at(found, line, col)
+    if not m or layer is None or not unknown_fields.droppable(
+            m.group(1), m.group(2), caffe_pb2.LayerParameter.DESCRIPTOR.fields_by_name):
+        return None
+    blanked = unknown_fields.blank_field(text, line, col, tokens)
+    if blanked is None:
+        return None
+    text_ = (f"{path}:{line}: layer '{layer}' ({layer_type}): '{m.group(2)}' is in no schema netspec knows; "
+             "set aside, the layer is not checked")
+    return blanked, unknown_fields.DroppedField(text_, layer, m.group(2), line)
 
 
 def fork_layer_error(layer_type, message_name, field_name):

@@ -17,6 +17,7 @@ from .registry import layer
 class InnerProduct(Layer):
     """y = x W^T + b over the axes from `axis` on, flattened to K inputs per item.
     Weight (num_output, K), or (K, num_output) with transpose; bias (num_output,)."""
+    weight_layer = True     # counts in the papers' depth; its MACs per item are its connections
 
     def setup(self):
         p = self.lp.inner_product_param

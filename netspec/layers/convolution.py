@@ -46,6 +46,7 @@ def _repeated(p, name, h_name, w_name, default, n, what):
 
 class _ConvolutionBase(Layer):
     """ConvolutionParameter handling shared by Convolution, Deconvolution and Im2col."""
+    weight_layer = True     # counts in the papers' depth; its MACs per item are its connections
     param_fields = ("convolution_param",)
     bottoms = (1, None)
     tops = (1, None)
@@ -258,6 +259,7 @@ class Im2col(_ConvolutionBase):
     bottoms = (1, 1)
     tops = (1, 1)
     has_filters = False
+    weight_layer = False
 
     def infer(self, bottoms, ctx):
         shape = tuple(bottoms[0])

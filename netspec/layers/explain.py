@@ -2,7 +2,7 @@
 
 Shape notes are local (the shape pass shows them under the layer's name), one per spatial
 axis unless all axes share the same arithmetic, e.g.
-  (224 + 2*0 - 11)/4 + 1 = 54.25 -> floor -> 54; stride 4 leaves remainder 1; input 227 or pad 2 gives 55
+  (224 - 11)/4 = 53.25; floor 53, + 1 = 54; stride 4 leaves remainder 1, so 55 needs input 227 or pad 2
 An inexact division is also a warning; so is pooling whose ceil rounding differs from floor.
 """
 from ..ops.windows import conv_out, pool_out
@@ -33,12 +33,18 @@ def explain_floor(size, kernel, stride, pad, dilation=1):
         return (f"{head} = {number_text(span / stride + 1)} -> truncated toward 0 (Caffe's integer division) -> "
                 f"{out}; the kernel overhangs the padded input by {-span}"), False
     remainder = span % stride
+    # the chapter's steps: divide, floor, add one (AlexNet: (224 - 11)/4 = 53.25; floor 53, + 1 = 54)
+    padded = f"{size} - {extent}" if pad == 0 else f"{size} + 2*{pad} - {extent}"
+    if dilation > 1 and kernel > 1:
+        padded = f"kernel {kernel} dilated by {dilation} spans {extent}; ({padded}"
+    else:
+        padded = f"({padded}"
     if remainder == 0:
-        return f"{head} = {out}", True
+        return f"{padded})/{stride} = {span // stride}, + 1 = {out}", True
     exact_input = size + stride - remainder
     next_pad = -(-(out * stride - size + extent) // 2)
-    return (f"{head} = {number_text(span / stride + 1)} -> floor -> {out}; stride {stride} leaves remainder "
-            f"{remainder}; input {exact_input} or pad {next_pad} gives {out + 1}"), \
+    return (f"{padded})/{stride} = {number_text(span / stride)}; floor {span // stride}, + 1 = {out}; stride {stride} "
+            f"leaves remainder {remainder}, so {out + 1} needs input {exact_input} or pad {next_pad}"), \
         max(0, remainder - pad) <= max(0, stride - extent)
 
 

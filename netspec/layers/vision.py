@@ -86,7 +86,8 @@ class Crop(Layer):
         offsets = [0] * len(a)
         for i in range(axis, len(a)):
             offsets[i] = given[0] if len(given) == 1 else (given[i - axis] if given else 0)
-        for i, (size, want, off) in enumerate(zip(a, b, offsets)):
+        for i in range(axis, len(a)):          # Caffe checks only the cropped axes
+            size, want, off = a[i], b[i], offsets[i]
             if size - off < want:
                 self.fail(f"axis {i}: cannot crop {want} from {size} at offset {off} ({size} - {off} < {want})",
                           "lower the offset, or check which bottom is the one to crop (bottom 0)")

@@ -1,0 +1,60 @@
+"""A layer's parameter block that no schema netspec knows holds (a fork's `foo_param`): the
+block is set aside so the rest of the file parses, and the layer alone is in error.
+
+The graph turns each DroppedField into an error on its layer (its outputs unknown, every
+independent layer still checked); `netspec upgrade` refuses to write a file that lost one.
+"""
+import difflib
+
+TYPO = 0.85        # this close to a known field name, an unknown one is taken for a misspelling
+
+
+class DroppedField(str):
+    """A warning (the text) that also names the layer whose field was set aside."""
+
+    def __new__(cls, text, layer, field_name, line):
+        obj = super().__new__(cls, text)
+        obj.layer, obj.field_name, obj.line = layer, field_name, line
+        return obj
+
+    @property
+    def message(self):
+        return (f"'{self.field_name}' is in no schema netspec knows (BVLC Caffe's or the forks' it reads): "
+                "this layer is not checked")
+
+    hint = "netspec reads the parameters of the forks listed in docs/forks.md; remove or rename this block"
+
+
+def droppable(message_name, field_name, known_fields):
+    """A `*_param` directly in a layer, not a misspelling of a known field (a typo stays an error)."""
+    return (message_name == "caffe.LayerParameter" and field_name.endswith("_param")
+            and not difflib.get_close_matches(field_name, list(known_fields), n=1, cutoff=TYPO))
+
+
+def _line_starts(text):
+    return [0] + [i + 1 for i, ch in enumerate(text) if ch == "\n"]
+
+
+def blank_field(text, line, col, tokens):
+    """`text` with the field whose name starts at (line, col) blanked out (name, value or
+    {...} block), every other position kept; None when the field does not end."""
+    begin = _line_starts(text)[line - 1] + col - 1
+    rest = text[begin:]
+    starts = _line_starts(rest)
+    depth, end = 0, None
+    for index, (_, tok, t_line, t_col) in enumerate(tokens(rest)):
+        at = starts[t_line - 1] + t_col - 1
+        if index == 0 or (tok == ":" and depth == 0):
+            continue                # the field name, and the colon after it
+        if tok in "{<":
+            depth += 1
+            continue
+        if tok in "}>":
+            depth -= 1
+        if depth == 0:
+            end = at + len(tok)
+            break
+    if end is None:
+        return None
+    gap = "".join(c if c == "\n" else " " for c in rest[:end])
+    return text[:begin] + gap + rest[end:]
