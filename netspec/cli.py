@@ -86,7 +86,8 @@ def _main(argv):
 
 
 def fail(command, error):
-    print(f"netspec {command}: error: {error}", file=sys.stderr)
+    from .layers.registry import blame_unknown_type
+    print(f"netspec {command}: error: {blame_unknown_type(error)}", file=sys.stderr)
     return 2
 
 

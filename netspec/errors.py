@@ -37,3 +37,12 @@ class LayerError(Exception):
     def __init__(self, message, hint=None):
         super().__init__(message)
         self.message, self.hint = message, hint
+
+
+class UnknownFieldError(NetspecError):
+    """A field the schema lacks, inside a layer: the readers raise it with the layer's type and
+    the field, and the layer floor rephrases it when the type itself is unknown (a fork's)."""
+
+    def __init__(self, message, *, message_name, field_name, excerpt="", **where):
+        super().__init__(message + excerpt, **where)
+        self.message_name, self.field_name, self.excerpt = message_name, field_name, excerpt

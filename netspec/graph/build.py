@@ -15,6 +15,7 @@ from ..errors import LayerError, NetspecError
 from ..findings import Findings, Issue, by_name, node_issue
 from ..io import NetSource, net_source, read_net
 from ..layers import LAYERS, layer_class
+from ..layers.registry import blame_unknown_type
 from ..utils import closest
 from .backward import mark_backward
 from .state import exclusion, net_state, unused_stages
@@ -143,7 +144,10 @@ def load_source(source, label=None):
     if isinstance(source, caffe_pb2.NetParameter):
         return net_source(source, label)
     if isinstance(source, (str, bytes)) or hasattr(source, "__fspath__"):
-        return read_net(source)
+        try:
+            return read_net(source)
+        except NetspecError as e:
+            raise blame_unknown_type(e) from None
     raise TypeError(f"expected a NetSource, NetParameter or path, not {type(source).__name__}")
 
 

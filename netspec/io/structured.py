@@ -14,10 +14,10 @@ import struct
 import yaml
 from google.protobuf.descriptor import FieldDescriptor as FD
 
-from ..errors import NetspecError
+from ..errors import NetspecError, UnknownFieldError
 from . import dialects
 from .located import Mapping, Sequence
-from .text import field_hint, fork_layer_error, suggest
+from .text import field_hint, suggest
 
 
 _INT_RANGE = {
@@ -67,12 +67,15 @@ class _Filler:
         if warning:
             self.warnings.append(warning)
             return
-        is_layer = message.DESCRIPTOR.full_name == "caffe.LayerParameter"
-        fork = is_layer and fork_layer_error(data.get("type"), message.DESCRIPTOR.full_name, key)
-        if fork:
-            raise self.error(fork[0], at, layer, fork[1])
-        raise self.error(f"found unknown field '{key}' in {message.DESCRIPTOR.name}; expected "
-                         "one of its fields", at, layer, field_hint(message.DESCRIPTOR, str(key)))
+        text = f"found unknown field '{key}' in {message.DESCRIPTOR.name}; expected one of its fields"
+        hint = field_hint(message.DESCRIPTOR, str(key))
+        layer_type = data.get("type") if message.DESCRIPTOR.full_name == "caffe.LayerParameter" else None
+        if isinstance(layer_type, str):
+            line, col = at if at else (None, None)
+            raise UnknownFieldError(text, message_name=message.DESCRIPTOR.full_name, field_name=str(key),
+                                    file=self.path, line=line, column=col, layer=layer,
+                                    layer_type=layer_type, hint=hint)
+        raise self.error(text, at, layer, hint)
 
     def set_field(self, message, fd, value, at, layer):
         if fd.is_repeated:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from google.protobuf import text_encoding, text_format
 from google.protobuf.descriptor import FieldDescriptor as FD
 
-from ..errors import LayerError, NetspecError
+from ..errors import NetspecError, UnknownFieldError
 from ..utils import closest
 from . import dialects, unknown_fields
 from .. import caffe_pb2
@@ -218,11 +218,12 @@ def located_error(error, text, path, found, message):
         token = _token_after(text, line, col)
     layer, layer_type = _layer_at(found, line, col)
     unknown = _UNKNOWN_FIELD.search(detail)
-    message_text, hint = ((unknown and fork_layer_error(layer_type, *unknown.groups())) or
-                          explain(detail, token, message))
-    excerpt = _excerpt(source_line, col)
-    return NetspecError(message_text + excerpt, file=path, line=line, column=col,
-                        layer=layer, layer_type=layer_type, hint=hint)
+    message_text, hint = explain(detail, token, message)
+    where = dict(file=path, line=line, column=col, layer=layer, layer_type=layer_type, hint=hint)
+    if unknown and isinstance(layer_type, str):
+        return UnknownFieldError(message_text, message_name=unknown.group(1), field_name=unknown.group(2),
+                                 excerpt=_excerpt(source_line, col), **where)
+    return NetspecError(message_text + _excerpt(source_line, col), **where)
 
 
 def _excerpt(source_line, col, width=100):
@@ -280,22 +281,6 @@ def _drop_unknown_param(error, text, path, found):
     text_ = (f"{path}:{line}: layer '{layer}' ({layer_type}): '{m.group(2)}' is in no schema netspec knows; "
              "set aside, the layer is not checked")
     return blanked, unknown_fields.DroppedField(text_, layer, m.group(2), line)
-
-
-def fork_layer_error(layer_type, message_name, field_name):
-    """(message, hint) when an unknown field inside a layer belongs to a layer type that BVLC
-    Caffe lacks (SSD's Normalize with its norm_param, AnnotatedData with transform_param's
-    resize_param, ...): the type is the real problem."""
-    if not isinstance(layer_type, str):
-        return None
-    from ..layers.registry import layer_class       # here: io does not need layers otherwise
-    try:
-        layer_class(layer_type)
-    except LayerError as e:
-        inside = "" if message_name == "caffe.LayerParameter" else f" (in {_short(message_name)})"
-        return (f"{e.message}, so its '{field_name}'{inside} is no field of Caffe's schema either "
-                "(a type from a Caffe fork?)", e.hint)
-    return None
 
 
 _UNKNOWN_FIELD = re.compile(r'Message type "([\w.]+)" has no field named "([^"]*)"')

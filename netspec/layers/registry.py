@@ -1,6 +1,6 @@
 """The explicit registry: Caffe's layer type string -> the class that implements it."""
 from .. import caffe_pb2
-from ..errors import LayerError
+from ..errors import LayerError, NetspecError, UnknownFieldError
 from ..utils import did_you_mean
 
 LAYERS = {}
@@ -39,3 +39,18 @@ def _own_param_fields(type_name):
     Convolution): the LayerParameter fields of that message type."""
     return tuple(f.name for f in caffe_pb2.LayerParameter.DESCRIPTOR.fields
                  if f.message_type is not None and f.message_type.name == type_name + "Parameter")
+
+
+def blame_unknown_type(error):
+    """A reader's UnknownFieldError inside a layer whose type netspec does not know (SSD's
+    Normalize with its norm_param, AnnotatedData with transform_param's resize_param): the type
+    is the real problem, so say that. Any other error comes back as it was."""
+    if not isinstance(error, UnknownFieldError) or error.layer_type in LAYERS:
+        return error
+    try:
+        layer_class(error.layer_type)
+    except LayerError as e:
+        inside = "" if error.message_name == "caffe.LayerParameter" else f" (in {error.message_name.split('.')[-1]})"
+        return NetspecError(f"{e.message}, so its '{error.field_name}'{inside} is no field of Caffe's schema "
+                            f"either (a type from a Caffe fork?){error.excerpt}", file=error.file, line=error.line,
+                            column=error.column, layer=error.layer, layer_type=error.layer_type, hint=e.hint)
