@@ -61,6 +61,25 @@ def test_resume_takes_up_the_position_with_another_rank_count():
     np.testing.assert_array_equal(seen, np.arange(24, 36))
 
 
+def test_hdf5_rows_are_dealt_to_the_ranks(tmp_path):
+    import h5py
+    with h5py.File(tmp_path / "rows.h5", "w") as h5:
+        h5["data"] = np.arange(10, dtype=np.float32).reshape(10, 1)
+    (tmp_path / "list.txt").write_text(str(tmp_path / "rows.h5"))
+    lp = text_format.Parse(f'name: "h" type: "HDF5Data" top: "data" hdf5_data_param {{ source: "{tmp_path}/list.txt" '
+                           'batch_size: 3 }', caffe_pb2.LayerParameter())
+    layer = create(lp, caffe_pb2.TRAIN)
+    layer.rng = np.random.default_rng(0)
+    layer.set_solver_rank(1, 2)
+    produce = layer.producer()
+    np.testing.assert_array_equal(np.concatenate([produce(k)[0][:, 0] for k in range(2)]), [1, 3, 5, 7, 9, 1])
+
+
+def test_the_nccl_module_imports_without_cupy():
+    from netspec.parallel import nccl
+    assert nccl.NcclReducer
+
+
 def test_gpu_list_and_the_launch_command():
     from netspec.parallel.launcher import gpu_list, mpirun_command
     assert gpu_list("0,1,3") == [0, 1, 3]
@@ -198,8 +217,15 @@ def test_a_rank_that_fails_ends_the_job_naming_it(lenet, tmp_path, how, said):
     assert seconds < 60                         # ended, not hung
 
 
-def test_ranks_with_different_solvers_are_refused(lenet):
-    a, b = solver(lenet, "a"), solver(lenet, "b", "iter_size: 2")
+def test_ranks_with_different_nets_are_refused(lenet):
+    other = (lenet / "net.prototxt").read_text().replace("num_output: 500", "num_output: 400")
+    (lenet / "other.prototxt").write_text(other)
+    a = solver(lenet, "a")
+    b = solver(lenet, "b")
+    with open(b) as f:
+        text = f.read().replace("/net.prototxt", "/other.prototxt")
+    with open(b, "w") as f:
+        f.write(text)
     status, out, _ = mpirun(["-m", "netspec.cli", "train", "--solver", a],
                             ["-m", "netspec.cli", "train", "--solver", b])
     assert status == 2, out

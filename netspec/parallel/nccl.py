@@ -53,6 +53,7 @@ class NcclReducer:
 
     def broadcast_data(self):
         nccl = self.nccl
+        self.stream.wait_event(self.cupy.cuda.get_current_stream().record())    # the fillers' writes
         nccl.groupStart()
         for p in self.params:
             a = p.blob.data
