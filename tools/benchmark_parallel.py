@@ -5,8 +5,9 @@
 
 Each run is `mpirun -n N netspec train` over LMDBs made from the Fashion-MNIST sample shipped in
 the package (batch per rank --batch, --threads BLAS threads per rank, no testing); the figure is
-the trainer's own "images/s" (all ranks' images, the first iterations included), and the speed-up
-against 1 rank. Needs mpirun and mpi4py. Not a test: timings are never asserted, and on a shared
+the trainer's own "images/s" (all ranks' images, the first iterations included), the speed-up
+against 1 rank, and rank 0's wait in the gradient exchange per step (waiting for slower ranks
+included). Needs mpirun and mpi4py. Not a test: timings are never asserted, and on a shared
 machine they vary from run to run.
 """
 import argparse
@@ -68,7 +69,8 @@ def run(ranks, solver, threads):
     found = re.search(r"Trained \d+ iterations in [\d.]+ s .*: (\d+) images/s", out.stdout)
     if out.returncode or not found:
         sys.exit(f"{ranks} ranks failed:\n{out.stdout[-2000:]}{out.stderr[-2000:]}")
-    return float(found.group(1))
+    exchange = re.search(r"Gradient exchange: ([\d.]+) ms per step", out.stdout)
+    return float(found.group(1)), float(exchange.group(1)) if exchange else None
 
 
 def main():
@@ -82,9 +84,12 @@ def main():
         solver = make_files(d, args.batch, args.iterations)
         base = None
         for n in counts:
-            speed = run(n, solver, args.threads)
+            speed, exchange = run(n, solver, args.threads)
             base = base or speed
-            print(f"{n} rank(s): {speed:7.0f} images/s   x{speed / base:.2f} against {counts[0]} rank(s)", flush=True)
+            step = 1000 * n * args.batch / speed
+            waited = f"; {exchange:.1f} ms of the {step:.0f} ms step in the gradient exchange" if exchange else ""
+            print(f"{n} rank(s): {speed:7.0f} images/s   x{speed / base:.2f} against {counts[0]} rank(s){waited}",
+                  flush=True)
 
 
 if __name__ == "__main__":

@@ -10,6 +10,8 @@
     solver's update (which clips, regularizes and divides by iter_size, as on one process).
 Only rank 0 tests, logs and writes; the trainer asks `root`.
 """
+import time
+
 from ..backend import to_numpy
 from .mpi import FlatReducer, digest
 
@@ -21,6 +23,7 @@ class DataParallel:
         self.group, self.backend = group, None
         self.rank, self.size, self.root = group.rank, group.size, group.rank == 0
         self.reducer = None
+        self.exchange_seconds, self.exchanges = 0.0, 0
 
     def seed(self, seed):
         return seed + self.rank
@@ -52,7 +55,16 @@ class DataParallel:
 
     def gradients_ready(self, stop=False):
         """Sum and scale the diffs; True when any rank asked to stop."""
-        return self.reducer.reduce(stop)
+        started = time.monotonic()
+        stop = self.reducer.reduce(stop)
+        self.exchange_seconds += time.monotonic() - started
+        self.exchanges += 1
+        return stop
+
+    def exchange_summary(self):
+        """Rank 0's wait for the gradient exchange (waiting for slower ranks included)."""
+        per_step = 1000 * self.exchange_seconds / max(self.exchanges, 1)
+        return f"Gradient exchange: {per_step:.1f} ms per step on rank 0 ({self.exchange_seconds:.1f} s in all)"
 
     def agree(self, fn, what):
         return self.group.agree(fn, what)

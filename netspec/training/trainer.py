@@ -154,6 +154,8 @@ class Trainer:
             train_time = max(wall - testing, 1e-9)
             self.log.info(f"Trained {done} iterations in {wall:.1f} s ({testing:.1f} s of it testing): "
                           f"{done * images / train_time:.0f} images/s")
+            if self.parallel:
+                self.log.info(self.parallel.exchange_summary())
 
     def _forward_backward(self):
         """iter_size passes accumulating diffs: the mean loss, and the last pass's outputs."""
