@@ -69,7 +69,7 @@ class Group:
         errors = self.allgather(error, what)
         failed = [(rank, message) for rank, message in enumerate(errors) if message is not None]
         if failed:
-            raise RankError(_by_message(failed), ranks=[r for r, _ in failed])
+            raise RankError(_by_message(failed, self.size), ranks=[r for r, _ in failed])
         return result
 
     def check_same(self, what, digest, hint):
@@ -122,11 +122,14 @@ class RankError(NetspecError):
         self.ranks = list(ranks)
 
 
-def _by_message(failed):
-    """'rank 1: msg' lines, ranks with the same message named together."""
+def _by_message(failed, size):
+    """'rank 1: msg' lines, ranks with the same message named together (a message of every
+    rank is said once, as it is)."""
     groups = {}
     for rank, message in failed:
         groups.setdefault(message, []).append(rank)
+    if len(groups) == 1 and len(failed) == size:
+        return failed[0][1]
     parts = [f"rank{'s' if len(r) > 1 else ''} {', '.join(map(str, r))}: {m}" for m, r in groups.items()]
     return parts[0] if len(parts) == 1 else "\n" + "\n".join(parts)
 
