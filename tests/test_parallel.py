@@ -75,6 +75,22 @@ def test_hdf5_rows_are_dealt_to_the_ranks(tmp_path):
     np.testing.assert_array_equal(np.concatenate([produce(k)[0][:, 0] for k in range(2)]), [1, 3, 5, 7, 9, 1])
 
 
+def test_image_list_is_dealt_to_the_ranks(tmp_path):
+    from PIL import Image
+    lines = []
+    for i in range(5):
+        Image.fromarray(np.full((2, 2), i, np.uint8)).save(tmp_path / f"{i}.png")
+        lines.append(f"{tmp_path}/{i}.png {i}")
+    (tmp_path / "list.txt").write_text("\n".join(lines))
+    lp = text_format.Parse(f'name: "i" type: "ImageData" top: "data" top: "label" image_data_param {{ '
+                           f'source: "{tmp_path}/list.txt" batch_size: 2 is_color: false }}', caffe_pb2.LayerParameter())
+    layer = create(lp, caffe_pb2.TRAIN)
+    layer.rng = np.random.default_rng(0)
+    layer.set_solver_rank(0, 2)
+    produce = layer.producer()
+    np.testing.assert_array_equal(np.concatenate([produce(k)[1] for k in range(2)]), [0, 2, 4, 1])
+
+
 def test_the_nccl_module_imports_without_cupy():
     from netspec.parallel import nccl
     assert nccl.NcclReducer
@@ -232,6 +248,13 @@ def test_ranks_with_different_nets_are_refused(lenet):
     assert "rank(s) 1 have another solver and train net than rank 0" in out
     assert out.count("error:") == 1                 # said once, by rank 0
     assert not os.path.exists(lenet / "a")          # nothing trained, nothing written
+
+
+def test_a_failure_of_every_rank_at_set_up_is_said_once(lenet):
+    argv = ["-m", "netspec.cli", "train", "--solver", str(lenet / "missing.prototxt")]
+    status, out, _ = mpirun(argv, argv)
+    assert status == 2, out
+    assert out.count("netspec train: error: ") == 1 and "missing.prototxt: cannot read the file" in out
 
 
 DIGESTS = """
