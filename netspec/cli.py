@@ -57,6 +57,7 @@ def main(argv=None):
 def _main(argv):
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)     # a command that starts itself again (train -gpu)
     command_parser = getattr(args, "command_parser", parser)
     if extra:       # said by the subcommand, with its own usage line, not the top level's
         command_parser.error(unrecognized(command_parser, extra))

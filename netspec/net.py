@@ -100,6 +100,7 @@ class Net:
         # forward() takes the inputs, and the tops of any layer without bottoms (a data layer's)
         self.feedable = self.inputs + [t for n in self.nodes if not n.bottoms for t in n.tops if t not in self.inputs]
         self.loss = None
+        self.after_backward = []        # f(step) after each layer's backward (layer-wise gradient reduction)
         self._seeds = np.random.SeedSequence(seed)
         filler_seed, *layer_seeds = self._seeds.spawn(len(self.layers) + 1)
         for layer, s in zip(self.layers, layer_seeds):
@@ -271,6 +272,8 @@ class Net:
                         step.layer.forward(xp, step.bottoms, step.tops)
                 elif step.needs_backward:
                     step.layer.backward(xp, step.tops, step.propagate_down, step.bottoms)
+                    for hook in self.after_backward:
+                        hook(step)
         except LayerError as e:
             raise self._error(step.node, f"{'forward' if forward else 'backward'}: {e.message}", e.hint) from None
         except NetspecError as e:       # a data layer's reader: place it at the layer's line

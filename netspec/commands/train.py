@@ -34,43 +34,74 @@ def add_parser(subparsers):
     p.add_argument("--level", type=int32, default=0,
                    help="the train net's level; as `caffe train`, it replaces any level in the files (default 0)")
     p.add_argument("--seed", type=nonnegative_int, default=None, help="random seed (overrides the solver's random_seed)")
+    p.add_argument("-gpu", "--gpu", metavar="IDS",
+                   help="train on these GPUs, one rank each ('0,1' or 'all', as Caffe's flag; the gradients "
+                        "are summed through NCCL); several start under mpirun by themselves")
     p.add_argument("--log", help="also write the log to this file")
     p.add_argument("--plot", help="write loss and accuracy curves to this PNG")
     return p
 
 
 def run(args):
-    from ..training import Log, Trainer, read_solver
-    if args.example == bool(args.solver):
-        raise NetspecError("give --solver SOLVER.prototxt, or --example")
-    if args.iterations is not None and not args.example:
-        raise NetspecError("--iterations goes with --example", hint="set max_iter in the solver file")
-    if args.iterations is not None and args.iterations < 1:
-        raise NetspecError(f"--iterations must be at least 1, found {args.iterations}",
-                           hint=f"leave it out to train {EXAMPLE_ITERATIONS} iterations")
-    if args.weights and args.snapshot:
-        raise NetspecError("--weights and --snapshot both given",
-                           hint="give a snapshot to resume training, or weights to fine-tune, not both")
-    log = Log(args.log)
-    workdir = None
+    """One process, or one rank of a data-parallel run (started by mpirun, or by -gpu itself)."""
+    from ..parallel import world
+    gpus = None
+    if args.gpu is not None:
+        from ..parallel.launcher import gpu_list
+        if args.backend == "numpy":
+            raise NetspecError("-gpu trains on GPUs, but --backend numpy asks for the CPU", hint="drop one of them")
+        args.backend = "cupy"
+        gpus = gpu_list(args.gpu)
+    group = world()
+    if group is None and gpus and len(gpus) > 1:
+        from ..parallel.launcher import relaunch
+        return relaunch(len(gpus), args.argv)
+    if group is None:
+        if gpus:
+            from ..parallel.launcher import use_device
+            use_device(gpus[0])
+        return train(args)
+    return train_rank(args, group, gpus)
+
+
+def train_rank(args, group, gpus):
+    """One rank: a failure all ranks share is reported once, by rank 0; a failure of this rank
+    alone while the others train ends the whole job, naming this rank."""
+    from ..parallel.mpi import RankError
     try:
         if args.example:
-            workdir = tempfile.mkdtemp(prefix="netspec-example-")
-            sp = example_solver(workdir, args.iterations or EXAMPLE_ITERATIONS, log)
-            solver_path = None
-        else:
-            sp, solver_path = read_solver(args.solver, log), args.solver
-            set_train_state(sp, args.level, args.stage, log)
-        backend = args.backend or _default_backend(sp, solver_path)
-        trainer = Trainer(sp, backend=backend, seed=args.seed, log=log, solver_path=solver_path)
-        warn_unused_stages([trainer.net] + trainer.test_nets, log)
-        for path in (args.weights.split(",") if args.weights else ()):
-            fine_tune(trainer, path, args.weights_legacy_reshape, log)
+            raise NetspecError("--example trains in one process", hint="under mpirun, give --solver")
+        return train(args, group, gpus)
+    except RankError:
+        if group.root:
+            raise
+        return 2
+    except NetspecError as e:
+        group.abort(f"rank {group.rank}: {e}")
+    except Exception as e:          # a bug on one rank must not leave the others waiting
+        group.abort(f"rank {group.rank}: {type(e).__name__}: {e}")
+
+
+def train(args, group=None, gpus=None):
+    """Train in this process: alone, or as one rank of `group` (only rank 0 logs and writes)."""
+    from ..training import Log
+    root = group is None or group.root
+    quiet = None if root else open(os.devnull, "w")
+    # under a launcher stdout may look like a terminal while it is a pipe: no live progress line there
+    log = Log(args.log, progress=False if group else None) if root else Log(stream=quiet, progress=False)
+    workdir = tempfile.mkdtemp(prefix="netspec-example-") if args.example else None
+    try:
+        parallel = None
+        if group is not None:
+            from ..parallel.sync import DataParallel
+            parallel = DataParallel(group)
+        set_up = lambda: _set_up(args, log, workdir, parallel, gpus)     # noqa: E731
+        trainer, sp = set_up() if group is None else group.agree(set_up, "setting up")
         # A loss that goes non-finite is caught and explained by the trainer; NumPy's own
         # overflow warnings on the way there would only bury that message.
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
             scores = trainer.solve(resume=args.snapshot)
-        if args.plot:
+        if args.plot and root:
             from ..curves import plot_curves
             plot_curves(args.plot, trainer.train_curve, trainer.test_curves, title=trainer.net.name)
             log.info(f"Curves written to {args.plot}")
@@ -81,9 +112,41 @@ def run(args):
                          "(1000 held-out Fashion-MNIST images)")
     finally:
         log.close()
+        if quiet:
+            quiet.close()
         if workdir:
             shutil.rmtree(workdir, ignore_errors=True)
     return 0
+
+
+def _set_up(args, log, workdir, parallel, gpus):
+    """The solver, the trainer and its start weights: (trainer, solver parameter)."""
+    from ..training import Trainer, read_solver
+    if args.example == bool(args.solver):
+        raise NetspecError("give --solver SOLVER.prototxt, or --example")
+    if args.iterations is not None and not args.example:
+        raise NetspecError("--iterations goes with --example", hint="set max_iter in the solver file")
+    if args.iterations is not None and args.iterations < 1:
+        raise NetspecError(f"--iterations must be at least 1, found {args.iterations}",
+                           hint=f"leave it out to train {EXAMPLE_ITERATIONS} iterations")
+    if args.weights and args.snapshot:
+        raise NetspecError("--weights and --snapshot both given",
+                           hint="give a snapshot to resume training, or weights to fine-tune, not both")
+    if args.example:
+        sp = example_solver(workdir, args.iterations or EXAMPLE_ITERATIONS, log)
+        solver_path = None
+    else:
+        sp, solver_path = read_solver(args.solver, log), args.solver
+        set_train_state(sp, args.level, args.stage, log)
+    backend = args.backend or _default_backend(sp, solver_path)
+    if parallel is not None and backend == "cupy":      # one GPU per rank
+        from ..parallel.launcher import device_for, use_device
+        use_device(device_for(parallel.group.local_rank, gpus))
+    trainer = Trainer(sp, backend=backend, seed=args.seed, log=log, solver_path=solver_path, parallel=parallel)
+    warn_unused_stages([trainer.net] + trainer.test_nets, log)
+    for path in (args.weights.split(",") if args.weights else ()):
+        fine_tune(trainer, path, args.weights_legacy_reshape, log)
+    return trainer, sp
 
 
 def set_train_state(sp, level, stages, log):

@@ -123,6 +123,18 @@ def write_lmdb(path, items, commit_every=1000):
     return count
 
 
+def advance_to(reader, position):
+    """Put an LMDB or LevelDB reader at the record read after `position` records: forward from
+    where it is when that is nearer than a seek from the start (a rank of several passes over
+    the others' records)."""
+    ahead = position - reader.position
+    if 0 <= ahead < reader.size:
+        for _ in range(ahead):
+            reader.next_value()
+    else:
+        reader.seek(position)
+
+
 def open_reader(path, backend=None, what="database"):
     """A reader for an LMDB or a LevelDB folder. What the folder holds decides (an LMDB has
     data.mdb, a LevelDB CURRENT), so a net that leaves data_param.backend at the schema's

@@ -4,7 +4,10 @@ Layers that read files find their shapes at setup as Caffe does (the first Datum
 an HDF5 file's dataset shapes, the first image of a list) and read ahead in a background
 thread (netspec.data.prefetch). What a batch holds is a pure function of the layer's seed and
 the batch's index, so a resumed run sees exactly the batches the uninterrupted one would:
-data_state() and set_data_state() carry (seed, batches read) through a snapshot.
+data_state() and set_data_state() carry (seed, batches read, records passed) through a snapshot.
+
+In data-parallel training the TRAIN layer of rank r of N reads records r, r+N, r+2N, ... of
+its reading order, as Caffe's DataLayer::Skip deals them out (record_offsets()).
 """
 
 import numpy as np
@@ -60,6 +63,9 @@ class _Reading(_Source):
         self.seed = None            # drawn from self.rng on first use
         self._prefetcher = None
         self.transformer = None
+        self.solver_rank, self.solver_count = 0, 1
+        # where the present reading began: (batches read, records passed) at a resume
+        self.resume_batch, self.resume_offset = 0, 0
 
     # -- what subclasses provide ---------------------------------------------------------
     def producer(self):
@@ -81,8 +87,30 @@ class _Reading(_Source):
         return self.seed
 
     def batch_rng(self, k):
-        """The random stream of batch k (crops, mirrors): the same on every run with this seed."""
-        return np.random.default_rng([self._seed(), k])
+        """The random stream of batch k (crops, mirrors): the same on every run with this seed
+        (and, with several ranks, another stream on each rank)."""
+        key = [self._seed(), k] if self.solver_count == 1 else [self._seed(), k, self.solver_rank]
+        return np.random.default_rng(key)
+
+    # -- data parallelism ----------------------------------------------------------------
+    def set_solver_rank(self, rank, count):
+        """Caffe's solver_rank and solver_count: which share of the records this layer reads."""
+        self.close()
+        self.solver_rank, self.solver_count = int(rank), int(count)
+
+    def skip(self, offset):
+        """Caffe's DataLayer::Skip: whether the record `offset` records after the start of the
+        reading belongs to another rank (rank r keeps offset % N == r). A TEST layer keeps every
+        record: only rank 0 tests."""
+        return self.phase != caffe_pb2.TEST and offset % self.solver_count != self.solver_rank
+
+    def record_offsets(self, k):
+        """Positions in the reading order of batch k's records: those skip() keeps, counted from
+        where the reading began (the start, or a resume's position, which any rank count takes up)."""
+        count = 1 if self.phase == caffe_pb2.TEST else self.solver_count
+        rank = self.solver_rank if count > 1 else 0
+        kept = (k - self.resume_batch) * self.batch_size + np.arange(self.batch_size)
+        return self.resume_offset + rank + count * kept
 
     def forward(self, xp, bottoms, tops):
         if self._prefetcher is None:
@@ -102,11 +130,16 @@ class _Reading(_Source):
         return 4
 
     def data_state(self):
-        return {"seed": self._seed(), "batches": self.batches}
+        """records: the position of the next record no rank has read (all ranks read in step)."""
+        count = 1 if self.phase == caffe_pb2.TEST else self.solver_count
+        records = self.resume_offset + count * (self.batches - self.resume_batch) * self.batch_size
+        return {"seed": self._seed(), "batches": self.batches, "records": int(records)}
 
     def set_data_state(self, state):
         self.close()
         self.seed, self.batches = int(state["seed"]), int(state["batches"])
+        self.resume_batch = self.batches
+        self.resume_offset = int(state.get("records", self.batches * self.batch_size))
 
     def close(self):
         if self._prefetcher is not None:
@@ -180,7 +213,8 @@ class Data(_Reading):
 
     def producer(self):
         from ..data.datum import datum_to_array, parse_datum
-        transform, size = self._transformer(), self.batch_size
+        from ..data.db import advance_to
+        transform = self._transformer()
         start = self._rand_skip(self.lp.data_param.rand_skip)
         reader = None
 
@@ -188,8 +222,10 @@ class Data(_Reading):
             nonlocal reader
             if reader is None:
                 reader = self._reader()
-                reader.seek(start + k * size)
-            datums = [parse_datum(reader.next_value()) for _ in range(size)]
+            datums = []
+            for offset in self.record_offsets(k):
+                advance_to(reader, start + int(offset))
+                datums.append(parse_datum(reader.next_value()))
             items = [datum_to_array(d, transform.force_color, transform.force_gray) for d in datums]
             try:
                 batch = np.stack(items)
@@ -258,7 +294,7 @@ class ImageData(_Reading):
         return self._shapes(ctx.source, self.batch_size)
 
     def producer(self):
-        p, lines, transform, size = self.lp.image_data_param, self.lines(), self._transformer(), self.batch_size
+        p, lines, transform = self.lp.image_data_param, self.lines(), self._transformer()
         start, n, seed = self._rand_skip(p.rand_skip), len(lines), self._seed()
         orders = {}
 
@@ -269,7 +305,7 @@ class ImageData(_Reading):
             return orders[epoch]
 
         def produce(k):
-            pos = start + k * size + np.arange(size)
+            pos = start + self.record_offsets(k)
             picks = [lines[order(e)[i]] for e, i in zip(pos // n, pos % n)]
             batch = np.stack([self._read(path) for path, _ in picks])
             labels = np.array([label for _, label in picks], np.float32)
@@ -333,7 +369,7 @@ class HDF5Data(_Reading):
 
     def producer(self):
         import h5py
-        files, size, seed = self.files(), self.batch_size, self._seed()
+        files, seed = self.files(), self._seed()
         shuffle = self.lp.hdf5_data_param.shuffle
         total = sum(rows for _, rows in files)
         cache = {}
@@ -351,7 +387,7 @@ class HDF5Data(_Reading):
 
         def produce(k):
             out = [[] for _ in self.lp.top]
-            for pos in range(k * size, (k + 1) * size):
+            for pos in self.record_offsets(k):
                 epoch, offset = divmod(pos, total)
                 for f in _order(len(files), epoch, seed + 1, shuffle):
                     if offset < files[f][1]:

@@ -5,6 +5,8 @@ SolverState: iter, current_step, learned_net, history) and beside it
 <prefix>_iter_N.solverstate.rng.json: the seed, the random-generator state of every layer and
 the number of batches each data layer has read. Caffe ignores that file; with it a resumed
 run takes the very steps the uninterrupted one would (the same weights, bit for bit, on the CPU).
+A data-parallel run adds "ranks": the train net's random state on ranks 1, 2, ...; the data
+position (rank 0's, which counts the records of all ranks) resumes on any number of ranks.
 """
 import json
 import os
@@ -67,7 +69,7 @@ def read_solver_state(path):
     return state
 
 
-def restore_snapshot(path, net, solver, nets, log):
+def restore_snapshot(path, net, solver, nets, log, rank=0):
     """Caffe's Solver::Restore: the weights its learned_net names (looked for beside the state
     too), the solver's history, then the random state of `nets` where the side file exists."""
     state = read_solver_state(path)
@@ -81,7 +83,7 @@ def restore_snapshot(path, net, solver, nets, log):
     side = path + RNG_SUFFIX
     if os.path.exists(side):
         with open(side) as f:
-            set_rng_state(nets, json.load(f))
+            set_rng_state(nets, json.load(f), rank, log)
     else:
         log.warn(f"no {os.path.basename(side)} beside the solver state: data order and random "
                  "numbers restart from the beginning, as in Caffe")
@@ -105,7 +107,20 @@ def rng_state(seed, nets):
     return {"seed": seed, "nets": saved}
 
 
-def set_rng_state(nets, saved):
+def set_rng_state(nets, saved, rank=0, log=None):
+    """Every layer's state as saved; rank r > 0 (which has the train net alone) takes rank 0's
+    data positions and its own random state where the snapshot has one."""
+    if rank > 0:
+        ranks = saved.get("ranks", [])
+        own = ranks[rank - 1] if rank <= len(ranks) else {}
+        if not own and log is not None:
+            log.warn(f"the snapshot holds no random state for rank {rank}: its layers' random numbers start afresh")
+        train = {}
+        for name, entry in saved["nets"][0].items():
+            train[name] = {"data": entry["data"]} if "data" in entry else {}
+            if "rng" in own.get(name, {}):
+                train[name]["rng"] = own[name]["rng"]
+        saved = {"nets": [train]}
     if len(saved["nets"]) != len(nets):
         raise NetspecError("the saved random state is for a different number of nets",
                            hint="resume with the solver file that wrote the snapshot")

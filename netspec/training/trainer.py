@@ -4,6 +4,10 @@ The train net and the test nets come from the solver's net fields (nets.py); the
 share the train net's parameter Blobs. The loop follows Caffe's Solver::Step: test every
 test_interval iterations, run forward/backward iter_size times, display the smoothed loss
 every `display` iterations, update, snapshot every `snapshot` iterations (snapshots.py).
+
+With `parallel` (netspec.parallel.DataParallel) the loop is one rank of a data-parallel run, as
+Caffe's multi-GPU solvers: the gradients are summed over ranks and scaled by 1/N before each
+update; only rank 0 builds test nets, tests, and writes snapshots.
 """
 import math
 import signal
@@ -22,17 +26,20 @@ from .snapshots import restore_snapshot, rng_state, snapshot_prefix, write_snaps
 
 
 class Trainer:
-    def __init__(self, sp, backend="numpy", seed=None, log=None, solver_path=None):
+    def __init__(self, sp, backend="numpy", seed=None, log=None, solver_path=None, parallel=None):
         self.sp, self.log = sp, log or Log()
+        self.parallel, self.root = parallel, parallel is None or parallel.root
         self.solver_path = solver_path
         seed = sp.random_seed if seed is None and sp.random_seed >= 0 else seed
         self.seed = int(seed) if seed is not None else int(np.random.SeedSequence().entropy % (2 ** 31))
         self.log.info(f"Random seed: {self.seed}")
         source, state = train_net_source(sp, solver_path)
         self.log.info(f"Creating training net from {source.path}")
-        self.net = make_net(source, state, backend, self.seed)
+        self.net = make_net(source, state, backend, parallel.seed(self.seed) if parallel else self.seed)
+        if parallel:
+            self.log.info(parallel.describe())
         self.test_nets = []
-        for i, (source, state) in enumerate(test_net_sources(sp)):
+        for i, (source, state) in enumerate(test_net_sources(sp) if self.root else ()):
             self.log.info(f"Creating test net (#{i}) specified by {source.path}")
             net = make_net(source, state, backend, [self.seed, i + 1])
             net.share_with(self.net)
@@ -58,10 +65,14 @@ class Trainer:
                     return shape[0]
         return 1
 
+    def ranks(self):
+        return self.parallel.size if self.parallel else 1
+
     def _describe_batch(self):
-        size, iter_size = self.batch_size(), self.sp.iter_size
-        self.log.info(f"Effective batch: {size} (batch_size) x {iter_size} (iter_size) = {size * iter_size} "
-                      "images per iteration")
+        size, iter_size, ranks = self.batch_size(), self.sp.iter_size, self.ranks()
+        times = f"{ranks} (ranks) x " if ranks > 1 else ""
+        self.log.info(f"Effective batch: {times}{size} (batch_size) x {iter_size} (iter_size) = "
+                      f"{ranks * size * iter_size} images per iteration")
         if iter_size > 1:
             bn = [layer.name for layer in self.net.layers if layer.batch_statistics]
             if bn:
@@ -73,9 +84,16 @@ class Trainer:
         sp = self.sp
         self.log.info(f"Solving {self.net.name}")
         self.log.info(f"Learning Rate Policy: {sp.lr_policy}")
+        if self.parallel:       # before any batch is read; a resume then moves the position
+            self.parallel.share_records(self.net)
         if resume:
             self.log.info(f"Restoring previous solver status from {resume}")
-            self.restore(resume)
+            if self.parallel:
+                self.parallel.agree(lambda: self.restore(resume), "restoring the snapshot")
+            else:
+                self.restore(resume)
+        if self.parallel:
+            self.parallel.start(sp, self.net, self.solver.params)
         start_iter = self.solver.iter
         with _StopOnInterrupt(self):
             self.step(sp.max_iter - self.solver.iter)
@@ -85,13 +103,13 @@ class Trainer:
             self.log.info("Optimization stopped early.")
             self.close()
             return None
-        if sp.display and self.solver.iter % sp.display == 0:
+        if self.root and sp.display and self.solver.iter % sp.display == 0:
             self.net.forward()
             self._check_finite(self.net.loss)
             self._smooth(self.net.loss, start_iter)
             self.log.info(f"Iteration {self.solver.iter}, loss = {fmt(self.smoothed_loss)}")
         scores = None
-        if sp.test_interval and self.solver.iter % sp.test_interval == 0:
+        if self.root and sp.test_interval and self.solver.iter % sp.test_interval == 0:
             scores = self.test_all()
         self.log.info("Optimization Done.")
         self.close()
@@ -101,12 +119,12 @@ class Trainer:
         sp, solver, net = self.sp, self.solver, self.net
         start_iter, stop_iter = solver.iter, solver.iter + iters
         self.losses, self.smoothed_loss = [], 0.0
-        images = self.batch_size() * sp.iter_size
+        images = self.batch_size() * sp.iter_size * self.ranks()
         started, started_iter = time.monotonic(), solver.iter
         wall, testing = time.monotonic(), 0.0
         while solver.iter < stop_iter:
             net.clear_param_diffs()
-            if sp.test_interval and solver.iter % sp.test_interval == 0 and \
+            if self.root and sp.test_interval and solver.iter % sp.test_interval == 0 and \
                     (solver.iter > 0 or sp.test_initialization):
                 test_started = time.monotonic()
                 self.test_all()
@@ -114,6 +132,8 @@ class Trainer:
                 started, started_iter = time.monotonic(), solver.iter   # speed of training alone
             display = sp.display and solver.iter % sp.display == 0
             loss, outputs = self._forward_backward()
+            if self.parallel:       # Caffe's on_gradients_ready: sum over ranks, scale by 1/N
+                self.stop_requested = self.parallel.gradients_ready(self.stop_requested)
             self._smooth(loss, start_iter)
             if display:
                 self.log.info(f"Iteration {solver.iter}, loss = {fmt(self.smoothed_loss)}")
@@ -134,6 +154,8 @@ class Trainer:
             train_time = max(wall - testing, 1e-9)
             self.log.info(f"Trained {done} iterations in {wall:.1f} s ({testing:.1f} s of it testing): "
                           f"{done * images / train_time:.0f} images/s")
+            if self.parallel:
+                self.log.info(self.parallel.exchange_summary())
 
     def _forward_backward(self):
         """iter_size passes accumulating diffs: the mean loss, and the last pass's outputs."""
@@ -203,14 +225,20 @@ class Trainer:
 
     # -- snapshots --------------------------------------------------------------------------------
     def snapshot(self):
+        rng = rng_state(self.seed, self._nets())
+        if self.parallel:       # every rank's random state, written by rank 0 alone
+            ranks = self.parallel.gather(rng["nets"][0], "gathering the ranks' random state for a snapshot")
+            if not self.root:
+                return None, None
+            rng["ranks"] = ranks[1:]
         self.last_snapshot, state = write_snapshot(self.prefix, self.solver.iter, self.net, self.solver,
-                                                   rng_state(self.seed, self._nets()), self.log,
-                                                   write_diff=self.sp.snapshot_diff,
+                                                   rng, self.log, write_diff=self.sp.snapshot_diff,
                                                    h5=self.sp.snapshot_format == caffe_pb2.SolverParameter.HDF5)
         return self.last_snapshot, state
 
     def restore(self, path):
-        restore_snapshot(path, self.net, self.solver, self._nets(), self.log)
+        restore_snapshot(path, self.net, self.solver, self._nets(), self.log,
+                         rank=self.parallel.rank if self.parallel else 0)
 
     def _nets(self):
         return [self.net] + self.test_nets
