@@ -3,9 +3,11 @@ import argparse
 import importlib
 import os
 import sys
+import traceback
 
 from . import __version__
 from .errors import NetspecError
+from .outputs import forcing
 from .utils import closest
 
 # Subcommands in the order --help lists them; each module has add_parser(subparsers) and run(args).
@@ -65,7 +67,8 @@ def _main(argv):
         parser.print_help()
         return 2
     try:
-        return args.run(args) or 0
+        with forcing(getattr(args, "force", False)):
+            return args.run(args) or 0
     except NetspecError as e:
         return fail(args.command, e)
     except BrokenPipeError:         # `netspec check big.prototxt | head`: not an error
@@ -84,6 +87,26 @@ def _main(argv):
     except KeyboardInterrupt:
         print(f"netspec {args.command}: interrupted", file=sys.stderr)
         return 130
+    except Exception as e:          # noqa: BLE001 - anything else is netspec's fault, not the input's
+        return internal_error(argv, e)
+
+
+INTERNAL_ERROR = 3      # 1 is check's "errors found", 2 a mistake in the input
+
+
+def internal_error(argv, error):
+    """One line saying it is a bug, where it happened and what was being done; the traceback
+    only when NETSPEC_TRACEBACK is set."""
+    if os.environ.get("NETSPEC_TRACEBACK"):
+        traceback.print_exc()
+    frames = traceback.extract_tb(error.__traceback__)
+    ours = [f for f in frames if os.sep + "netspec" + os.sep in f.filename] or frames
+    at = f" at {os.path.basename(ours[-1].filename)}:{ours[-1].lineno}" if ours else ""
+    command = " ".join(["netspec"] + list(sys.argv[1:] if argv is None else argv))
+    print(f"netspec: internal error, this is a bug in netspec: {type(error).__name__}: {error}{at}, "
+          f"while running `{command}` (please report it with this line and the input files; "
+          f"NETSPEC_TRACEBACK=1 shows the traceback)", file=sys.stderr)
+    return INTERNAL_ERROR
 
 
 def fail(command, error):

@@ -289,7 +289,7 @@ class Net:
             raise NetspecError(f"'{unknown[0]}' is not an input of net '{self.name}'"
                                f"{did_you_mean(unknown[0], self.feedable)}",
                                file=self.source.path, hint="inputs: " + ", ".join(self.feedable))
-        arrays = {k: self.xp.asarray(v, dtype=self.dtype) for k, v in feeds.items()}
+        arrays = {k: self.xp.asarray(_numeric(self, k, v), dtype=self.dtype) for k, v in feeds.items()}
         changed = {k: a.shape for k, a in arrays.items() if self.blobs[k].shape != a.shape}
         if changed:
             self.reshape(**changed)
@@ -449,3 +449,20 @@ class Net:
     def __repr__(self):
         phase = caffe_pb2.Phase.Name(self.phase)
         return f"Net('{self.name}', {len(self.layers)} layers, phase={phase}, backend={self.backend})"
+
+
+def _numeric(net, name, value):
+    """A fed value as a number array: None, strings and objects are refused by name, where
+    NumPy would turn None into NaN and fail deep inside on the others."""
+    if value is None:
+        raise NetspecError(f"forward({name}=None): '{name}' needs an array of numbers",
+                           file=net.source.path, hint=f"pass a NumPy array for '{name}', or leave it out")
+    try:
+        array = value if hasattr(value, "__cuda_array_interface__") else np.asarray(value)
+    except (ValueError, TypeError) as e:        # ragged lists
+        raise NetspecError(f"'{name}' is not an array of numbers: {e}", file=net.source.path,
+                           hint="pass a NumPy array of one shape") from None
+    if getattr(array, "dtype", None) is not None and array.dtype.kind not in "biuf":
+        raise NetspecError(f"'{name}' holds {array.dtype} values ({array.dtype.kind!r} kind); the net takes numbers",
+                           file=net.source.path, hint=f"convert it first, e.g. np.asarray({name}, np.float32)")
+    return array

@@ -138,8 +138,9 @@ def _propagate(graph, inputs, stop_at_error=False, sources=None):
         bottoms = [shapes.get(b) for b in node.bottoms]
         r = LayerResult(node, bottoms, [None] * len(node.tops))
         results.append(r)
-        if node.layer is None or any(b is None for b in bottoms):
-            continue            # already reported: the layer could not be made, or a bottom is unknown
+        if node.layer is None or node.miscounted or any(b is None for b in bottoms):
+            continue            # already reported: the layer could not be made, its blob count is wrong,
+                                # or a bottom is unknown
         unknown = [b for b, s in zip(node.bottoms, bottoms) if None in s]
         if unknown and not getattr(node.layer, "takes_unknown", False):
             r.notes = [f"not checked: it needs the dimensions of {', '.join(repr(b) for b in unknown)} "

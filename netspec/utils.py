@@ -2,6 +2,7 @@
 import argparse
 import difflib
 import os
+import stat
 import tempfile
 
 
@@ -25,18 +26,25 @@ def _umask():
 
 
 def atomic_write(path, data):
-    """Write bytes or text to `path` through a temporary file and a rename: never half-written."""
-    path = os.path.realpath(os.fspath(path))     # through a symbolic link: the link stays a link
+    """Write bytes or text to `path` through a temporary file and a rename: never half-written.
+    A symbolic link at `path` is replaced, never written through (a planted link cannot aim
+    the write elsewhere); a regular file rewritten in place keeps its mode."""
+    path = os.path.abspath(os.fspath(path))
     folder = os.path.dirname(path)
     mode = "wb" if isinstance(data, (bytes, bytearray, memoryview)) else "w"
+    try:
+        old = os.lstat(path)
+        keep = stat.S_IMODE(old.st_mode) if stat.S_ISREG(old.st_mode) else None
+    except OSError:
+        keep = None
     fd, tmp = tempfile.mkstemp(dir=folder, prefix="." + os.path.basename(path) + ".", suffix=".tmp")
     try:
-        os.chmod(tmp, 0o666 & ~_umask())    # mkstemp makes 0600; give the file the usual mode
+        os.chmod(tmp, 0o666 & ~_umask() if keep is None else keep)   # mkstemp makes 0600
         with os.fdopen(fd, mode) as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
+        os.replace(tmp, path)           # rename(2) replaces a link itself, not its target
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)

@@ -19,6 +19,8 @@ def add_parser(subparsers):
     p.add_argument("--backend", choices=["numpy", "cupy"], default="numpy", help="array backend (default numpy)")
     p.add_argument("--seed", type=nonnegative_int, default=None, help="random seed")
     p.add_argument("--log", help="also write the log to this file")
+    p.add_argument("--force", action="store_true",
+                   help="replace an existing file of another kind at an output path the net or solver names")
     return p
 
 

@@ -27,6 +27,8 @@ def add_parser(subparsers):
     p.add_argument("--stage", action="append", default=[], help="a net stage (repeatable or comma-separated)")
     p.add_argument("--level", type=int32, default=0, help="net state level")
     p.add_argument("--seed", type=nonnegative_int, default=0, help="seed for the weights and the random inputs")
+    p.add_argument("--force", action="store_true",
+                   help="replace an existing file of another kind at an output path the net or solver names")
     return p
 
 

@@ -39,6 +39,8 @@ def add_parser(subparsers):
                         "are summed through NCCL); several start under mpirun by themselves")
     p.add_argument("--log", help="also write the log to this file")
     p.add_argument("--plot", help="write loss and accuracy curves to this PNG")
+    p.add_argument("--force", action="store_true",
+                   help="replace an existing file of another kind at an output path the net or solver names")
     return p
 
 

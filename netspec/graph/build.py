@@ -37,6 +37,7 @@ class Node:
     split: bool = False                # inserted by the graph, not written in the file
     anonymous: list = field(default_factory=list)   # tops Caffe makes for a loss layer given none
     cls: type = None                   # the layer type's class, None when the type is unknown
+    miscounted: bool = False           # wrong number of bottoms or tops: reported, never shaped or run
 
     @property
     def name(self):
@@ -211,6 +212,7 @@ def _make_node(graph, index, lp, line, inputs=None):
             if len(have) < low or (high is not None and len(have) > high):
                 graph.errors.append(issue(f"takes {_count_text(low, high, what)}, got {len(have)}",
                                           f"give it {_count_text(low, high, what)}"))
+                node.miscounted = True      # its shape rule would index blobs that are not there
     if len(lp.propagate_down) not in (0, len(node.bottoms)):
         graph.errors.append(issue(f"{len(lp.propagate_down)} propagate_down values for "
                                   f"{len(node.bottoms)} bottoms", "give propagate_down once per bottom, or not at all"))

@@ -103,10 +103,9 @@ class _ConvolutionBase(Layer):
         group, num_output = self.param.group, self.param.num_output
         if group < 1:
             self.fail("group must be at least 1")
-        common = math.gcd(channels, num_output)
-        near = sorted(sorted((g for g in range(1, common + 1) if common % g == 0), key=lambda g: abs(g - group))[:2])
         for what, count in (("input channels", channels), ("num_output", num_output)):
             if count % group:
+                near = _nearest_divisors(math.gcd(channels, num_output), group)
                 self.fail(f"group {group} does not divide the {count} {what}",
                           f"use a group that divides both channel counts ({channels} and {num_output}), "
                           f"e.g. {' or '.join(map(str, near))}")
@@ -285,3 +284,13 @@ class Im2col(_ConvolutionBase):
 
 
 # -- Pooling and SPP ------------------------------------------------------------------------------
+
+
+def _nearest_divisors(n, target):
+    """The two divisors of n nearest to target, ascending; found in sqrt(n) steps, and n is a
+    num_output (uint32), so at most 65536 steps whatever the sizes."""
+    divisors = set()
+    for d in range(1, math.isqrt(n) + 1):
+        if n % d == 0:
+            divisors.update((d, n // d))
+    return sorted(sorted(divisors, key=lambda g: abs(g - target))[:2])

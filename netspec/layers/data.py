@@ -417,8 +417,15 @@ class HDF5Output(Layer):
     def forward(self, xp, bottoms, tops):
         import h5py
         from ..backend import to_numpy
-        if self._file is None:
-            self._file = h5py.File(self.lp.hdf5_output_param.file_name, "w")
+        if self._file is None:       # opened at the first forward: `check` and Net() write nothing
+            from ..outputs import claim
+            path = self.lp.hdf5_output_param.file_name
+            claim(path, "an HDF5 file", h5py.is_hdf5, "hdf5_output_param.file_name")
+            try:
+                self._file = h5py.File(path, "w")
+            except OSError as e:
+                self.fail(f"cannot write hdf5_output_param.file_name '{path}': {e}",
+                          hint="name a file in a writable folder")
         for name, blob in zip(("data", "label"), bottoms):
             array = to_numpy(blob.data)
             if name not in self._file:

@@ -15,6 +15,7 @@ from .. import caffe_pb2
 from ..errors import NetspecError
 from ..io import hdf5
 from ..utils import atomic_write
+from . import guard
 
 RNG_SUFFIX = ".rng.json"
 
@@ -43,11 +44,12 @@ def write_snapshot(prefix, iteration, net, solver, rng, log, write_diff=False, h
     folder = os.path.dirname(model)
     if folder:
         os.makedirs(folder, exist_ok=True)
+    state_path = f"{prefix}_iter_{iteration}.solverstate{ext}"
+    guard.claim_snapshot(model, state_path, h5)
     log.info(f"Snapshotting to {kind} file {model}")
     (net.save_hdf5 if h5 else net.save)(model, write_diff=write_diff)
-    state_path = f"{prefix}_iter_{iteration}.solverstate{ext}"
     log.info(f"Snapshotting solver state to {kind} file {state_path}")
-    atomic_write(state_path + RNG_SUFFIX, json.dumps(rng))
+    atomic_write(state_path + RNG_SUFFIX, json.dumps(dict(rng, weights_sha256=guard.weights_digest(model))))
     if h5:
         hdf5.write_state(state_path, solver.state(model))
     else:
@@ -66,6 +68,7 @@ def read_solver_state(path):
         raise NetspecError(f"cannot read solver state: {e.strerror}", file=path) from None
     except Exception as e:  # protobuf DecodeError
         raise NetspecError(f"not a .solverstate (binary SolverState): {e}", file=path) from None
+    guard.refuse_weights(path, state)
     return state
 
 
@@ -73,17 +76,18 @@ def restore_snapshot(path, net, solver, nets, log, rank=0):
     """Caffe's Solver::Restore: the weights its learned_net names (looked for beside the state
     too), the solver's history, then the random state of `nets` where the side file exists."""
     state = read_solver_state(path)
+    side = path + RNG_SUFFIX
+    saved = guard.read_side(side) if os.path.exists(side) else None
     if state.learned_net:
         learned = state.learned_net
         if not os.path.exists(learned):
             beside = os.path.join(os.path.dirname(path), os.path.basename(learned))
             learned = beside if os.path.exists(beside) else learned
+        guard.check_pair(state, path, learned, saved)
         net.copy_from(learned)
     solver.restore(state, path)
-    side = path + RNG_SUFFIX
-    if os.path.exists(side):
-        with open(side) as f:
-            set_rng_state(nets, json.load(f), rank, log)
+    if saved is not None:
+        guard.apply_side(lambda nets, saved: set_rng_state(nets, saved, rank, log), nets, saved, side)
     else:
         log.warn(f"no {os.path.basename(side)} beside the solver state: data order and random "
                  "numbers restart from the beginning, as in Caffe")

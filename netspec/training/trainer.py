@@ -22,6 +22,7 @@ from ..solver import Solver
 from .log import Log, fmt
 from .nets import caffe_learnable_params, make_net, test_net_sources, train_net_source
 from .scoring import output_lines, score
+from .guard import SnapshotLock, check_counts
 from .snapshots import restore_snapshot, rng_state, snapshot_prefix, write_snapshot
 
 
@@ -44,13 +45,14 @@ class Trainer:
             net = make_net(source, state, backend, [self.seed, i + 1])
             net.share_with(self.net)
             self.test_nets.append(net)
+        check_counts(sp)
         if sp.average_loss < 1:
             raise NetspecError(f"average_loss must be at least 1, found {sp.average_loss}",
                                hint="average_loss: 1 shows each iteration's own loss")
         self.solver = Solver(sp, caffe_learnable_params(self.net), self.net.xp, log=self.log.info)
         self.xp = self.net.xp
         self.losses, self.smoothed_loss = [], 0.0
-        self.last_snapshot = None
+        self.last_snapshot, self._lock = None, None
         self.prefix = snapshot_prefix(sp, solver_path, self.log)
         self.train_curve, self.test_curves = [], {}      # for --plot
         self.stop_requested = False
@@ -81,6 +83,20 @@ class Trainer:
 
     # -- the loop ------------------------------------------------------------------------------------
     def solve(self, resume=None):
+        try:
+            return self._solve(resume)
+        finally:            # the prefix is free again, whatever stopped the run
+            if self._lock is not None:
+                self._lock.close()
+                self._lock = None
+
+    def _lock_prefix(self):
+        """Rank 0 (the one that writes snapshots) holds the prefix, before the first iteration."""
+        sp = self.sp
+        if self.root and (sp.snapshot or sp.snapshot_after_train) and self._lock is None:
+            self._lock = SnapshotLock(self.prefix, self.log)
+
+    def _solve(self, resume):
         sp = self.sp
         self.log.info(f"Solving {self.net.name}")
         self.log.info(f"Learning Rate Policy: {sp.lr_policy}")
@@ -93,7 +109,10 @@ class Trainer:
             else:
                 self.restore(resume)
         if self.parallel:
+            self.parallel.agree(self._lock_prefix, "locking the snapshot prefix")
             self.parallel.start(sp, self.net, self.solver.params)
+        else:
+            self._lock_prefix()
         start_iter = self.solver.iter
         with _StopOnInterrupt(self):
             self.step(sp.max_iter - self.solver.iter)

@@ -1,0 +1,48 @@
+"""Files a net or solver names for writing (HDF5Output's file_name, snapshots): Caffe writes
+where the file says and users rely on it, but an existing file of another kind there is
+refused unless the user says --force, and a link there is replaced, never written through."""
+import contextlib
+import os
+import stat
+
+from .errors import NetspecError
+
+_force = [False]
+
+
+@contextlib.contextmanager
+def forcing(force):
+    """Within the block, existing files of another kind at output paths are replaced (--force)."""
+    before, _force[0] = _force[0], bool(force)
+    try:
+        yield
+    finally:
+        _force[0] = before
+
+
+def claim(path, kind, is_kind, field):
+    """Before writing `kind` at `path` (named by `field`): refuse a folder or another special
+    file always, an existing regular file that is not `kind` without --force; drop a symbolic
+    link so that the write makes a new file instead of going through the link."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return
+    except OSError as e:
+        raise NetspecError(f"cannot use {field} '{path}': {e.strerror}", file=path) from None
+    if stat.S_ISLNK(st.st_mode):
+        os.unlink(path)
+        return
+    if not stat.S_ISREG(st.st_mode):
+        raise NetspecError(f"{field} '{path}' exists and is not a regular file", file=path,
+                           hint=f"name a new file for {field}")
+    if not _force[0] and not _is(is_kind, path):
+        raise NetspecError(f"{field} '{path}' is an existing file that is not {kind}: refusing to overwrite it",
+                           file=path, hint=f"name another file in {field}, or pass --force to replace it")
+
+
+def _is(is_kind, path):
+    try:
+        return bool(is_kind(path))
+    except Exception:           # noqa: BLE001 - a file the check cannot even read is not that kind
+        return False
