@@ -51,6 +51,46 @@ def atomic_write(path, data):
         raise
 
 
+PROTO_LIMIT = 2 ** 31 - 1       # protobuf's own bound on one message
+LIST_LIMIT = 256 * 2 ** 20      # a list file (image_data_param.source, hdf5_data_param.source)
+
+
+def size_text(n):
+    for unit in ("bytes", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} PiB"
+
+
+def regular_file(path, what, limit):
+    """os.stat(path), or a NetspecError unless it is a regular file of at most `limit` bytes
+    (a device such as /dev/zero would read without end, a FIFO would block forever)."""
+    from .errors import NetspecError
+    st = os.stat(path)                  # OSError (missing, no permission) is the caller's to word
+    if stat.S_ISDIR(st.st_mode):
+        raise IsADirectoryError(21, "Is a directory", os.fspath(path))
+    if not stat.S_ISREG(st.st_mode):
+        kind = ("a FIFO" if stat.S_ISFIFO(st.st_mode) else "a device" if stat.S_ISCHR(st.st_mode) or
+                stat.S_ISBLK(st.st_mode) else "a socket" if stat.S_ISSOCK(st.st_mode) else "not a file")
+        raise NetspecError(f"{what} '{path}' is {kind}, not a regular file: netspec reads only regular files",
+                           file=os.fspath(path), hint="name a file saved on disk")
+    if st.st_size > limit:
+        raise NetspecError(f"{what} '{path}' is {size_text(st.st_size)}, over the {size_text(limit)} "
+                           "netspec reads for it", file=os.fspath(path), hint="check that the path names the intended file")
+    return st
+
+
+def read_regular(path, what, limit, text=False):
+    """The bytes (or UTF-8 text) of a regular file of at most `limit` bytes."""
+    regular_file(path, what, limit)
+    with open(path, "rb") as f:
+        data = f.read(limit + 1)        # a file that grew since stat() is still bounded
+    if len(data) > limit:
+        regular_file(path, what, len(data) - 1)
+    return data.decode("utf-8", "replace") if text else data
+
+
 def nonnegative_int(text):
     """An argparse type: an integer of 0 or more (a random seed, say)."""
     return _bounded_int(text, 0, None, "an integer of 0 or more")

@@ -405,13 +405,14 @@ def test_stages_are_repeatable_and_comma_separated_as_in_caffe(files, capsys):
                 assert "comma-separated" in action.help, name
 
 
-def test_writing_through_a_symbolic_link_keeps_the_link(files, capsys):
+def test_a_symbolic_link_at_the_output_is_replaced_not_written_through(files, capsys):
     target = files / "out" / "real.prototxt"
     target.write_text("old\n")
     link = files / "link.prototxt"
     link.symlink_to(target)
     assert run(capsys, "upgrade", files / "net.prototxt", link)[0] == 0
-    assert link.is_symlink() and 'name: "small"' in target.read_text()
+    assert not link.is_symlink() and 'name: "small"' in link.read_text()
+    assert target.read_text() == "old\n"      # a planted link cannot aim the write elsewhere
 
 
 @pytest.mark.parametrize("command", ["check", "time"])

@@ -9,6 +9,7 @@ import numpy as np
 
 from .. import caffe_pb2
 from ..errors import NetspecError
+from ..utils import regular_file, size_text
 
 
 def decode_image(data, color=None):
@@ -17,7 +18,7 @@ def decode_image(data, color=None):
     color None keeps the file's own kind (grey stays 1 channel, as OpenCV's
     IMREAD_ANYCOLOR); True forces 3 channels, False forces 1."""
     from PIL import Image
-    with Image.open(io.BytesIO(data) if isinstance(data, (bytes, bytearray)) else data) as img:
+    with _open_image(io.BytesIO(data) if isinstance(data, (bytes, bytearray)) else data, "an encoded Datum") as img:
         if color is None:
             color = img.mode not in ("L", "1", "I", "I;16", "F")
         img = img.convert("RGB" if color else "L")
@@ -27,10 +28,46 @@ def decode_image(data, color=None):
 def read_image(path, height=0, width=0, color=True):
     """An image file -> uint8 (C, H, W), resized when height and width are set, as Caffe's
     ReadImageToCVMat does (OpenCV's bilinear resize, see resize_linear)."""
-    from PIL import Image
-    with Image.open(path) as img:
+    if height > 0 and width > 0:
+        _bound_pixels(height, width, 3 if color else 1, f"new_height x new_width {height}x{width}",
+                      "lower image_data_param new_height and new_width")
+    regular_file(path, "the image", IMAGE_FILE_LIMIT)
+    with _open_image(path, path) as img:
         pixels = image_to_chw(np.asarray(img.convert("RGB" if color else "L")))
     return resize_linear(pixels, height, width) if height > 0 and width > 0 else pixels
+
+
+IMAGE_FILE_LIMIT = 256 * 2 ** 20
+MAX_PIXELS = 2 ** 26        # 64 M pixels: 8192 x 8192, past any net's input
+
+
+def _bound_pixels(height, width, channels, what, fix):
+    if height * width > MAX_PIXELS:
+        need = height * width * channels * 4       # the float32 copy a batch makes of it
+        raise NetspecError(f"{what} is {height * width:,} pixels, over netspec's bound of {MAX_PIXELS:,}: "
+                           f"it would need {size_text(need)} of memory per image", hint=fix)
+
+
+def _open_image(source, name):
+    """Pillow's image with its size read from the header and bounded before any pixel is decoded."""
+    from PIL import Image
+    try:
+        img = Image.open(source)
+    except Image.DecompressionBombError as e:
+        raise NetspecError(f"image {name}: {e}", hint="resize the image before use") from None
+    except Image.UnidentifiedImageError:
+        raise NetspecError(f"image {name}: not an image file Pillow can read",
+                           hint="use PNG, JPEG or another format Pillow reads") from None
+    width, height = img.size
+    if width < 1 or height < 1:
+        img.close()
+        raise NetspecError(f"image {name}: its header says {width}x{height} pixels")
+    try:
+        _bound_pixels(height, width, 3, f"image {name} ({width}x{height})", "resize the image before use")
+    except NetspecError:
+        img.close()
+        raise
+    return img
 
 
 def _linear_taps(size, new_size):

@@ -171,7 +171,26 @@ def parse(data, cls, path):
         message.ParseFromString(data)
     except (protobuf_message.DecodeError, ValueError, RecursionError) as e:
         raise NetspecError(f"corrupt or truncated {what}: {e}", file=path) from None
+    _check_text(message, "", path)
     return message, unknown_field_warnings(message, path)
+
+
+def _check_text(message, where, path):
+    """Protobuf hands a string field whose bytes are not UTF-8 back as bytes; every later
+    stage expects text, so say where it is now."""
+    for fd, value in message.ListFields():
+        if fd.type == fd.TYPE_STRING:
+            for item in (value if fd.is_repeated else [value]):
+                if isinstance(item, bytes):
+                    raise NetspecError(f"{where}{fd.name} holds {item[:40]!r}, which is not UTF-8 text",
+                                       file=path, hint="the file is damaged, or was written with another "
+                                                       "text encoding: rewrite that field as UTF-8")
+        elif fd.message_type is not None and fd.message_type.name != "BlobProto":
+            for i, child in enumerate(value if fd.is_repeated else [value]):
+                name = getattr(child, "name", None) if fd.name in ("layer", "layers") else None
+                label = f"layer '{name}'" if isinstance(name, str) and name else \
+                    f"{fd.name}[{i}]" if fd.is_repeated else fd.name
+                _check_text(child, f"{where}{label}: ", path)
 
 
 def unknown_field_warnings(message, path):

@@ -1,5 +1,7 @@
 """BlobProto <-> arrays. Blobs written by old Caffe have a legacy 4-d
 num/channels/height/width shape instead of `shape`; both read here unchanged."""
+import math
+
 import numpy as np
 
 from .. import caffe_pb2
@@ -42,8 +44,12 @@ def proto_to_array(bp, shape=None, diff=False):
     doubles, floats = (bp.double_diff, bp.diff) if diff else (bp.double_data, bp.data)
     array = np.asarray(doubles, np.float64) if len(doubles) else np.asarray(floats, np.float32)
     shape = proto_shape(bp) if shape is None else tuple(shape)
-    if array.size != int(np.prod(shape)):
-        raise NetspecError(f"blob holds {array.size} values but its shape {shape} needs {int(np.prod(shape))}")
+    if any(d < 0 for d in shape):
+        raise NetspecError(f"blob has the shape {shape}: a dimension below 0",
+                           hint="the file is damaged or was not written by Caffe")
+    need = math.prod(shape)         # Python's integers: np.prod wraps around silently
+    if array.size != need:
+        raise NetspecError(f"blob holds {array.size} values but its shape {shape} needs {need}")
     return array.reshape(shape)
 
 

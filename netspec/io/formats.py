@@ -6,7 +6,7 @@ import shlex
 from dataclasses import dataclass, field
 
 from ..errors import NetspecError
-from ..utils import atomic_write
+from ..utils import PROTO_LIMIT, atomic_write, read_regular
 from . import binary, structured, text
 from .json_reader import load_json
 from .yaml_reader import load_yaml
@@ -36,8 +36,7 @@ def format_of(path, data=None):
 
 def read_bytes(path):
     try:
-        with open(path, "rb") as f:
-            return f.read()
+        return read_regular(path, "the file", PROTO_LIMIT)
     except OSError as e:
         raise NetspecError(f"cannot read the file: {_why(path, e)}", file=os.fspath(path),
                            hint=_READ_FIX.get(e.errno)) from None

@@ -144,6 +144,11 @@ def _convert(fd, value):
         raise ValueError(f"found {_describe(value)}; expected a number")
     if kind == FD.TYPE_STRING:
         if isinstance(value, str):
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError as e:     # JSON's "\ud800": a lone surrogate, no character
+                raise ValueError(f"found a string with a lone surrogate {value[e.start]!a} at character "
+                                 f"{e.start}; expected text that UTF-8 can hold") from None
             return value
         if isinstance(value, int) and not isinstance(value, bool):
             return str(value)

@@ -14,6 +14,7 @@ import numpy as np
 
 from .. import caffe_pb2
 from ..errors import LayerError, NetspecError
+from ..utils import LIST_LIMIT, PROTO_LIMIT, read_regular, regular_file
 from .base import Layer
 from .registry import layer
 
@@ -259,8 +260,8 @@ class ImageData(_Reading):
         if self._lines is None:
             p = self.lp.image_data_param
             try:
-                with open(p.source) as f:
-                    raw = [line.strip() for line in f if line.strip()]
+                text = _as_layer_error(lambda: read_regular(p.source, "image_data_param.source", LIST_LIMIT, text=True))
+                raw = [line.strip() for line in text.splitlines() if line.strip()]
             except OSError as e:
                 self.fail(f"cannot read image_data_param.source '{p.source}': {e.strerror}",
                           hint="write a list file with one 'path label' per line")
@@ -330,8 +331,8 @@ class HDF5Data(_Reading):
             import h5py
             source = self.lp.hdf5_data_param.source
             try:
-                with open(source) as f:
-                    paths = f.read().split()     # whitespace-separated names, as Caffe reads them
+                text = _as_layer_error(lambda: read_regular(source, "hdf5_data_param.source", LIST_LIMIT, text=True))
+                paths = text.split()     # whitespace-separated names, as Caffe reads them
             except OSError as e:
                 self.fail(f"cannot read hdf5_data_param.source '{source}': {e.strerror}",
                           hint="it is a text file listing .h5 paths (one per line)")
@@ -340,6 +341,7 @@ class HDF5Data(_Reading):
             files, self.row_shapes = [], None
             for path in paths:
                 try:
+                    _as_layer_error(lambda: regular_file(path, f"HDF5 file (listed in '{source}')", PROTO_LIMIT * 1024))
                     with h5py.File(path, "r") as h5:
                         shapes = {}
                         for name in self.lp.top:
