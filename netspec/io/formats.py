@@ -2,6 +2,7 @@
 import contextlib
 import errno
 import os
+import re
 import shlex
 from dataclasses import dataclass, field
 
@@ -104,11 +105,27 @@ def _naming_the_format(source, fmt):
     try:
         yield
     except NetspecError as e:
-        other = None if _reads_in(source, fmt) else _written_in(source, fmt)
+        if len(source) <= HINT_CHARS:
+            other = None if _reads_in(source, fmt) else _written_in(source, fmt)
+        else:       # re-reading a big file in every format costs more than the hint is worth
+            other = _sniffed(source, fmt)
         if other:
             e.hint = (f"the file reads as {_FORMAT_NAMES[other]}, not {_FORMAT_NAMES[fmt]}: "
                       f"give it a {FORMATS[other][0]} extension")
         raise
+
+
+HINT_CHARS = 1 << 16
+
+
+def _sniffed(source, fmt):
+    """The other format a big file's first line shows (JSON's brace, protobuf text's 'layer {')."""
+    head = source.lstrip("\ufeff \t\r\n")[:200].split("\n", 1)[0]
+    if fmt != "json" and head[:1] == "{" and head[1:].lstrip()[:1] in ('"', ""):
+        return "json"
+    if fmt != "text" and re.match(r"[A-Za-z_]\w*\s*\{", head):
+        return "text"
+    return None
 
 
 def _reads_in(source, fmt):
