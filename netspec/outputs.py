@@ -46,3 +46,16 @@ def _is(is_kind, path):
         return bool(is_kind(path))
     except Exception:           # noqa: BLE001 - a file the check cannot even read is not that kind
         return False
+
+
+def check_writable(path, what):
+    """Before the work: the file a command will write at the end (train --plot) can be made."""
+    folder = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path):
+        raise NetspecError(f"{what} '{path}' is a folder", file=path, hint=f"give {what} a file name")
+    if not os.path.isdir(folder):
+        raise NetspecError(f"{what} '{path}': the folder '{folder}' does not exist", file=path,
+                           hint="make the folder first, or write the file elsewhere")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise NetspecError(f"{what} '{path}': the folder '{folder}' is not writable", file=path,
+                           hint="write the file in a folder you can write")

@@ -134,6 +134,9 @@ def _set_up(args, log, workdir, parallel, gpus):
     if args.weights and args.snapshot:
         raise NetspecError("--weights and --snapshot both given",
                            hint="give a snapshot to resume training, or weights to fine-tune, not both")
+    if args.plot:                   # written after training: refused before it
+        from ..outputs import check_writable
+        check_writable(args.plot, "--plot")
     if args.example:
         sp = example_solver(workdir, args.iterations or EXAMPLE_ITERATIONS, log)
         solver_path = None

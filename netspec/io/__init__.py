@@ -121,12 +121,29 @@ def read_weights(path, required=True):
     return found
 
 
+def _check_given_kind(path, data, kind, fmt):
+    """--kind names how to read an ambiguous file; a binary file that is plainly another kind
+    (a .caffemodel read as a solver fits only as unknown fields) is refused, not converted."""
+    if (fmt or format_of(path, data)) != "binary":
+        return
+    try:
+        _, unknown, _ = binary.fit(binary.wire_fields(data), KINDS[kind])
+    except binary._Broken:
+        return                  # the parse says what is broken
+    best = next(iter(binary.fitting_kinds(data)), None)
+    if unknown and best and best != kind:
+        raise NetspecError(f"found {binary.DESCRIBE[best]}; --kind {kind} expects {binary.describe(KINDS[kind])}",
+                           file=path, hint=f"drop --kind (or give --kind {best}), or pass the {kind} file")
+
+
 def read_kind(path, kind=None, fmt=None):
     """(kind, message, warnings) for any file; nets and solvers upgraded. For the CLI."""
     if kind and kind not in KINDS:
         raise NetspecError(f"found kind '{kind}'; expected one of " + ", ".join(KINDS))
     path = os.fspath(path)
     data = read_bytes(path)                     # read once, for the kind and the message
+    if kind:
+        _check_given_kind(path, data, kind, fmt)
     kind = kind or detect_kind(path, data, fmt)
     loaded = load(path, KINDS[kind], fmt, data)
     if kind == "net":
