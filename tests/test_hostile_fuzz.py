@@ -8,8 +8,11 @@ import os
 from datetime import timedelta
 
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
+
+from google.protobuf.descriptor import FieldDescriptor as FD
 
 from netspec import caffe_pb2 as pb
 from netspec import io as nio
@@ -17,7 +20,7 @@ from netspec.cli import main
 from netspec.errors import NetspecError
 from netspec.io import dump
 
-EXAMPLES = int(os.environ.get("NETSPEC_FUZZ_EXAMPLES", "600"))
+EXAMPLES = int(os.environ.get("NETSPEC_FUZZ_EXAMPLES", "1000"))
 SETTINGS = dict(max_examples=EXAMPLES, deadline=timedelta(seconds=1), database=None,
                 suppress_health_check=list(HealthCheck))
 
@@ -81,8 +84,16 @@ def mutated_text(draw, name):
     tokens = SEEDS[name].decode().replace("{", " { ").replace("}", " } ").split(" ")
     for _ in range(draw(st.integers(1, 6))):
         i = draw(st.integers(0, len(tokens) - 1))
-        op = draw(st.sampled_from(["number", "word", "delete", "duplicate", "cut", "byte"]))
-        if op == "number":
+        op = draw(st.sampled_from(["number", "word", "delete", "duplicate", "cut", "byte", "drop field",
+                                   "repeat field", "drop field", "repeat field"]))
+        keys = [k for k, t in enumerate(tokens[:-1]) if t.endswith(":")]
+        if op in ("drop field", "repeat field") and keys:    # a bottom or top too few or too many
+            k = draw(st.sampled_from(keys))
+            if op == "drop field":
+                del tokens[k:k + 2]
+            else:
+                tokens[k:k] = tokens[k:k + 2]
+        elif op == "number":
             tokens[i] = draw(st.sampled_from(INTERESTING))
         elif op == "word":
             tokens[i] = draw(st.sampled_from(WORDS))
@@ -116,11 +127,62 @@ def mutated_bytes(draw, name):
     return bytes(data)
 
 
+INTS = [0, 1, 2, 3, -1, 7, 2 ** 31 - 1, 2 ** 32 - 1, -2 ** 31, 10 ** 9, 2 ** 62]
+_RANGES = {FD.TYPE_INT32: (-2 ** 31, 2 ** 31 - 1), FD.TYPE_UINT32: (0, 2 ** 32 - 1),
+           FD.TYPE_INT64: (-2 ** 63, 2 ** 63 - 1), FD.TYPE_UINT64: (0, 2 ** 64 - 1)}
+
+
+def _int_fields(message):
+    """(message, field) for every integer field of a layer's parameter messages, set or not."""
+    found = []
+    for fd in message.DESCRIPTOR.fields:
+        if fd.type in _RANGES:
+            found.append((message, fd))
+        elif fd.message_type is not None and not fd.is_repeated and fd.message_type.name != "BlobProto" \
+                and (message.HasField(fd.name) or fd.message_type.name.endswith("Parameter")):
+            if message.HasField(fd.name):
+                found.extend(_int_fields(getattr(message, fd.name)))
+    return found
+
+
+@st.composite
+def mutated_net(draw):
+    """The seed net with its wiring and numbers changed, in any format: reaches the shape pass."""
+    from netspec.layers.registry import LAYERS
+    net = pb.NetParameter()
+    net.CopyFrom(NET_MESSAGE)
+    blobs = sorted({t for layer in net.layer for t in layer.top})
+    for _ in range(draw(st.integers(1, 4))):
+        layer = net.layer[draw(st.integers(0, len(net.layer) - 1))]
+        op = draw(st.sampled_from(["bottoms", "tops", "add bottom", "add top", "number", "number", "type"]))
+        if op in ("bottoms", "tops"):
+            field = getattr(layer, op[:-1])
+            del field[draw(st.integers(0, len(field))):]
+        elif op in ("add bottom", "add top"):
+            getattr(layer, op[4:]).append(draw(st.sampled_from(blobs)))
+        elif op == "type":
+            layer.type = draw(st.sampled_from(sorted(LAYERS)))
+        else:
+            fields = _int_fields(layer)
+            if fields:
+                owner, fd = draw(st.sampled_from(fields))
+                low, high = _RANGES[fd.type]
+                value = min(max(draw(st.sampled_from(INTS)), low), high)
+                if fd.is_repeated:
+                    getattr(owner, fd.name).append(value)
+                else:
+                    setattr(owner, fd.name, value)
+    fmt = draw(st.sampled_from(["text", "yaml", "json", "binary"]))
+    name = {"text": "m.prototxt", "yaml": "m.yaml", "json": "m.json", "binary": "m.caffemodel"}[fmt]
+    data = dump(net, fmt)
+    return name, data.encode() if isinstance(data, str) else data
+
+
 def inputs():
     text = st.sampled_from(TEXT_SEEDS).flatmap(lambda n: st.tuples(st.just(n), mutated_text(n)))
     binary = st.sampled_from(["w.caffemodel", "m.binaryproto", "x.solverstate"]).flatmap(
         lambda n: st.tuples(st.just(n), mutated_bytes(n)))
-    return st.one_of(text, binary)
+    return st.one_of(mutated_net(), text, binary)
 
 
 def _tree(folder):
@@ -151,17 +213,23 @@ def _world(folder):
         f.write(_mean())
 
 
-READERS = [nio.read_net, nio.read_solver, nio.read_caffemodel, nio.read_blobproto,
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    folder = str(tmp_path_factory.mktemp("fuzz"))
+    _world(folder)
+    return folder
+
+
+READERS = [nio.read_net, nio.read_solver, nio.read_blobproto,     # read_caffemodel is read_net
            lambda p: nio.read_message(p, pb.SolverState), nio.read_kind]
 
 
 @seed(17)
 @settings(**SETTINGS)
 @given(inputs())
-def test_every_reader_and_check_fail_only_with_netspec_errors(tmp_path_factory, case):
+def test_every_reader_and_check_fail_only_with_netspec_errors(world, case):
     name, data = case
-    folder = str(tmp_path_factory.mktemp("fuzz"))
-    _world(folder)
+    folder, name = world, "case" + os.path.splitext(name)[1]       # the seeds stay as they are
     with open(os.path.join(folder, name), "wb") as f:
         f.write(data)
     with _in(folder):

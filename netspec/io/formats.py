@@ -115,7 +115,7 @@ def _naming_the_format(source, fmt):
         raise
 
 
-HINT_CHARS = 1 << 16
+HINT_CHARS = 1 << 14     # re-read in each format below this size: well under a second
 
 
 def _sniffed(source, fmt):
