@@ -370,11 +370,11 @@ def test_out_of_memory_is_a_user_error(files, capsys, monkeypatch):
 
 def test_an_unreadable_file(files, capsys, monkeypatch):
     # Tests run as root, whom chmod 000 does not stop: the OS's refusal is simulated.
-    import netspec.io.formats as formats
+    import netspec.utils as utils
 
     def refuse(path, mode="r"):
         raise PermissionError(13, "Permission denied", str(path))
-    monkeypatch.setattr(formats, "open", refuse, raising=False)
+    monkeypatch.setattr(utils, "open", refuse, raising=False)
     code, err = run_reader(capsys, "check", files / "net.prototxt", files)
     assert code == 2 and "net.prototxt: cannot read the file: Permission denied" in err
     assert "fix: check the file's permissions" in err
