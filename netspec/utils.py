@@ -25,6 +25,18 @@ def _umask():
     return mask
 
 
+def file_mode(path):
+    """The mode a file written at `path` gets: the mode of the regular file it replaces, else
+    the usual one (0666 less the umask)."""
+    try:
+        old = os.lstat(path)
+        if stat.S_ISREG(old.st_mode):
+            return stat.S_IMODE(old.st_mode)
+    except OSError:
+        pass
+    return 0o666 & ~_umask()
+
+
 def atomic_write(path, data):
     """Write bytes or text to `path` through a temporary file and a rename: never half-written.
     A symbolic link at `path` is replaced, never written through (a planted link cannot aim
@@ -32,14 +44,9 @@ def atomic_write(path, data):
     path = os.path.abspath(os.fspath(path))
     folder = os.path.dirname(path)
     mode = "wb" if isinstance(data, (bytes, bytearray, memoryview)) else "w"
-    try:
-        old = os.lstat(path)
-        keep = stat.S_IMODE(old.st_mode) if stat.S_ISREG(old.st_mode) else None
-    except OSError:
-        keep = None
     fd, tmp = tempfile.mkstemp(dir=folder, prefix="." + os.path.basename(path) + ".", suffix=".tmp")
     try:
-        os.chmod(tmp, 0o666 & ~_umask() if keep is None else keep)   # mkstemp makes 0600
+        os.chmod(tmp, file_mode(path))      # mkstemp makes 0600
         with os.fdopen(fd, mode) as f:
             f.write(data)
             f.flush()

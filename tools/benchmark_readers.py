@@ -25,6 +25,12 @@ def timed(*argv):
     return time.perf_counter() - start, done.returncode
 
 
+def _cut(text, junk):
+    """junk inserted at the line break nearest the middle."""
+    middle = text.index("\n", len(text) // 2)
+    return text[:middle] + junk + text[middle:]
+
+
 def main():
     folder = tempfile.mkdtemp()
     layers = [{"name": f"l{i}", "type": "ReLU", "bottom": ["x"], "top": ["x"]} for i in range(20000)]
@@ -33,7 +39,7 @@ def main():
     import yaml
     ym = yaml.safe_dump({"layer": layers})
     files = {"broken.prototxt": text[:len(text) // 2] + "layer { name: \n" + text[len(text) // 2:],
-             "broken.json": js[:len(js) // 2] + " ,, " + js[len(js) // 2:],
+             "broken.json": _cut(js, "\n ,,\n"),
              "broken.yaml": ym[:len(ym) // 2] + "\n  - : : [\n" + ym[len(ym) // 2:]}
     for name, body in files.items():
         path = os.path.join(folder, name)

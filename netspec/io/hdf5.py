@@ -19,6 +19,7 @@ import numpy as np
 
 from .. import caffe_pb2
 from ..errors import NetspecError
+from ..utils import PROTO_LIMIT, file_mode, regular_file
 
 SUFFIX = ".h5"
 
@@ -30,10 +31,11 @@ def is_hdf5(path):
 def _write(path, fill):
     """Write an HDF5 file through a temporary file beside it and a rename."""
     import h5py
-    path = os.path.realpath(os.fspath(path))
+    path = os.path.abspath(os.fspath(path))     # a link at path is replaced, never written through
     fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix="." + os.path.basename(path) + ".", suffix=".tmp")
     os.close(fd)
     try:
+        os.chmod(tmp, file_mode(path))
         with h5py.File(tmp, "w") as f:
             fill(f)
         os.replace(tmp, path)
@@ -45,6 +47,7 @@ def _write(path, fill):
 def _open(path, what):
     import h5py
     try:
+        regular_file(path, f"the {what} file", PROTO_LIMIT * 1024)
         return h5py.File(path, "r")
     except FileNotFoundError:
         raise NetspecError(f"{what} file does not exist", file=str(path), hint="check the path") from None

@@ -14,7 +14,7 @@ import os
 from .. import caffe_pb2
 from ..errors import NetspecError
 from ..io import hdf5
-from ..utils import atomic_write
+from ..utils import PROTO_LIMIT, atomic_write, read_regular
 from . import guard
 
 RNG_SUFFIX = ".rng.json"
@@ -62,8 +62,9 @@ def read_solver_state(path):
         return hdf5.read_state(path)
     state = caffe_pb2.SolverState()
     try:
-        with open(path, "rb") as f:
-            state.ParseFromString(f.read())
+        state.ParseFromString(read_regular(path, "the solver state", PROTO_LIMIT))
+    except NetspecError:
+        raise
     except OSError as e:
         raise NetspecError(f"cannot read solver state: {e.strerror}", file=path) from None
     except Exception as e:  # protobuf DecodeError
