@@ -185,3 +185,16 @@ def test_kill_9_during_snapshots_leaves_whole_sets(tmp_path):
     resume = _solver(tmp_path, max_iter=it + 1, snapshot_prefix=str(tmp_path / "s"))
     assert cli.main(["train", "--solver", resume, "--snapshot", str(last)]) == 0
     assert not list(tmp_path.glob(".s_iter_*.tmp"))
+
+
+def test_hdf5_weights_replace_a_link_and_keep_the_mode(tmp_path):
+    (tmp_path / "n.prototxt").write_text(TRAIN)
+    net = Net(str(tmp_path / "n.prototxt"))
+    target, link = tmp_path / "target.h5", tmp_path / "w.caffemodel.h5"
+    target.write_text("precious")
+    link.symlink_to(target)
+    net.save_hdf5(str(link))
+    assert target.read_text() == "precious" and not link.is_symlink()
+    os.chmod(link, 0o600)
+    net.save_hdf5(str(link))
+    assert stat.S_IMODE(os.stat(link).st_mode) == 0o600
