@@ -12,7 +12,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "netspec"
 
 # Lowest first; a module may import its own floor and the floors below it.
 FLOORS = [
-    ("errors", "utils", "caffe_pb2", "findings", "backend", "blob"),
+    ("errors", "utils", "outputs", "caffe_pb2", "findings", "backend", "blob"),
     ("io", "dsl"),
     ("data",),
     ("ops", "fillers"),

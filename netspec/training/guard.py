@@ -40,8 +40,8 @@ def weights_digest(path):
 
 class SnapshotLock:
     """The prefix's folder made and proved writable before the first iteration, and held by
-    this run alone (a hidden lock file beside the snapshots, released when the process ends,
-    even by kill -9)."""
+    this run alone: a hidden lock file beside the snapshots, removed at the end of the run and
+    released by the system when the process ends, even by kill -9."""
 
     def __init__(self, prefix, log):
         self.prefix, self.log, self._file = prefix, log, None
@@ -53,9 +53,12 @@ class SnapshotLock:
         except OSError as e:
             raise NetspecError(f"cannot write snapshots with snapshot_prefix '{prefix}': {e.strerror}",
                                file=e.filename, hint="set snapshot_prefix to a writable folder") from None
+        self._path = lock
         if fcntl is not None:
             try:
                 fcntl.flock(self._file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                if os.stat(lock).st_ino != os.fstat(self._file.fileno()).st_ino:
+                    raise OSError("the lock file was removed by the run that held it")
             except OSError:
                 self._file.close()
                 self._file = None
@@ -75,6 +78,10 @@ class SnapshotLock:
 
     def close(self):
         if self._file is not None:
+            try:
+                os.unlink(self._path)   # while still held: a run that opened it finds it gone (above)
+            except OSError:
+                pass
             self._file.close()      # closing releases the lock
             self._file = None
 

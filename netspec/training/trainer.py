@@ -108,9 +108,9 @@ class Trainer:
                 self.parallel.agree(lambda: self.restore(resume), "restoring the snapshot")
             else:
                 self.restore(resume)
-        if self.parallel:
-            self.parallel.agree(self._lock_prefix, "locking the snapshot prefix")
+        if self.parallel:           # after start(), which refuses ranks that differ, before any iteration
             self.parallel.start(sp, self.net, self.solver.params)
+            self.parallel.agree(self._lock_prefix, "locking the snapshot prefix")
         else:
             self._lock_prefix()
         start_iter = self.solver.iter
