@@ -88,10 +88,19 @@ def _finite(points):
 
 def plot_curves(path, curves, title="training", log_scale=False):
     """Write the curves to path (.png, .svg or .pdf, from its extension)."""
+    path = str(path)
     fmt = path.rsplit(".", 1)[-1].lower() if "." in path else ""
     if fmt not in FORMATS:
         raise NetspecError(f"cannot tell the picture format from '{path}'",
                            hint="end the file name in " + ", ".join("." + f for f in FORMATS))
+    fig = figure(curves, title, log_scale)
+    out = io.BytesIO()
+    fig.savefig(out, format=fmt, dpi=150)
+    atomic_write(path, out.getvalue())
+
+
+def figure(curves, title="training", log_scale=False):
+    """The matplotlib Figure of the curves (Agg, no window)."""
     try:
         import matplotlib
         matplotlib.use("Agg")
@@ -128,9 +137,7 @@ def plot_curves(path, curves, title="training", log_scale=False):
     axes[0].set_xlim(0, last * 1.02)
     axes[-1].set_xlabel("iteration")
     axes[0].set_title(title)
-    out = io.BytesIO()
-    fig.savefig(out, format=fmt, dpi=150)
-    atomic_write(path, out.getvalue())
+    return fig
 
 
 def _loss_panel(ax, train, losses, colours, log_scale):
@@ -161,4 +168,4 @@ def _test_series(ax, pts, label, colour):
                         color=colour, fontsize=9)
 
 
-__all__ = ["Curves", "read_log", "plot_curves", "smooth"]
+__all__ = ["Curves", "read_log", "plot_curves", "figure", "smooth"]

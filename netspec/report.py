@@ -269,8 +269,8 @@ def _table(report, explain, depth, columns):
         return [(_rows(r, columns), r.notes) for r in report.layers if not r.node.split]
     out = []
     for b in report.blocks():
-        if len(b.layers) == 1:
-            out.append((_rows(b.layers[0], columns), b.layers[0].notes))
+        if len(b.units) == 1:       # one layer and what it does in place: no block of its own
+            out += [(_rows(r, columns), r.notes) for r in b.layers]
             continue
         out.append(([_block_row(b, columns)], []))
         if depth >= 2:
