@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 class Unit:
     head: object                                  # shapes.LayerResult drawn as the node
     folded: list = field(default_factory=list)    # in-place LayerResults on its top
-    inputs: list = field(default_factory=list)    # (blob, source Unit or None, shape)
+    inputs: list = field(default_factory=list)    # (blob as the file names it, source Unit or None, shape)
     index: int = 0
 
     @property
@@ -53,18 +53,20 @@ class Block:
 def units(layers):
     """The shape pass's LayerResults (execution order) as Units."""
     made_by, out = {}, []          # blob -> Unit that made it (split copies: their source's)
+    origin = {}                    # a split copy -> the blob it copies
     for r in layers:
         node = r.node
         if node.split:
             for t in node.tops:
                 made_by[t] = made_by.get(node.bottoms[0])
+                origin[t] = origin.get(node.bottoms[0], node.bottoms[0])
             continue
         maker = made_by.get(node.bottoms[0]) if node.bottoms else None
         if len(node.bottoms) == 1 and len(node.tops) == 1 and node.in_place(0) and maker is not None:
             maker.folded.append(r)
             continue
         unit = Unit(r, index=len(out))
-        unit.inputs = [(b, made_by.get(b), s) for b, s in zip(node.bottoms, r.bottom_shapes)]
+        unit.inputs = [(origin.get(b, b), made_by.get(b), s) for b, s in zip(node.bottoms, r.bottom_shapes)]
         out.append(unit)
         for t in node.tops:
             made_by[t] = unit

@@ -95,6 +95,9 @@ def test_collapse_folds_resnet152_to_a_page():
     assert "× 7 blocks" in small
     # shapes still on the edges into and out of a folded run
     assert " 1024x14x14" in small and " 2048x7x7" in small
+    # a blob read by several layers of a folded run is one edge into it
+    googlenet = Drawing(netspec.check("models/googlenet/deploy.prototxt"), collapse=True).to_string()
+    assert "inception_4a … inception_4e" in googlenet and googlenet.count('label=" 832x7x7"') == 1
 
 
 def test_shape_text_says_the_batch_once():
