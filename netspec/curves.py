@@ -130,9 +130,9 @@ def figure(curves, title="training", log_scale=False):
             ax.legend(loc="best", frameon=False)
         else:
             xs, ys = zip(*_finite(curves.lr)) if _finite(curves.lr) else ((), ())
-            ax.plot(xs, ys, color="#555555", linewidth=1.2, drawstyle="steps-post")
+            ax.plot(xs, ys, color="#555555", linewidth=1.2)
             if ys and min(ys) > 0 and max(ys) / min(ys) > 20:
-                ax.set_yscale("log")
+                _log_axis(ax)
             ax.set_ylabel("learning rate")
     axes[0].set_xlim(0, last * 1.02)
     axes[-1].set_xlabel("iteration")
@@ -152,10 +152,19 @@ def _loss_panel(ax, train, losses, colours, log_scale):
     for name, series in losses.items():
         _test_series(ax, series, f"test {name}", next(colours))
     if log_scale and all(y > 0 for _, y in pts + [p for s in losses.values() for p in _finite(s)]):
-        ax.set_yscale("log")
+        _log_axis(ax)
     ax.set_ylabel("loss")
     if pts or losses:
         ax.legend(loc="best", frameon=False)
+
+
+def _log_axis(ax):
+    """A log axis labelled 0.2, 0.5, 1, 2 ... rather than in powers of ten."""
+    from matplotlib import ticker
+    ax.set_yscale("log")
+    ax.yaxis.set_major_locator(ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
+    ax.yaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.yaxis.set_minor_formatter(ticker.NullFormatter())
 
 
 def _test_series(ax, pts, label, colour):
