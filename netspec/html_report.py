@@ -11,7 +11,7 @@ import shutil
 
 from .draw import COLOURS, drawing, family
 from .errors import NetspecError
-from .report import BYTES_PER_PARAM, _field_text, human, trainable
+from .report import BYTES_PER_PARAM, field_text, human, trainable
 from .utils import atomic_write, format_shape
 
 CSS = """
@@ -154,7 +154,8 @@ def _table(report, node_of):
             problems.setdefault(issue.layer, set()).add(kind)
     rows = []
     for k, r in enumerate(x for x in report.layers if not x.node.split):
-        tops = [f"{_e(t)}: {_e(format_shape(s))}" + (" (in place)" if r.node.in_place(j) else "")
+        named = len(r.node.tops) > 1
+        tops = [(f"{_e(t)}: " if named else "") + _e(format_shape(s)) + (" (in place)" if r.node.in_place(j) else "")
                 for j, (t, s) in enumerate(zip(r.node.tops, r.top_shapes))]
         field = r.receptive_fields.get(r.node.tops[0]) if r.node.tops else None
         size = max(field.size) if field and field.size else 0
@@ -172,7 +173,7 @@ def _table(report, node_of):
             (trainable(r), human(trainable(r)) if r.param_count else "", True),
             (r.macs, human(r.macs) if r.macs else "", True),
             (r.memory, human(r.memory, "B") if r.memory else "", True),
-            (size, _e(_field_text(field)), True),
+            (size, _e(field_text(field)), True),
             (r.node.line or 0, str(r.node.line or ""), True),
             (len(r.notes), notes, False),
         ]

@@ -210,7 +210,7 @@ def human(n, unit=""):
 
 
 
-def _field_text(f):
+def field_text(f):
     if f is None:
         return ""
     if f.whole:
@@ -226,7 +226,7 @@ def _cells(r, t, shape, in_place):
             "trainable": human(trainable(r)) if r.param_count else "",
             "param_memory": human(BYTES_PER_PARAM * r.param_count, "B") if r.param_count else "",
             "macs": human(r.macs) if r.macs else "", "memory": human(r.memory, "B") if r.memory else "",
-            "receptive_field": _field_text(r.receptive_fields.get(t))}
+            "receptive_field": field_text(r.receptive_fields.get(t))}
 
 
 def _rows(r, columns, indent=""):
@@ -257,7 +257,7 @@ def _block_row(b, columns):
              "param_memory": human(BYTES_PER_PARAM * params, "B") if params else "",
              "macs": human(sum(r.macs for r in layers)) or "",
              "memory": human(sum(r.memory for r in layers), "B"),
-             "receptive_field": _field_text(last.receptive_fields.get(top))}
+             "receptive_field": field_text(last.receptive_fields.get(top))}
     cells["macs"] = "" if cells["macs"] == "0" else cells["macs"]
     cells["memory"] = "" if cells["memory"] == "0 B" else cells["memory"]
     return [cells[c] for c in columns]
@@ -370,4 +370,4 @@ def _input_error(text, problem):
                         hint="write e.g. --input data=10,3,227,227 (a blob name, then positive integers)")
 
 
-__all__ = ["Report", "check", "parse_input", "parse_inputs", "human"]
+__all__ = ["Report", "check", "parse_input", "parse_inputs", "human", "field_text", "trainable"]
