@@ -210,17 +210,20 @@ class Drawing:
         """The blobs nobody reads: a small node each, a loss top marked as such."""
         outputs = set(self.report.outputs)
         for u in unit_list:
-            r = u.layers[-1]
-            for j, t in enumerate(r.node.tops):
+            last = {}               # top -> (shape, loss weight) after the unit's last writer
+            for r in u.layers:
+                for j, t in enumerate(r.node.tops):
+                    weights = r.node.loss_weights
+                    last[t] = (r.top_shapes[j], weights[j] if j < len(weights) else 0)
+            for t, (shape, weight) in last.items():
                 if t not in outputs:
                     continue
-                weight = r.node.loss_weights[j] if j < len(r.node.loss_weights) else 0
                 name = self._name()
                 label = f"<b>{_escape(t)}</b>" + (f'<br/><font point-size="9">loss × {weight:g}</font>' if weight else "")
                 self.graph.add_node(self.pydot.Node(
                     name, label=f"<{label}>", shape="ellipse", style="filled",
                     fillcolor=COLOURS["loss"] if weight else "#ffffff", peripheries="2" if weight else "1"))
-                self._edge(self.node_of[id(u)], name, t, r.top_shapes[j])
+                self._edge(self.node_of[id(u)], name, t, shape)
 
     def _shared(self):
         drawn = set()

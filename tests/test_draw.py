@@ -134,3 +134,16 @@ def test_renders_with_graphviz(tmp_path, ext):
     if ext == "svg":
         text = html.unescape(data.decode())
         assert 'id="layer-conv1"' in text and "20x24x24" in text and "20x12x12" in text
+
+
+def test_every_output_of_a_layer_with_several_tops_ends_in_its_own_node(tmp_path):
+    path = tmp_path / "net.prototxt"
+    path.write_text("""name: "slices"
+layer { name: "data" type: "Input" top: "data" input_param { shape { dim: 2 dim: 6 } } }
+layer { name: "cut" type: "Slice" bottom: "data" top: "left" top: "right" slice_param { slice_point: 2 } }
+layer { name: "relu" type: "ReLU" bottom: "left" top: "left" }
+""")
+    dot = Drawing(netspec.check(str(path))).to_string()
+    cut = node_of(dot, "cut")
+    assert "+ ReLU" in labels(dot)[cut]
+    assert sorted(label for s, _, label in edges(dot) if s == cut) == [" 2", " 4"]
