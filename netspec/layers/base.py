@@ -58,7 +58,7 @@ class Layer:
     batch_statistics = False   # normalises with the batch's own statistics (BatchNorm in TRAIN)
     learnable = None        # per parameter blob, False where the solver must never update it
                             # (BatchNorm's running statistics); None: every blob learns
-    family = "other"        # for drawings: data, conv, pool, norm, fc, neuron, join, loss, other
+    family = "other"        # for drawings: data, conv, pool, norm, fc, neuron, join, loss, metric, other
 
     def __init__(self, lp, phase=caffe_pb2.TEST):
         self.lp = lp
