@@ -72,7 +72,7 @@ def read_log(path):
 def smooth(values, window=None):
     """Trailing moving average; the first points average what there is so far."""
     n = len(values)
-    window = window or max(1, min(200, n // 20))
+    window = window or max(1, min(200, n // 10))
     out, total = [], 0.0
     for i, v in enumerate(values):
         total += v
@@ -126,7 +126,7 @@ def figure(curves, title="training", log_scale=False):
         elif panel == "outputs":
             for name, pts in others.items():
                 _test_series(ax, pts, f"test {name}", next(colours))
-            ax.set_ylabel("test output")
+            ax.set_ylabel(next(iter(others)) if len(others) == 1 else "test output")
             ax.legend(loc="best", frameon=False)
         else:
             xs, ys = zip(*_finite(curves.lr)) if _finite(curves.lr) else ((), ())
@@ -145,7 +145,7 @@ def _loss_panel(ax, train, losses, colours, log_scale):
     if pts:
         xs, ys = zip(*pts)
         many = len(pts) > 20
-        ax.plot(xs, ys, color="#1f77b4", alpha=0.3 if many else 1, linewidth=0.8,
+        ax.plot(xs, ys, color="#1f77b4", alpha=0.35 if many else 1, linewidth=0.8,
                 marker=None if many else "o", markersize=3, label="train loss" + (" (raw)" if many else ""))
         if many:
             ax.plot(xs, smooth(list(ys)), color="#1f77b4", linewidth=1.8, label="train loss (smoothed)")
