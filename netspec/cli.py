@@ -13,12 +13,14 @@ from .utils import closest
 # Subcommands in the order --help lists them; each module has add_parser(subparsers) and run(args).
 COMMANDS = [
     "check",
+    "draw",
     "convert",
     "upgrade",
     "train",
     "test",
     "time",
     "compare",
+    "plot",
 ]
 
 

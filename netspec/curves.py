@@ -1,57 +1,180 @@
-"""Loss and accuracy curves as a PNG, drawn with Pillow (no plotting library needed)."""
+"""Training curves drawn with matplotlib (headless Agg): from a run, or read from a log.
+
+Panels sharing the iteration axis: the losses (training loss raw and smoothed, and every
+test output named like a loss), the other test outputs (accuracy ...), and the learning
+rate. read_log() reads Caffe's log lines (`caffe train` or `netspec train`), as Caffe's
+tools/extra/plot_training_log.py does.
+"""
 import io
 import math
+import re
+from dataclasses import dataclass, field
 
+from .errors import NetspecError
 from .utils import atomic_write
 
-COLOURS = [(31, 119, 180), (214, 39, 40), (44, 160, 44), (255, 127, 14), (148, 103, 189)]
+FORMATS = ("png", "svg", "pdf")
 
 
-def plot_curves(path, train_loss, tests, title="training"):
-    """train_loss: [(iteration, loss)]; tests: {name: [(iteration, value)]}. Two panels:
-    losses (training, and test outputs named like a loss) above, the other test outputs
-    (accuracy ...) below."""
-    from PIL import Image, ImageDraw
-    width, height, margin = 900, 640, 60
-    image = Image.new("RGB", (width, height), "white")
-    draw = ImageDraw.Draw(image)
-    draw.text((margin, 8), title, fill="black")
-    losses = {"train loss": train_loss, **{f"test {k}": v for k, v in tests.items() if "loss" in k}}
-    others = {f"test {k}": v for k, v in tests.items() if "loss" not in k}
-    panels = [("loss", losses), ("accuracy" if others else "test outputs", others)]
-    panel_h = (height - 2 * margin) // 2
-    for p, (label, series) in enumerate(panels):
-        top = margin // 2 + 20 + p * (panel_h + margin // 2)
-        _panel(draw, (margin, top, width - margin // 2, top + panel_h), label, series)
+@dataclass
+class Curves:
+    train: list = field(default_factory=list)       # (iteration, loss): every iteration, or each display
+    tests: dict = field(default_factory=dict)       # output name -> [(iteration, value)]
+    lr: list = field(default_factory=list)          # (iteration, rate)
+
+    @property
+    def empty(self):
+        return not self.train and not any(self.tests.values())
+
+
+# -- reading logs ---------------------------------------------------------------------------------
+_LOSS = re.compile(r"Iteration (\d+)(?: \([^)]*\))?, loss = (\S+)")
+_TESTING = re.compile(r"Iteration (\d+)(?: \([^)]*\))?, Testing net \(#(\d+)\)")
+_TEST_OUT = re.compile(r"Test net output #\d+: (\S+) = (\S+)")
+_LR = re.compile(r"Iteration (\d+)(?: \([^)]*\))?, lr = (\S+)")
+
+
+def _number(text):
+    try:
+        return float(text)
+    except ValueError:
+        return math.nan
+
+
+def read_log(path):
+    """A Caffe or netspec training log as Curves; a log with no training lines is an error."""
+    try:
+        with open(path, errors="replace") as f:
+            lines = f.readlines()
+    except OSError as e:
+        raise NetspecError(f"cannot read the log: {e.strerror}", file=path,
+                           hint="give the file written by `caffe train` (its stderr) or `netspec train --log`")
+    curves, test_iter, test_net, tests = Curves(), None, 0, []
+    for line in lines:
+        if m := _LOSS.search(line):
+            curves.train.append((int(m[1]), _number(m[2])))
+        elif m := _TESTING.search(line):
+            test_iter, test_net = int(m[1]), int(m[2])
+            tests.append(test_net)
+        elif (m := _TEST_OUT.search(line)) and test_iter is not None:
+            name = m[1] if test_net == 0 else f"#{test_net} {m[1]}"
+            curves.tests.setdefault(name, []).append((test_iter, _number(m[2])))
+        elif m := _LR.search(line):
+            curves.lr.append((int(m[1]), _number(m[2])))
+    if curves.empty:
+        raise NetspecError("found no 'Iteration N, loss = X' or 'Test net output' lines in the log", file=path,
+                           hint="give the log of a training run (`caffe train ... 2> train.log`, "
+                                "or `netspec train --log train.log`)")
+    return curves
+
+
+# -- drawing --------------------------------------------------------------------------------------
+def smooth(values, window=None):
+    """Trailing moving average; the first points average what there is so far."""
+    n = len(values)
+    window = window or max(1, min(200, n // 10))
+    out, total = [], 0.0
+    for i, v in enumerate(values):
+        total += v
+        if i >= window:
+            total -= values[i - window]
+        out.append(total / min(i + 1, window))
+    return out
+
+
+def _finite(points):
+    return [(x, y) for x, y in points if math.isfinite(y)]
+
+
+def plot_curves(path, curves, title="training", log_scale=False):
+    """Write the curves to path (.png, .svg or .pdf, from its extension)."""
+    path = str(path)
+    fmt = path.rsplit(".", 1)[-1].lower() if "." in path else ""
+    if fmt not in FORMATS:
+        raise NetspecError(f"cannot tell the picture format from '{path}'",
+                           hint="end the file name in " + ", ".join("." + f for f in FORMATS))
+    fig = figure(curves, title, log_scale)
     out = io.BytesIO()
-    image.save(out, format="PNG")
+    fig.savefig(out, format=fmt, dpi=150)
     atomic_write(path, out.getvalue())
 
 
-def _panel(draw, box, label, series):
-    left, top, right, bottom = box
-    draw.rectangle(box, outline="black")
-    draw.text((left + 4, top + 4), label, fill="black")
-    points = [(x, y) for values in series.values() for x, y in values if math.isfinite(y)]
-    if not points:
-        draw.text((left + 4, top + 20), "(no data)", fill="gray")
-        return
-    x0, x1 = min(x for x, _ in points), max(x for x, _ in points)
-    y0, y1 = min(y for _, y in points), max(y for _, y in points)
-    x1, y1 = (x1 if x1 > x0 else x0 + 1), (y1 if y1 > y0 else y0 + 1)
+def figure(curves, title="training", log_scale=False):
+    """The matplotlib Figure of the curves (Agg, no window)."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        from matplotlib.figure import Figure
+    except ImportError:
+        raise NetspecError("plotting needs the Python package matplotlib",
+                           hint="pip install 'netspec[plot]' (or pip install matplotlib)") from None
+    losses = {k: v for k, v in curves.tests.items() if "loss" in k.lower()}
+    others = {k: v for k, v in curves.tests.items() if "loss" not in k.lower()}
+    panels = ["loss"] + (["outputs"] if others else []) + (["lr"] if curves.lr else [])
+    heights = {"loss": 3, "outputs": 2, "lr": 1.2}
+    fig = Figure(figsize=(8, 2.2 + 1.3 * sum(heights[p] for p in panels)), layout="constrained")
+    axes = fig.subplots(len(panels), 1, sharex=True, squeeze=False,
+                        gridspec_kw={"height_ratios": [heights[p] for p in panels]})[:, 0]
+    last = max([x for pts in [curves.train, curves.lr, *curves.tests.values()] for x, _ in pts] + [1])
+    colours = iter(["#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf"])
+    for panel, ax in zip(panels, axes):
+        ax.grid(True, which="major", alpha=0.35)
+        ax.grid(True, which="minor", alpha=0.12)
+        ax.minorticks_on()
+        if panel == "loss":
+            _loss_panel(ax, curves.train, losses, colours, log_scale)
+        elif panel == "outputs":
+            for name, pts in others.items():
+                _test_series(ax, pts, f"test {name}", next(colours))
+            ax.set_ylabel(next(iter(others)) if len(others) == 1 else "test output")
+            ax.legend(loc="best", frameon=False)
+        else:
+            xs, ys = zip(*_finite(curves.lr)) if _finite(curves.lr) else ((), ())
+            ax.plot(xs, ys, color="#555555", linewidth=1.2)
+            if ys and min(ys) > 0 and max(ys) / min(ys) > 20:
+                _log_axis(ax)
+            ax.set_ylabel("learning rate")
+    axes[0].set_xlim(0, last * 1.02)
+    axes[-1].set_xlabel("iteration")
+    axes[0].set_title(title)
+    return fig
 
-    def at(x, y):
-        return (left + (x - x0) / (x1 - x0) * (right - left), bottom - (y - y0) / (y1 - y0) * (bottom - top))
-    for frac in (0, 0.5, 1):
-        y = y0 + frac * (y1 - y0)
-        draw.text((4, at(x0, y)[1] - 6), f"{y:.3g}", fill="black")
-    draw.text((left, bottom + 4), f"{x0:g}", fill="black")
-    draw.text((right - 40, bottom + 4), f"{x1:g} iter", fill="black")
-    for i, (name, values) in enumerate(series.items()):
-        colour = COLOURS[i % len(COLOURS)]
-        line = [at(x, y) for x, y in values if math.isfinite(y)]
-        if len(line) > 1:
-            draw.line(line, fill=colour, width=2)
-        for px, py in line:
-            draw.ellipse((px - 2, py - 2, px + 2, py + 2), fill=colour)
-        draw.text((right - 150, top + 4 + 14 * i), name, fill=colour)
+
+def _loss_panel(ax, train, losses, colours, log_scale):
+    pts = _finite(train)
+    if pts:
+        xs, ys = zip(*pts)
+        many = len(pts) > 20
+        ax.plot(xs, ys, color="#1f77b4", alpha=0.35 if many else 1, linewidth=0.8,
+                marker=None if many else "o", markersize=3, label="train loss" + (" (raw)" if many else ""))
+        if many:
+            ax.plot(xs, smooth(list(ys)), color="#1f77b4", linewidth=1.8, label="train loss (smoothed)")
+    for name, series in losses.items():
+        _test_series(ax, series, f"test {name}", next(colours))
+    if log_scale and all(y > 0 for _, y in pts + [p for s in losses.values() for p in _finite(s)]):
+        _log_axis(ax)
+    ax.set_ylabel("loss")
+    if pts or losses:
+        ax.legend(loc="best", frameon=False)
+
+
+def _log_axis(ax):
+    """A log axis labelled 0.2, 0.5, 1, 2 ... rather than in powers of ten."""
+    from matplotlib import ticker
+    ax.set_yscale("log")
+    ax.yaxis.set_major_locator(ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
+    ax.yaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.yaxis.set_minor_formatter(ticker.NullFormatter())
+
+
+def _test_series(ax, pts, label, colour):
+    pts = _finite(pts)
+    if pts:
+        xs, ys = zip(*pts)
+        ax.plot(xs, ys, color=colour, marker="o", markersize=4, linewidth=1.5, label=label)
+        if len(pts) == 1:       # one point: say its value, which a lone marker hardly shows
+            ax.annotate(f"{ys[0]:.4g}", (xs[0], ys[0]), textcoords="offset points", xytext=(6, 6),
+                        color=colour, fontsize=9)
+
+
+__all__ = ["Curves", "read_log", "plot_curves", "figure", "smooth"]

@@ -7,13 +7,21 @@ whose schema is documented in docs/check-json.md.
 """
 import json
 from dataclasses import dataclass, field
+from math import prod
 
+from .blocks import blocks, units
 from .errors import NetspecError
 from .graph import build_graph, phase_name
 from .shapes import infer_shapes
 from .utils import format_shape
 
 SCHEMA = "netspec-check/1"
+BYTES_PER_PARAM = 4                 # float32
+# The table's columns: header, right-aligned; --columns picks and orders them.
+COLUMNS = {"name": ("layer", False), "type": ("type", False), "output": ("output", False),
+           "params": ("params", True), "trainable": ("trainable", True), "param_memory": ("param memory", True),
+           "macs": ("MACs", True), "memory": ("memory", True), "receptive_field": ("receptive field", False)}
+DEFAULT_COLUMNS = ("name", "type", "output", "params", "macs", "memory", "receptive_field")
 
 
 @dataclass
@@ -78,6 +86,7 @@ class Report:
             "layers": [_layer_dict(r) for r in self.layers],
             "totals": dict(self.totals),
             "by_type": [dict(row) for row in self.by_type],
+            "blocks": [_block_dict(b) for b in self.blocks()],
             "excluded": [{"name": n, "reason": why} for n, why in self.excluded],
             "errors": [e.to_dict() for e in self.errors],
             "warnings": [w.to_dict() for w in self.warnings],
@@ -88,9 +97,13 @@ class Report:
         return json.dumps(self.to_dict(), indent=indent)
 
     # -- text -------------------------------------------------------------------------------
-    def format(self, explain=False):
-        """The report as text for a terminal."""
-        return "\n".join(_text(self, explain)) + "\n"
+    def blocks(self):
+        """The net's blocks (blocks.Block): runs of layers between single-blob cut points."""
+        return blocks(units(self.layers))
+
+    def format(self, explain=False, depth=None, columns=DEFAULT_COLUMNS):
+        """The report as text for a terminal. depth 1: a row per block; 2: blocks and their layers."""
+        return "\n".join(_text(self, explain, depth, columns)) + "\n"
 
     __str__ = format
 
@@ -106,6 +119,10 @@ def check(path_or_param, inputs=None, phase="TEST", stages=(), level=0, strict=F
     graph = build_graph(source, phase=phase, stages=tuple(stages), level=level, inputs=inputs)
     result = infer_shapes(graph, inputs)
     totals = {"layers": sum(not r.node.split for r in result.layers), **result.stats}
+    if "params" in totals:
+        totals["trainable_params"] = sum(trainable(r) for r in result.layers)
+        totals["non_trainable_params"] = totals["params"] - totals["trainable_params"]
+        totals["param_memory"] = BYTES_PER_PARAM * totals["params"]
     return Report(
         path=graph.path, phase=graph.phase, stages=graph.stages, level=graph.level,
         layers=result.layers, excluded=list(graph.excluded),
@@ -131,6 +148,25 @@ def _by_type(layers, totals):
     return rows
 
 
+def trainable(r):
+    """Parameters of a layer the solver updates: not a blob the layer keeps fixed (BatchNorm's
+    statistics) nor one with lr_mult 0; a shared blob counts at its first owner."""
+    layer, specs = r.node.layer, r.node.lp.param
+    shared = {j for j, _, _ in r.shared}
+    fixed = getattr(layer, "learnable", None) or ()
+    return sum(prod(s) for j, s in enumerate(r.param_shapes)
+               if j not in shared and (j >= len(fixed) or fixed[j])
+               and not (j < len(specs) and specs[j].HasField("lr_mult") and specs[j].lr_mult == 0))
+
+
+def _block_dict(b):
+    last = b.units[-1].head
+    return {"name": b.name, "layers": [r.name for r in b.layers],
+            "output": {t: _shape_list(s) for t, s in zip(last.node.tops, last.top_shapes)},
+            "params": sum(r.param_count for r in b.layers), "trainable": sum(trainable(r) for r in b.layers),
+            "macs": sum(r.macs for r in b.layers), "memory": sum(r.memory for r in b.layers)}
+
+
 def _percent(part, whole):
     return round(100.0 * part / whole, 1) if whole else 0.0
 
@@ -148,7 +184,7 @@ def _layer_dict(r):
         "bottoms": list(r.node.bottoms),
         "tops": {t: _shape_list(s) for t, s in zip(r.node.tops, r.top_shapes)},
         "in_place": [t for j, t in enumerate(r.node.tops) if r.node.in_place(j)],
-        "params": {"count": r.param_count, "shapes": [list(s) for s in r.param_shapes],
+        "params": {"count": r.param_count, "trainable": trainable(r), "shapes": [list(s) for s in r.param_shapes],
                    "shared": [{"index": j, "name": name, "owner": owner} for j, name, owner in r.shared]},
         "macs": r.macs,
         "memory": r.memory,
@@ -174,7 +210,7 @@ def human(n, unit=""):
 
 
 
-def _field_text(f):
+def field_text(f):
     if f is None:
         return ""
     if f.whole:
@@ -183,23 +219,66 @@ def _field_text(f):
     return f"{format_shape(f.size)} /{stride}"
 
 
-def _rows(r):
+def _cells(r, t, shape, in_place):
+    """The cells of one top's row: a layer's figures, each column's text."""
+    out = format_shape(shape) + (" (in place)" if in_place else "") if t else "-"
+    return {"output": out, "params": human(r.param_count) if r.param_count else "",
+            "trainable": human(trainable(r)) if r.param_count else "",
+            "param_memory": human(BYTES_PER_PARAM * r.param_count, "B") if r.param_count else "",
+            "macs": human(r.macs) if r.macs else "", "memory": human(r.memory, "B") if r.memory else "",
+            "receptive_field": field_text(r.receptive_fields.get(t))}
+
+
+def _rows(r, columns, indent=""):
     """Table rows of one layer: one per top, the layer's figures on the first."""
     tops = list(zip(r.node.tops, r.top_shapes)) or [("", None)]
     rows = []
     for k, (t, s) in enumerate(tops):
-        shape = (format_shape(s) + (" (in place)" if r.node.in_place(k) else "")) if t else "-"
-        output = f"{t}: {shape}" if len(tops) > 1 else shape
+        cells = _cells(r, t, s, r.node.in_place(k))
+        if len(tops) > 1:
+            cells["output"] = f"{t}: {cells['output']}"
         if k == 0:
-            rows.append([r.name, r.type, output, human(r.param_count) if r.param_count else "",
-                         human(r.macs) if r.macs else "", human(r.memory, "B") if r.memory else ""])
+            cells.update(name=indent + r.name, type=r.type)
         else:
-            rows.append(["", "", output, "", "", ""])
-        rows[-1].append(_field_text(r.receptive_fields.get(t)))
+            cells = {"name": "", "type": "", "output": cells["output"], "receptive_field": cells["receptive_field"]}
+        rows.append([cells.get(c, "") for c in columns])
     return rows
 
 
-def _text(report, explain):
+def _block_row(b, columns):
+    """One row for a block: its name, size, the output of its last layer, its sums."""
+    last = b.units[-1].layers[-1]
+    top = last.node.tops[0] if last.node.tops else ""
+    layers = b.layers
+    params, train = sum(r.param_count for r in layers), sum(trainable(r) for r in layers)
+    cells = {"name": b.name, "type": f"block of {len(layers)}" if len(layers) > 1 else last.type,
+             "output": format_shape(last.top_shapes[0]) if last.top_shapes else "-",
+             "params": human(params) if params else "", "trainable": human(train) if params else "",
+             "param_memory": human(BYTES_PER_PARAM * params, "B") if params else "",
+             "macs": human(sum(r.macs for r in layers)) or "",
+             "memory": human(sum(r.memory for r in layers), "B"),
+             "receptive_field": field_text(last.receptive_fields.get(top))}
+    cells["macs"] = "" if cells["macs"] == "0" else cells["macs"]
+    cells["memory"] = "" if cells["memory"] == "0 B" else cells["memory"]
+    return [cells[c] for c in columns]
+
+
+def _table(report, explain, depth, columns):
+    """[(rows, notes)] per table entry: a layer, or at depth 1/2 a block (and its layers)."""
+    if not depth:
+        return [(_rows(r, columns), r.notes) for r in report.layers if not r.node.split]
+    out = []
+    for b in report.blocks():
+        if len(b.units) == 1:       # one layer and what it does in place: no block of its own
+            out += [(_rows(r, columns), r.notes) for r in b.layers]
+            continue
+        out.append(([_block_row(b, columns)], []))
+        if depth >= 2:
+            out += [(_rows(r, columns, "  "), r.notes) for r in b.layers]
+    return out
+
+
+def _text(report, explain, depth=None, columns=DEFAULT_COLUMNS):
     state = f"phase {phase_name(report.phase)}"
     if report.stages:
         state += ", stages " + ", ".join(report.stages)
@@ -208,18 +287,19 @@ def _text(report, explain):
     yield f"{report.path or 'net'} ({state})"
     for notice in report.notices:
         yield f"note: {notice}"
-    header = ["layer", "type", "output", "params", "MACs", "memory", "receptive field"]
-    layers = [(r, _rows(r)) for r in report.layers if not r.node.split]
-    widths = [max([len(header[c])] + [len(row[c]) for _, rows in layers for row in rows])
+    header = [COLUMNS[c][0] for c in columns]
+    right = [COLUMNS[c][1] for c in columns]
+    entries = _table(report, explain, depth, columns)
+    widths = [max([len(header[c])] + [len(row[c]) for rows, _ in entries for row in rows])
               for c in range(len(header))]
     line = lambda cells: "  ".join(  # noqa: E731
-        c.rjust(w) if i in (3, 4, 5) else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
+        c.rjust(w) if right[i] else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
     yield line(header)
     yield line(["-" * w for w in widths])
-    for r, rows in layers:
+    for rows, notes in entries:
         yield from map(line, rows)
         if explain:
-            yield from (f"    {note}" for note in r.notes)
+            yield from (f"    {note}" for note in notes)
     t = report.totals
     if t:
         yield ""
@@ -228,6 +308,9 @@ def _text(report, explain):
                f"{human(t.get('macs', 0))} MACs, {human(t.get('memory', 0), 'B')} of activations (float32)")
         if t.get("depth"):
             yield f"depth: {t['depth']} weight layers (convolutions, inner products) on the longest path"
+        if t.get("params"):
+            yield (f"  trainable {t['trainable_params']:,}, non-trainable {t['non_trainable_params']:,}; "
+                   f"parameters take {t['param_memory'] / 1e6:.2f} MB (float32)")
         for g in report.by_type:
             if g["params"] or g["macs"]:
                 yield (f"  {g['type']}: {human(g['params'])} params, {g['params_percent']}%; "
@@ -287,4 +370,4 @@ def _input_error(text, problem):
                         hint="write e.g. --input data=10,3,227,227 (a blob name, then positive integers)")
 
 
-__all__ = ["Report", "check", "parse_input", "parse_inputs", "human"]
+__all__ = ["Report", "check", "parse_input", "parse_inputs", "human", "field_text", "trainable"]

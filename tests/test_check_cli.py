@@ -103,7 +103,7 @@ def test_phase_stage_level_and_input(net, capsys):
 # -- the JSON document (docs/check-json.md) ---------------------------------------------------------
 
 TOP_KEYS = {"schema", "file", "state", "ok", "inputs", "outputs", "layers", "totals", "by_type",
-            "excluded", "errors", "warnings", "notices"}
+            "blocks", "excluded", "errors", "warnings", "notices"}
 LAYER_KEYS = {"name", "type", "line", "implicit", "bottoms", "tops", "in_place", "params", "macs",
               "memory", "receptive_field", "loss_weights", "notes"}
 ISSUE_KEYS = {"layer", "type", "line", "message", "hint"}
@@ -123,13 +123,14 @@ def test_json_schema(net, capsys):
     fc1, relu, split = doc["layers"][1:4]
     assert fc1 == {"name": "fc1", "type": "InnerProduct", "line": 3, "implicit": False, "bottoms": ["data"],
                    "tops": {"fc1": [2, 10]}, "in_place": [],
-                   "params": {"count": 490, "shapes": [[10, 48], [10]], "shared": []},
+                   "params": {"count": 490, "trainable": 490, "shapes": [[10, 48], [10]], "shared": []},
                    "macs": 960, "memory": 80,
                    "receptive_field": {"fc1": {"size": [4, 4], "stride": [4, 4], "whole_input": True}},
                    "loss_weights": [0.0], "notes": fc1["notes"]}
     assert relu["in_place"] == ["fc1"] and relu["memory"] == 0
     assert split["implicit"] is True and split["line"] == 4 and split["bottoms"] == ["fc1"]
-    assert set(doc["totals"]) == {"layers", "params", "macs", "memory", "depth"}
+    assert set(doc["totals"]) == {"layers", "params", "macs", "memory", "depth", "trainable_params",
+                                  "non_trainable_params", "param_memory"}
     assert doc["totals"]["params"] == 490 + 55 + 22 and doc["totals"]["layers"] == 6
     top = doc["by_type"][0]
     assert set(top) == {"type", "layers", "params", "params_percent", "macs", "macs_percent", "memory"}
@@ -164,7 +165,8 @@ def test_the_python_api_returns_the_same_report(net, capsys):
     from netspec.io import read_net
     half = netspec.check(read_net(path).param).totals      # the file's batch of 2 instead of 4
     assert half == {"layers": 5, "params": 545, "macs": report.totals["macs"] // 2,
-                    "memory": report.totals["memory"] // 2, "depth": 2}
+                    "memory": report.totals["memory"] // 2, "depth": 2, "trainable_params": 545,
+                    "non_trainable_params": 0, "param_memory": 4 * 545}
 
 
 def test_the_python_api_takes_a_netspec_too():

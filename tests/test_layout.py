@@ -18,11 +18,11 @@ FLOORS = [
     ("ops", "fillers"),
     ("layers",),
     ("graph",),
-    ("shapes", "depth", "report"),
+    ("shapes", "depth", "blocks", "report"),
     ("net",),
     ("solver",),
     ("training", "parallel"),
-    ("onnx", "compare", "draw", "html", "curves", "plot", "pycaffe"),
+    ("onnx", "compare", "draw", "html", "html_report", "curves", "plot", "pycaffe"),
     ("commands", "cli", "__main__"),
 ]
 FLOOR = {name: level for level, names in enumerate(FLOORS) for name in names}

@@ -38,7 +38,8 @@ def add_parser(subparsers):
                    help="train on these GPUs, one rank each ('0,1' or 'all', as Caffe's flag; the gradients "
                         "are summed through NCCL); several start under mpirun by themselves")
     p.add_argument("--log", help="also write the log to this file")
-    p.add_argument("--plot", help="write loss and accuracy curves to this PNG")
+    p.add_argument("--plot", metavar="PNG", help="write the training curves (loss, test outputs, learning "
+                   "rate) to this .png, .svg or .pdf (needs matplotlib: pip install 'netspec[plot]')")
     p.add_argument("--force", action="store_true",
                    help="replace an existing file of another kind at an output path the net or solver names")
     return p
@@ -104,8 +105,9 @@ def train(args, group=None, gpus=None):
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
             scores = trainer.solve(resume=args.snapshot)
         if args.plot and root:
-            from ..curves import plot_curves
-            plot_curves(args.plot, trainer.train_curve, trainer.test_curves, title=trainer.net.name)
+            from ..curves import Curves, plot_curves
+            plot_curves(args.plot, Curves(trainer.loss_curve, trainer.test_curves, trainer.lr_curve),
+                        title=trainer.net.name)
             log.info(f"Curves written to {args.plot}")
         if args.example and scores:
             accuracy = scores[0].get("accuracy")

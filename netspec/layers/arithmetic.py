@@ -15,6 +15,10 @@ class Eltwise(Layer):
     operands_agree = True
     bottoms = (2, None)
     P = caffe_pb2.EltwiseParameter
+    family = "join"
+
+    def describe(self):
+        return [self.P.EltwiseOp.Name(self.op)]
 
     def setup(self):
         p = self.lp.eltwise_param

@@ -58,6 +58,7 @@ class Layer:
     batch_statistics = False   # normalises with the batch's own statistics (BatchNorm in TRAIN)
     learnable = None        # per parameter blob, False where the solver must never update it
                             # (BatchNorm's running statistics); None: every blob learns
+    family = "other"        # for drawings: data, conv, pool, norm, fc, neuron, join, loss, metric, other
 
     def __init__(self, lp, phase=caffe_pb2.TEST):
         self.lp = lp
@@ -97,6 +98,10 @@ class Layer:
         """Spatial sliding window for receptive fields: a list of (kernel, stride, pad, dilation),
         one per spatial axis, or None for a layer that keeps each position where it is."""
         return None
+
+    def describe(self):
+        """The key parameters in a few words each (a drawing's node shows them)."""
+        return []
 
     def param_wanted(self, j):
         """Whether blob j's diff is wanted: always, unless the executor said otherwise."""

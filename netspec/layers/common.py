@@ -18,6 +18,10 @@ class InnerProduct(Layer):
     """y = x W^T + b over the axes from `axis` on, flattened to K inputs per item.
     Weight (num_output, K), or (K, num_output) with transpose; bias (num_output,)."""
     weight_layer = True     # counts in the papers' depth; its MACs per item are its connections
+    family = "fc"
+
+    def describe(self):
+        return [f"{self.num_output} out"]
 
     def setup(self):
         p = self.lp.inner_product_param

@@ -13,7 +13,7 @@ from ..ops.im2col import col2im, col_shape, im2col
 from ..ops.windows import Window, conv_out, deconv_out
 from ..utils import format_shape
 from .base import Layer, ParamBlob
-from .explain import axis_labels, explain_axes, explain_floor
+from .explain import axis_labels, explain_axes, explain_floor, window_words
 from .registry import layer
 
 TRAIN = caffe_pb2.TRAIN
@@ -51,6 +51,7 @@ class _ConvolutionBase(Layer):
     bottoms = (1, None)
     tops = (1, None)
     has_filters = True      # learnable weights (and bias): num_output must be set
+    family = "conv"
 
     def setup(self):
         p = self.param = self.lp.convolution_param
@@ -73,6 +74,15 @@ class _ConvolutionBase(Layer):
             self.fail("dilation must be positive (found 0)")
         self._windows = {}
         self._state = {}
+
+    def describe(self):
+        p = self.param
+        words = [f"{p.num_output} out"] if self.has_filters else []
+        try:
+            words.append(window_words(self.geometry(max(2, len(p.kernel_size)))))
+        except LayerError:
+            pass
+        return words + ([f"group {p.group}"] if p.group > 1 else [])
 
     def geometry(self, n):
         """The Window for n spatial axes (Caffe's repeated-field rules)."""

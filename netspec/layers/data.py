@@ -50,6 +50,7 @@ def _naming_file(error):
 class _Source(Layer):
     """A layer with no bottoms and no parameters: backward has nothing to do."""
     bottoms = (0, 0)
+    family = "data"
 
     def backward(self, xp, tops, propagate_down, bottoms):
         pass

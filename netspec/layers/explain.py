@@ -9,6 +9,14 @@ from ..ops.windows import conv_out, pool_out
 from ..utils import format_shape
 
 
+def window_words(win):
+    """'11x11 /4 pad 2' (and ' dil 2'): a drawing's words for a window; one number where axes agree."""
+    one = lambda v: str(v[0]) if len(set(v)) == 1 else "x".join(map(str, v))  # noqa: E731
+    words = "x".join(map(str, win.kernel)) + (f" /{one(win.stride)}" if set(win.stride) != {1} else "")
+    words += f" pad {one(win.pad)}" if any(win.pad) else ""
+    return words + (f" dil {one(win.dilation)}" if set(win.dilation) != {1} else "")
+
+
 def axis_labels(n):
     return {1: ("width",), 2: ("height", "width"), 3: ("depth", "height", "width")}.get(
         n, tuple(f"spatial axis {i}" for i in range(n)))

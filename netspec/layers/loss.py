@@ -117,6 +117,7 @@ class LossLayer(Layer):
     """Shared parts: two bottoms, a 0-d loss top, Caffe's first-dimension check."""
     label_bottom = 1
     loss = True
+    family = "loss"
     bottoms = (2, 2)
     tops = (1, 1)
 
@@ -483,6 +484,7 @@ class Accuracy(Layer):
     against the true class: it is a hit when fewer than top_k other classes score at least as
     high. Top 1 (optional): per-class accuracy. Not a loss; its gradient is zero."""
     label_bottom = 1
+    family = "metric"
     bottoms = (2, 2)
     tops = (1, 2)
 

@@ -24,6 +24,7 @@ def _in_place(bottoms, tops):
 class Neuron(Layer):
     """y = f(x) element by element. Subclasses give value(), and gradient() for backward."""
     needs_input = True      # gradient() reads x (kept in forward when the layer runs in place)
+    family = "neuron"
     has_backward = True
 
     def infer(self, bottoms, ctx):
@@ -313,6 +314,9 @@ class Dropout(Neuron):
     """TRAIN: zero each unit with probability dropout_ratio and scale the kept ones by
     1/(1 - ratio), so TEST is the identity. The mask is drawn from self.rng."""
     needs_input = False
+
+    def describe(self):
+        return [f"ratio {self.ratio:g}"]
 
     def setup(self):
         self.ratio = self.lp.dropout_param.dropout_ratio

@@ -17,6 +17,7 @@ class BatchNorm(Layer):
         var    = m / (m - 1) * batch_var + maf * var      (m values per channel)
     TEST (or use_global_stats) normalises with mean/factor and var/factor."""
     learnable = (False, False, False)   # the solver must never update these blobs
+    family = "norm"
 
     def setup(self):
         p = self.lp.batch_norm_param
@@ -96,6 +97,7 @@ class BatchNorm(Layer):
 class MVN(Layer):
     """Mean-variance normalisation of each item's channel (or whole item, across_channels):
     y = (x - mean) / (std + eps) with normalize_variance, else y = x - mean."""
+    family = "norm"
 
     def infer(self, bottoms, ctx):
         return [tuple(bottoms[0])]

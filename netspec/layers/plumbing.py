@@ -28,6 +28,7 @@ def pieces_along(array, blobs, axis):
 class Concat(Layer):
     """Joins bottoms along one axis; every other axis must agree."""
     operands_agree = True
+    family = "join"
     bottoms = (1, None)
 
     def setup(self):
@@ -63,6 +64,7 @@ class Concat(Layer):
 @layer("Slice")
 class Slice(Layer):
     """Cuts a bottom along one axis at slice_point(s), or into equal parts."""
+    family = "join"
     tops = (1, None)
 
     def setup(self):
@@ -111,6 +113,7 @@ class Slice(Layer):
 @layer("Split")
 class Split(Layer):
     """Copies one bottom to each top; the gradients of the copies add up."""
+    family = "join"
     tops = (1, None)
 
     def infer(self, bottoms, ctx):

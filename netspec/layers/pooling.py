@@ -8,7 +8,7 @@ from ..ops import pooling as pool_ops
 from ..ops.windows import Window, pool_out
 from ..utils import format_shape
 from .base import Layer
-from .explain import axis_labels, explain_axes, explain_pool, need_4d
+from .explain import axis_labels, explain_axes, explain_pool, need_4d, window_words
 from .registry import layer
 
 TRAIN = caffe_pb2.TRAIN
@@ -49,6 +49,13 @@ class Pooling(Layer):
     """MAX, AVE or STOCHASTIC pooling over 2-d maps, with Caffe's ceil rounding and pad clip
     (or round_mode: FLOOR), global_pooling, and MAX's optional second top (the argmax index)."""
     tops = (1, 2)
+    family = "pool"
+
+    def describe(self):
+        method = _pool_method_name(self.param.pool)
+        if self.param.global_pooling:
+            return [f"{method} global"]
+        return [f"{method} " + window_words(Window(self.kernel, self.stride, self.pad, (1, 1)))]
 
     def setup(self):
         p = self.param = self.lp.pooling_param

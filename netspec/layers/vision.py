@@ -15,6 +15,10 @@ LRNP = caffe_pb2.LRNParameter
 class LRN(Layer):
     """Local response normalisation, ACROSS_CHANNELS or WITHIN_CHANNEL, Caffe's formulas
     (see netspec.ops.lrn)."""
+    family = "norm"
+
+    def describe(self):
+        return [f"size {self.param.local_size}" + ("" if self.across else " within channel")]
 
     def setup(self):
         p = self.param = self.lp.lrn_param

@@ -54,7 +54,8 @@ class Trainer:
         self.losses, self.smoothed_loss = [], 0.0
         self.last_snapshot, self._lock = None, None
         self.prefix = snapshot_prefix(sp, solver_path, self.log)
-        self.train_curve, self.test_curves = [], {}      # for --plot
+        self.test_curves = {}                            # for --plot
+        self.loss_curve, self.lr_curve = [], []          # every iteration's loss and rate
         self.stop_requested = False
         self._describe_batch()
 
@@ -154,13 +155,14 @@ class Trainer:
             if self.parallel:       # Caffe's on_gradients_ready: sum over ranks, scale by 1/N
                 self.stop_requested = self.parallel.gradients_ready(self.stop_requested)
             self._smooth(loss, start_iter)
+            self.loss_curve.append((solver.iter, float(loss)))
             if display:
                 self.log.info(f"Iteration {solver.iter}, loss = {fmt(self.smoothed_loss)}")
                 self._log_outputs("Train", net, outputs)
-                self.train_curve.append((solver.iter, self.smoothed_loss))
             rate = solver.rate()
             if display:
                 self.log.info(f"Iteration {solver.iter}, lr = {fmt(rate)}")
+            self.lr_curve.append((solver.iter, float(rate)))
             solver.apply_update(rate)
             solver.iter += 1
             self._progress(rate, solver.iter - started_iter, time.monotonic() - started, stop_iter, images)
