@@ -58,6 +58,7 @@ class Layer:
     batch_statistics = False   # normalises with the batch's own statistics (BatchNorm in TRAIN)
     learnable = None        # per parameter blob, False where the solver must never update it
                             # (BatchNorm's running statistics); None: every blob learns
+    source_path = None      # the net file it was read from (set by the graph; a Python layer's module search)
 
     def __init__(self, lp, phase=caffe_pb2.TEST):
         self.lp = lp
@@ -87,6 +88,11 @@ class Layer:
         """The I/O a source layer's shape needs (a data layer's first record, its files' row
         shapes), done as a named step of the shape pass before infer(), which finds the answer
         in ctx.source. Nothing for layers that read no source."""
+        return None
+
+    def param_values(self):
+        """Arrays the layer set for its own parameter blobs (a Python layer's setup), aligned with
+        param_shapes(); None: the fillers' values."""
         return None
 
     def macs(self, bottoms, tops):
