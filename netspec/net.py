@@ -91,7 +91,7 @@ class Net:
         self.nodes = list(self.graph.nodes)
         # the executor's own layer objects: blobs, random streams and read positions live in
         # them, and the checked graph stays as the shape pass left it
-        self.layers = [type(n.layer)(n.lp, n.layer.phase) for n in self.nodes]
+        self.layers = [n.layer.for_executor() for n in self.nodes]
         self.layer_names = [layer.name for layer in self.layers]
         self.outputs = list(self.graph.outputs)
         # a data layer given an input shape is fed instead of read, as `netspec check --input` takes it

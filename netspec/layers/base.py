@@ -90,9 +90,16 @@ class Layer:
         in ctx.source. Nothing for layers that read no source."""
         return None
 
+    def for_executor(self):
+        """The executor's own instance of this layer (its blobs, random streams and read positions
+        live in it; the checked graph keeps the shape pass's)."""
+        twin = type(self)(self.lp, self.phase)
+        twin.source_path = self.source_path
+        return twin
+
     def param_values(self):
         """Arrays the layer set for its own parameter blobs (a Python layer's setup), aligned with
-        param_shapes(); None: the fillers' values."""
+        param_blobs(); None: the fillers' values."""
         return None
 
     def macs(self, bottoms, tops):

@@ -21,7 +21,7 @@ import numpy as np
 from ..blob import Blob
 from ..errors import LayerError, ShapeUnknown
 from ..utils import did_you_mean
-from .base import Layer
+from .base import Layer, ParamBlob
 from .registry import layer
 
 _NETSPEC_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -149,14 +149,27 @@ class Python(Layer):
             self._method("setup", bottom, top)
             self.set_up = True
             self.initial = [b.data.copy() for b in self.blobs]
+            self.blobs = []         # the executor makes the parameter Blobs (from these values)
         self._method("reshape", bottom, top)
         return [t.shape for t in top]
 
-    def param_shapes(self, bottoms):
-        return [a.shape for a in self.initial or ()]
+    def param_blobs(self, bottoms):
+        """The blobs setup() added (it runs here if the shape pass has not run it yet)."""
+        if not self.set_up and bottoms is not None and all(b is not None for b in bottoms):
+            try:
+                self.infer(bottoms, None)
+            except ShapeUnknown:        # said by the shape pass already; fed tops need no blobs
+                return []
+        return [ParamBlob(a.shape, None) for a in self.initial or ()]
 
-    def param_fillers(self):
-        return [None] * len(self.initial or ())
+    def for_executor(self):
+        """The executor's instance drives the same user object, set up once (as Caffe sets a layer
+        up once); the user's self.blobs are the executor's parameter Blobs from then on."""
+        twin = super().for_executor()
+        twin.user, twin.set_up, twin.initial = self.user, self.set_up, self.initial
+        if self.user is not None:
+            self.user.__dict__["_netspec_host"] = twin
+        return twin
 
     def param_values(self):
         return self.initial
