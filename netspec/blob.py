@@ -44,9 +44,11 @@ class Blob:
             raise ValueError(f"a {len(shape)}-d blob has no legacy num/channels/height/width accessors")
         return shape[axis] if axis < len(shape) else 1
 
-    def reshape(self, *shape):
+    def reshape(self, *shape, **kwargs):
         """Caffe's Blob::Reshape: the same values in the new shape when the count is unchanged,
         else new zeroed memory. The net does not know until it is reshaped itself."""
+        if kwargs:
+            raise RuntimeError("Blob.reshape takes no kwargs")     # pycaffe's error
         if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
             shape = tuple(shape[0])
         shape = tuple(int(d) for d in shape)

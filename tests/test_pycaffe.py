@@ -353,3 +353,31 @@ def test_no_caffe_module_outside_the_launcher(tmp_path):
                           env=dict(os.environ, PYTHONPATH=ROOT), cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "False"
+
+
+DET = """name: "det"
+layer { name: "data" type: "Input" top: "data" input_param { shape { dim: 2 dim: 3 dim: 8 dim: 8 } } }
+layer { name: "ip" type: "InnerProduct" bottom: "data" top: "ip"
+  inner_product_param { num_output: 3 weight_filler { type: "xavier" } } }
+layer { name: "prob" type: "Softmax" bottom: "ip" top: "prob" }
+"""
+
+
+def test_detector_windows_with_and_without_context(tmp_path):
+    from PIL import Image
+    (tmp_path / "det.prototxt").write_text(DET)
+    caffe.Net(str(tmp_path / "det.prototxt"), caffe.TEST).save(str(tmp_path / "w.caffemodel"))
+    Image.fromarray((np.random.default_rng(2).random((24, 30, 3)) * 255).astype(np.uint8)).save(tmp_path / "im.png")
+    windows = [(str(tmp_path / "im.png"), [(0, 0, 10, 12), (4, 6, 20, 28), (1, 1, 9, 9)])]
+    for pad in (None, 2):
+        det = caffe.Detector(str(tmp_path / "det.prototxt"), str(tmp_path / "w.caffemodel"), raw_scale=255,
+                             mean=np.array([100.0, 110.0, 120.0]), context_pad=pad)
+        found = det.detect_windows(windows)
+        assert [d["window"] for d in found] == windows[0][1]
+        assert all(d["prediction"].shape == (3,) and abs(d["prediction"].sum() - 1) < 1e-5 for d in found)
+
+
+def test_blob_reshape_refuses_keywords_as_pycaffe():
+    net = caffe.Net(LENET, caffe.TEST)
+    with pytest.raises(RuntimeError, match="no kwargs"):
+        net.blobs["data"].reshape(shape=(1, 1, 28, 28))

@@ -15,7 +15,7 @@ from .pycaffe import (  # noqa: F401
     get_solver, layer_type_list, set_device, set_mode_cpu, set_mode_gpu, set_random_seed)
 from .runtime import (  # noqa: F401
     Timer, has_nccl, init_log, log, set_multiprocess, set_solver_count, set_solver_rank, solver_count, solver_rank)
-from . import io  # noqa: F401,E402
+from . import io, proto  # noqa: F401,E402
 from .classifier import Classifier  # noqa: F401,E402
 from .detector import Detector  # noqa: F401,E402
 from .net_spec import NetSpec, layers, params, to_proto  # noqa: F401,E402
