@@ -83,7 +83,10 @@ def test_gpu_solver_without_gpu_names_the_cpu_command(run_dir, capsys):
     command = re.search(r"to train on the CPU: netspec (.*) \(or set", err).group(1)
     assert main(command.split()) == 0                               # the command given runs
     assert main(["train", "-solver", "solver.prototxt", "-gpu", "0"]) == 2
-    assert "to run on the CPU: netspec train --solver solver.prototxt --backend numpy" in capsys.readouterr().err
+    assert "--backend numpy" in capsys.readouterr().err
+    assert main(["time", "-model", "net.prototxt", "-iterations", "1", "-gpu", "0"]) == 2
+    assert "to run on the CPU: netspec time --model net.prototxt --iterations 1 --backend numpy" in \
+        capsys.readouterr().err
     assert main(["device_query", "-gpu", "0"]) == 2
     assert "no GPU to query" in capsys.readouterr().err
 

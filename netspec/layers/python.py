@@ -2,16 +2,19 @@
 
 python_param { module: "pyloss" layer: "EuclideanLossLayer" param_str: "..." } names a module
 found on sys.path, with the prototxt's folder and the working directory searched first, and a
-subclass of `caffe.Layer` in it. While netspec imports that module, its `import caffe` is
-netspec.pycaffe (sys.modules is put back afterwards, so a real pycaffe installed elsewhere is
-not shadowed). As in Caffe: the class is made with the LayerParameter, `param_str` and `phase`
+subclass of `caffe.Layer` in it. While netspec imports that module, an import hook makes its
+`import caffe` netspec.pycaffe, loaded then by the user's import (the hook is removed afterwards,
+so a real pycaffe installed elsewhere is not shadowed). As in Caffe: the class is made with the LayerParameter, `param_str` and `phase`
 are set, then setup(bottom, top) runs once; reshape(bottom, top) runs before every forward;
 backward(top, propagate_down, bottom); `self.blobs.add_blob(*shape)` adds a parameter blob the
 solver updates and snapshots save. The shape pass runs setup and reshape on zero-filled
 bottoms to learn the tops' shapes; a module that does not import leaves them unknown, with a
 warning, so that `netspec check` still checks the rest.
 """
+import contextlib
 import importlib
+import importlib.abc
+import importlib.util
 import os
 import sys
 import traceback
@@ -215,7 +218,6 @@ def import_user_module(name, source_path=None):
     working directory first), its `import caffe` resolving to netspec.pycaffe."""
     if name in sys.modules:
         return sys.modules[name]
-    from ..pycaffe.alias import caffe_alias       # at run time only: pycaffe is a client above
     first = [os.path.dirname(os.path.abspath(source_path))] if source_path else []
     first.append(os.getcwd())
     saved = list(sys.path)
@@ -225,6 +227,56 @@ def import_user_module(name, source_path=None):
             return importlib.import_module(name)
     finally:
         sys.path[:] = saved
+
+
+# -- `import caffe` as netspec.pycaffe ----------------------------------------------------------------
+# caffe's module names -> netspec's; the modules load only when the user's code imports them
+CAFFE_MODULES = {
+    "caffe": "netspec.pycaffe", "caffe.pycaffe": "netspec.pycaffe.pycaffe", "caffe.io": "netspec.pycaffe.io",
+    "caffe.draw": "netspec.pycaffe.draw", "caffe.classifier": "netspec.pycaffe.classifier",
+    "caffe.detector": "netspec.pycaffe.detector", "caffe.net_spec": "netspec.pycaffe.net_spec",
+    "caffe.coord_map": "netspec.pycaffe.coord_map", "caffe.proto": "netspec.pycaffe.proto",
+    "caffe.proto.caffe_pb2": "netspec.caffe_pb2",
+}
+
+
+class _CaffeFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    """An import hook: `import caffe...` gives the netspec module of CAFFE_MODULES."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name not in CAFFE_MODULES:
+            return None
+        return importlib.util.spec_from_loader(name, self)
+
+    def create_module(self, spec):
+        return importlib.import_module(CAFFE_MODULES[spec.name])
+
+    def exec_module(self, module):
+        pass        # already loaded under netspec's own name
+
+
+def install_caffe_alias():
+    """`caffe` is netspec.pycaffe from now on (the launcher's whole run); returns how to undo it."""
+    finder = _CaffeFinder()
+    saved = {n: sys.modules.pop(n) for n in list(sys.modules) if n in CAFFE_MODULES}
+    sys.meta_path.insert(0, finder)
+
+    def undo():
+        sys.meta_path.remove(finder)
+        for n in CAFFE_MODULES:
+            sys.modules.pop(n, None)
+        sys.modules.update(saved)
+    return undo
+
+
+@contextlib.contextmanager
+def caffe_alias():
+    """While the user's module imports: a real pycaffe installed elsewhere is put back afterwards."""
+    undo = install_caffe_alias()
+    try:
+        yield
+    finally:
+        undo()
 
 
 def _user_failure(what, error):

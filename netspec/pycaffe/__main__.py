@@ -17,8 +17,8 @@ def main(argv=None):
         print(USAGE, file=sys.stderr if not argv else sys.stdout)
         return 2 if not argv else 0
     from ..errors import NetspecError
-    from .alias import install
-    install()
+    from .alias import install_caffe_alias
+    install_caffe_alias()
     if argv[0] == "-m":
         if len(argv) < 2:
             print(USAGE, file=sys.stderr)

@@ -10,6 +10,7 @@ import numpy as np
 
 from ..dsl import Top  # noqa: F401
 from .. import layers as L
+from ..layers import LAYERS, convolution as _convolution, pooling as _pooling, vision as _vision
 
 PASS_THROUGH_LAYERS = ["AbsVal", "BatchNorm", "Bias", "BNLL", "Dropout", "Eltwise", "ELU", "Log", "LRN",
                        "Exp", "MVN", "Power", "ReLU", "PReLU", "Scale", "Sigmoid", "Split", "TanH", "Threshold"]
@@ -31,7 +32,7 @@ def _vector(values, default):
 def conv_params(fn):
     """(axis, stride, kernel extent, pad) of a Convolution, Deconvolution, Pooling or Im2col call."""
     lp = fn.lp
-    if fn.type == "Pooling":
+    if LAYERS.get(fn.type) is _pooling.Pooling:
         p = lp.pooling_param
         legacy = [f for f in ("pad_h", "pad_w", "kernel_h", "kernel_w", "stride_h", "stride_w") if p.HasField(f)]
         stride, kernel, pad, dilation, axis = [p.stride], [p.kernel_size], [p.pad], [1], 1
@@ -50,19 +51,33 @@ def crop_params(fn):
     return p.axis, _vector(p.offset, 0)
 
 
+def _conv_map(fn):
+    axis, stride, extent, pad = conv_params(fn)
+    return axis, 1 / stride, (pad - (extent - 1) / 2) / stride
+
+
+def _deconv_map(fn):
+    axis, stride, extent, pad = conv_params(fn)
+    return axis, stride, (extent - 1) / 2 - pad
+
+
+def _crop_map(fn):
+    axis, offset = crop_params(fn)
+    return axis - 1, 1, -offset          # the axis before the first cropped one: as conv maps count
+
+
+# the layer classes with a coordinate map (by class, as the registry hands them out)
+MAPS = {_convolution.Convolution: _conv_map, _convolution.Im2col: _conv_map, _pooling.Pooling: _conv_map,
+        _convolution.Deconvolution: _deconv_map, _vision.Crop: _crop_map}
+
+
 def coord_map(fn):
     """The (axis, a, b) of one layer call."""
-    if fn.type in ("Convolution", "Pooling", "Im2col"):
-        axis, stride, extent, pad = conv_params(fn)
-        return axis, 1 / stride, (pad - (extent - 1) / 2) / stride
-    if fn.type == "Deconvolution":
-        axis, stride, extent, pad = conv_params(fn)
-        return axis, stride, (extent - 1) / 2 - pad
+    cls = LAYERS.get(fn.type)
+    if cls in MAPS:
+        return MAPS[cls](fn)
     if fn.type in PASS_THROUGH_LAYERS:
         return None, 1, 0
-    if fn.type == "Crop":
-        axis, offset = crop_params(fn)
-        return axis - 1, 1, -offset          # the axis before the first cropped one: as conv maps count
     raise UndefinedMapException(f"no coordinate map for layer type {fn.type}")
 
 
@@ -81,7 +96,7 @@ def inverse(coord_map):
 
 def _bottoms(top):
     inputs = top.fn.inputs
-    return inputs[:1] if top.fn.type == "Crop" else inputs     # a Crop's reference input is not its source
+    return inputs[:1] if LAYERS.get(top.fn.type) is _vision.Crop else inputs     # a Crop's reference input is not its source
 
 
 def _maps_below(top):

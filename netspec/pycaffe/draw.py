@@ -12,14 +12,21 @@ def get_pooling_types_dict():
     return {v: k for k, v in caffe_pb2.PoolingParameter.PoolMethod.items()}
 
 
+def _params(layer):
+    """The layer's parameter messages, as its class names them."""
+    from ..layers import LAYERS
+    cls = LAYERS.get(layer.type)
+    return [getattr(layer, f) for f in (cls.param_fields if cls else ())]
+
+
 def get_edge_label(layer):
-    """What an edge out of the layer says: batch size of a Data layer, num_output of conv/ip."""
-    if layer.type == "Data":
-        return f"Batch {layer.data_param.batch_size}"
-    if layer.type in ("Convolution", "Deconvolution"):
-        return str(layer.convolution_param.num_output)
-    if layer.type == "InnerProduct":
-        return str(layer.inner_product_param.num_output)
+    """What an edge out of the layer says: a data layer's batch size, a layer's num_output."""
+    for p in _params(layer):
+        fields = p.DESCRIPTOR.fields_by_name
+        if "num_output" in fields:
+            return str(p.num_output)
+        if "batch_size" in fields and p.DESCRIPTOR.name == "DataParameter":
+            return f"Batch {p.batch_size}"
     return None
 
 
@@ -29,18 +36,15 @@ def _first(values, default):
 
 def get_layer_label(layer, rankdir):
     """'name (type)' with the window of a convolution or pooling layer."""
-    separator = " " if rankdir in ("TB", "BT") else "\\n"
-    head = f"{layer.name}{separator}({layer.type})"
-    if layer.type in ("Convolution", "Deconvolution"):
-        p = layer.convolution_param
-        words = (f"kernel size: {_first(p.kernel_size, 1)}", f"stride: {_first(p.stride, 1)}",
-                 f"pad: {_first(p.pad, 0)}")
-    elif layer.type == "Pooling":
-        p = layer.pooling_param
-        head = f"{layer.name}{separator}(Pooling {get_pooling_types_dict()[p.pool]})"
-        words = (f"kernel size: {p.kernel_size}", f"stride: {p.stride}", f"pad: {p.pad}")
-    else:
-        words = ()
+    separator = " " if rankdir in ("TB", "BT") else "\n"
+    head, words = f"{layer.name}{separator}({layer.type})", ()
+    for p in _params(layer):
+        if p.DESCRIPTOR.name == "ConvolutionParameter":
+            words = (f"kernel size: {_first(p.kernel_size, 1)}", f"stride: {_first(p.stride, 1)}",
+                     f"pad: {_first(p.pad, 0)}")
+        elif p.DESCRIPTOR.name == "PoolingParameter":
+            head = f"{layer.name}{separator}({layer.type} {get_pooling_types_dict()[p.pool]})"
+            words = (f"kernel size: {p.kernel_size}", f"stride: {p.stride}", f"pad: {p.pad}")
     return '"' + separator.join((head,) + words) + '"'
 
 

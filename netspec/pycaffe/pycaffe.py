@@ -285,7 +285,7 @@ class Net:
         if np.ndim(labels) == 1:
             labels = np.ascontiguousarray(np.asarray(labels)[:, None, None, None])
         layer = self._net.layers[0]
-        if layer.type != "MemoryData":
+        if not hasattr(layer, "set_input_arrays"):         # a MemoryData layer's
             raise RuntimeError("set_input_arrays may only be called if the first layer is a MemoryDataLayer "
                                f"(the first layer here, '{layer.name}', is {layer.type})")
         for name, array, shape in (("data array", data, layer.shape[1:]), ("labels array", labels, (1, 1, 1))):
