@@ -21,6 +21,9 @@ COMMANDS = [
     "time",
     "compare",
     "plot",
+    "device_query",
+    "extract_features",
+    "classify",
 ]
 
 
@@ -59,9 +62,11 @@ def main(argv=None):
 
 
 def _main(argv):
+    from .commands.caffe_flags import translate
     parser = build_parser()
+    argv = translate(sys.argv[1:] if argv is None else list(argv))     # Caffe's -flag spellings too
     args, extra = parser.parse_known_args(argv)
-    args.argv = list(sys.argv[1:] if argv is None else argv)     # a command that starts itself again (train -gpu)
+    args.argv = argv     # as translated: a command that starts itself again (train -gpu) sees netspec's spellings
     command_parser = getattr(args, "command_parser", parser)
     if extra:       # said by the subcommand, with its own usage line, not the top level's
         command_parser.error(unrecognized(command_parser, extra))

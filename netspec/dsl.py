@@ -98,6 +98,10 @@ class Top:
     def __repr__(self):
         return f"<Top {self.index} of {self.fn.type}>"
 
+    def to_proto(self):
+        """The NetParameter of this top and every layer it depends on."""
+        return to_proto(self)
+
 
 class Function:
     """One layer call: its type, bottoms and a LayerParameter filled (and checked) at once."""
@@ -217,6 +221,18 @@ class NetSpec:
             net.name = name
         net.layer.extend(emitter.done.values())
         return net
+
+
+def to_proto(*tops):
+    """The NetParameter of the layers the tops depend on, in dependency order (names generated)."""
+    emitter = _Emitter({})
+    for top in tops:
+        if not isinstance(top, Top):
+            raise NetspecError(f"to_proto takes layer calls' outputs, not {top!r}")
+        emitter.emit(top.fn)
+    net = caffe_pb2.NetParameter()
+    net.layer.extend(emitter.done.values())
+    return net
 
 
 def layer_call(type_name, param_fields):

@@ -46,3 +46,8 @@ class UnknownFieldError(NetspecError):
     def __init__(self, message, *, message_name, field_name, excerpt="", **where):
         super().__init__(message + excerpt, **where)
         self.message_name, self.field_name, self.excerpt = message_name, field_name, excerpt
+
+
+class ShapeUnknown(LayerError):
+    """A layer whose top shapes cannot be known here (a Python layer whose module does not
+    import): the shape pass warns and goes on with those shapes unknown; a Net refuses it."""

@@ -78,7 +78,7 @@ class Net:
 
     def __init__(self, model, weights=None, phase="TEST", backend="numpy", inputs=None, seed=None,
                  stages=(), level=0, dtype="float32"):
-        from .graph import build_graph, load_source, phase_value
+        from .graph import build_graph, load_source, mark_backward, phase_value
         self.xp = get_xp(backend)
         self.backend = "cupy" if self.xp is not np else "numpy"
         self.phase = phase_value(phase)
@@ -87,10 +87,11 @@ class Net:
         self.name = self.source.param.name
         self.graph = build_graph(self.source, phase=self.phase, stages=tuple(stages), level=level)
         self.shapes = self._infer(inputs)      # raises every error of the graph and shape pass
+        mark_backward(self.graph)              # again: a Python layer's blobs exist once the shape pass set it up
         self.nodes = list(self.graph.nodes)
         # the executor's own layer objects: blobs, random streams and read positions live in
         # them, and the checked graph stays as the shape pass left it
-        self.layers = [type(n.layer)(n.lp, n.layer.phase) for n in self.nodes]
+        self.layers = [n.layer.for_executor() for n in self.nodes]
         self.layer_names = [layer.name for layer in self.layers]
         self.outputs = list(self.graph.outputs)
         # a data layer given an input shape is fed instead of read, as `netspec check --input` takes it
@@ -121,7 +122,7 @@ class Net:
         """Blob shapes from the shape pass; every error it finds, together, as one NetspecError."""
         from .shapes import infer_shapes
         result = infer_shapes(self.graph, inputs=dict(inputs) if inputs else None, stats=False, suggest=False)
-        errors = list(result.errors)
+        errors = list(result.errors) + [r.unknown for r in result.layers if r.unknown]
         if len(errors) == 1:
             raise errors[0].to_error()
         if errors:
@@ -155,6 +156,7 @@ class Net:
         for node, layer in zip(self.nodes, self.layers):
             lp = node.lp
             blobs = layer.param_blobs(self._bottom_shapes(node))
+            values = layer.param_values()
             specs = param_specs(lp, len(blobs))
             layer.blobs = []
             for j, ((shape, filler), spec) in enumerate(zip(blobs, specs)):
@@ -164,7 +166,9 @@ class Net:
                     layer.blobs.append(self._share(spec, owner))
                     continue
                 shape = tuple(shape)
-                blob = Blob(fill(self.xp, rng, shape, filler, self.dtype), self.xp.zeros(shape, self.dtype))
+                data = self.xp.asarray(values[j], self.dtype).copy() if values is not None else \
+                    fill(self.xp, rng, shape, filler, self.dtype)
+                blob = Blob(data, self.xp.zeros(shape, self.dtype))
                 layer.blobs.append(blob)
                 slot = ParamSlot(blob, layer.name, j, 0.0 if statistics else spec.lr_mult, spec.decay_mult,
                                  spec.name, spec.HasField("lr_mult"), spec.HasField("decay_mult"))
@@ -209,6 +213,8 @@ class Net:
         As pycaffe: `blobs` names more blobs to return; `start`/`end` name the first and last
         layers to run (with `end`, the outputs are that layer's tops)."""
         self._feed(feeds)
+        if any(self.blobs[k].shape != self.shapes[k] for k in self.feedable):
+            self.reshape()          # an input Blob reshaped by hand (Blob.reshape), as Caffe's Forward follows it
         first, last = self._index(start, 0), self._index(end, len(self.steps) - 1)
         self._run(self.steps[first:last + 1], forward=True)
         self.loss = float(sum(w * self.xp.sum(blob.data) for blob, w in self.loss_tops))

@@ -11,7 +11,7 @@ from math import prod
 
 from . import caffe_pb2
 from . import depth as paper_numbers
-from .errors import LayerError, NetspecError
+from .errors import LayerError, NetspecError, ShapeUnknown
 from .findings import Findings, by_name, node_issue
 from .layers.base import ShapeContext
 from .utils import did_you_mean, format_shape
@@ -49,6 +49,7 @@ class LayerResult:
     macs: int = 0
     memory: int = 0                      # bytes of new activations (in-place and Split tops: 0)
     receptive_fields: dict = field(default_factory=dict)   # top -> ReceptiveField or None
+    unknown: object = None               # the Issue saying why the tops' shapes are unknown (ShapeUnknown)
 
     @property
     def name(self):
@@ -93,7 +94,7 @@ def infer_shapes(graph, inputs=None, *, stats=True, suggest=True):
     errors = list(graph.errors) + [e for r in results for e in r.errors]
     warnings = list(graph.warnings)
     for r in results:
-        warnings += [node_issue(graph, r.node, w) for w in r.warnings]
+        warnings += [node_issue(graph, r.node, w) for w in r.warnings] + ([r.unknown] if r.unknown else [])
     warnings += _wiring_warnings(graph)
     result = ShapeResult(graph, results, shapes, errors, warnings, sources=sources)
     _check_params(result)
@@ -149,6 +150,9 @@ def _propagate(graph, inputs, stop_at_error=False, sources=None):
         ctx = ShapeContext(node.layer.phase)
         try:
             tops = _infer(node, bottoms, ctx, inputs, sources)
+        except ShapeUnknown as e:
+            r.unknown = node_issue(graph, node, f"{e.message}; the shapes of its tops and of the layers "
+                                                "reading them are unknown, and not checked", e.hint)
         except (LayerError, NetspecError) as e:
             r.errors.append(node_issue(graph, node, e.message, e.hint))
         else:
@@ -198,6 +202,8 @@ def _call_infer(node, bottoms, ctx, sources):
                 sources[node.index] = node.layer.read_source()     # the pass's only I/O
             ctx.source = sources[node.index]
         tops = node.layer.infer(list(bottoms), ctx)
+    except ShapeUnknown:
+        raise
     except (LayerError, NetspecError) as e:
         if not node.bottoms:
             hint = _input_hint(node.tops[:1] if node.layer.labelled else node.tops)

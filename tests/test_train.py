@@ -79,7 +79,7 @@ def test_train_logs_in_caffes_format_and_snapshots(data, capsys):
     glog = re.compile(r"^[IWE]\d{4} \d\d:\d\d:\d\d\.\d{6} +\d+ \S+\] ")
     assert all(glog.match(line) for line in text.splitlines())          # what parse_log's time parser needs
     assert "] Solving tiny" in text and "] Optimization Done." in text
-    assert re.search(r"Iteration 5, loss = [\d.]+\n", text)
+    assert re.search(r"Iteration 5 \([\d.e+-]+ iter/s, [\d.e+-]+s/5 iters\), loss = [\d.]+\n", text)
     assert re.search(r"    Train net output #0: loss = [\d.]+ \(\* 1 = [\d.]+ loss\)", text)
     assert re.search(r"Iteration 5, lr = 0\.0499\d+", text)
     assert "Iteration 10, Testing net (#0)" in text and re.search(r"\] Test loss: [\d.]+\n", text)

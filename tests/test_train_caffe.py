@@ -82,7 +82,7 @@ def test_displayed_loss_is_the_mean_of_the_last_average_loss(data, capsys):
         f.write(text)
     assert main(["train", "--solver", solver, "--seed", "3"]) == 0
     out = capsys.readouterr().out
-    shown = {int(i): float(v) for i, v in re.findall(r"Iteration (\d+), loss = (\S+)\n", out)}
+    shown = {int(i): float(v) for i, v in re.findall(r"Iteration (\d+)(?: \([^)]*\))?, loss = (\S+)\n", out)}
     raw = [float(v) for v in re.findall(r"Train net output #0: loss = (\S+) ", out)]
     assert len(raw) == 9
     for it in range(9):

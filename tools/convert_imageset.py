@@ -25,6 +25,8 @@ def main(argv=None):
     ap.add_argument("--resize_width", type=int, default=0)
     ap.add_argument("--encoded", action="store_true", help="store encoded image bytes instead of raw pixels")
     ap.add_argument("--encode_type", default="", help="re-encode as this format (png, jpg)")
+    ap.add_argument("--check_size", "--check-size", action="store_true",
+                    help="check that every image has the same channels x height x width")
     ap.add_argument("--backend", default="lmdb", choices=["lmdb", "leveldb"], help="database to write (default lmdb)")
     args = ap.parse_args(argv)
     if bool(args.resize_height) != bool(args.resize_width):
@@ -34,7 +36,8 @@ def main(argv=None):
         entries = read_list(args.listfile)
         root = args.listfile if os.path.isdir(args.listfile) else args.root
         imageset_to_lmdb(root, entries, args.db, args.resize_height, args.resize_width, args.gray,
-                         args.encoded, args.encode_type, args.shuffle, args.seed, backend=args.backend)
+                         args.encoded, args.encode_type, args.shuffle, args.seed, backend=args.backend,
+                         check_size=args.check_size)
     except NetspecError as e:
         print(f"convert_imageset: error: {e}", file=sys.stderr)
         return 2

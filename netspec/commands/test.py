@@ -3,6 +3,7 @@ batch, then the averages over the iterations."""
 import numpy as np
 
 from ..errors import NetspecError
+from .caffe_flags import add_gpu_option, backend_of
 from ..utils import int32, nonnegative_int, split_stages
 
 
@@ -16,7 +17,8 @@ def add_parser(subparsers):
     p.add_argument("--phase", type=str.upper, choices=["TRAIN", "TEST"], default="TEST", help="net phase (default TEST)")
     p.add_argument("--stage", action="append", default=[], help="a net stage (repeatable or comma-separated)")
     p.add_argument("--level", type=int32, default=0, help="net level")
-    p.add_argument("--backend", choices=["numpy", "cupy"], default="numpy", help="array backend (default numpy)")
+    p.add_argument("--backend", choices=["numpy", "cupy"], default=None, help="array backend (default numpy)")
+    add_gpu_option(p)
     p.add_argument("--seed", type=nonnegative_int, default=None, help="random seed")
     p.add_argument("--log", help="also write the log to this file")
     p.add_argument("--force", action="store_true",
@@ -32,7 +34,7 @@ def run(args):
         raise NetspecError(f"--iterations must be at least 1, found {args.iterations}")
     log, net = Log(args.log, source="test.py"), None
     try:
-        net = Net(args.model, weights=args.weights, phase=args.phase, backend=args.backend,
+        net = Net(args.model, weights=args.weights, phase=args.phase, backend=backend_of(args),
                   seed=args.seed, stages=split_stages(args.stage), level=args.level)
         warn_unused_stages([net], log)
         log.info(f"Running for {args.iterations} iterations.")

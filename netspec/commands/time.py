@@ -10,6 +10,7 @@ import numpy as np
 
 from .. import caffe_pb2
 from ..errors import NetspecError
+from .caffe_flags import add_gpu_option, backend_of
 from ..utils import int32, nonnegative_int, split_stages
 
 
@@ -19,7 +20,8 @@ def add_parser(subparsers):
     p.add_argument("model", metavar="FILE", nargs="?", help="the net (.prototxt, .yaml, .json)")
     p.add_argument("--model", dest="model_option", metavar="FILE", help="the net, as `caffe time --model` takes it")
     p.add_argument("--iterations", "-n", type=int, default=50, help="timed iterations (default 50)")
-    p.add_argument("--backend", default="numpy", choices=["numpy", "cupy"], help="array backend (default numpy)")
+    p.add_argument("--backend", choices=["numpy", "cupy"], default=None, help="array backend (default numpy)")
+    add_gpu_option(p)
     p.add_argument("--phase", default="TRAIN", type=str.upper, choices=["TRAIN", "TEST"],
                    help="net phase (default TRAIN, as `caffe time`)")
     p.add_argument("--input", action="append", default=[], metavar="NAME=N,C,H,W",
@@ -131,7 +133,7 @@ def run(args):
     if args.iterations < 1:
         raise NetspecError(f"--iterations must be at least 1, found {args.iterations}")
     inputs = parse_inputs(args.input)
-    net = Net(model, phase=args.phase, backend=args.backend, inputs=inputs or None,
+    net = Net(model, phase=args.phase, backend=backend_of(args), inputs=inputs or None,
               seed=args.seed, stages=split_stages(args.stage), level=args.level)
     net.forward(**fill_inputs(net, np.random.default_rng(args.seed)))
     print(report(net, *measure(net, args.iterations)))

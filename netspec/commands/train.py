@@ -8,7 +8,10 @@ import numpy as np
 from .. import caffe_pb2
 from ..errors import NetspecError
 from ..utils import int32, nonnegative_int, split_stages
+from .caffe_flags import cpu_command
 from .test import warn_unused_stages
+
+EFFECTS = ("stop", "snapshot", "none")
 
 EXAMPLE_ITERATIONS = 300
 
@@ -37,6 +40,10 @@ def add_parser(subparsers):
     p.add_argument("-gpu", "--gpu", metavar="IDS",
                    help="train on these GPUs, one rank each ('0,1' or 'all', as Caffe's flag; the gradients "
                         "are summed through NCCL); several start under mpirun by themselves")
+    p.add_argument("--sigint-effect", "--sigint_effect", choices=EFFECTS, default="stop",
+                   help="what Ctrl-C (SIGINT) does: stop after the iteration (default, as Caffe), snapshot and go on, or none")
+    p.add_argument("--sighup-effect", "--sighup_effect", choices=EFFECTS, default="snapshot",
+                   help="what SIGHUP does: snapshot and go on (default, as Caffe), stop, or none")
     p.add_argument("--log", help="also write the log to this file")
     p.add_argument("--plot", metavar="PNG", help="write the training curves (loss, test outputs, learning "
                    "rate) to this .png, .svg or .pdf (needs matplotlib: pip install 'netspec[plot]')")
@@ -145,11 +152,14 @@ def _set_up(args, log, workdir, parallel, gpus):
     else:
         sp, solver_path = read_solver(args.solver, log), args.solver
         set_train_state(sp, args.level, args.stage, log)
-    backend = args.backend or _default_backend(sp, solver_path)
+    backend = args.backend or _default_backend(sp, solver_path, args)
     if parallel is not None and backend == "cupy":      # one GPU per rank
         from ..parallel.launcher import device_for, use_device
         use_device(device_for(parallel.group.local_rank, gpus))
     trainer = Trainer(sp, backend=backend, seed=args.seed, log=log, solver_path=solver_path, parallel=parallel)
+    trainer.sigint_effect, trainer.sighup_effect = args.sigint_effect, args.sighup_effect
+    if not args.example:            # the example prints its own check first
+        print_shapes(trainer, log)
     warn_unused_stages([trainer.net] + trainer.test_nets, log)
     for path in (args.weights.split(",") if args.weights else ()):
         fine_tune(trainer, path, args.weights_legacy_reshape, log)
@@ -198,7 +208,15 @@ def weights_table(rows):
     return "\n".join(lines)
 
 
-def _default_backend(sp, solver_path):
+def print_shapes(trainer, log):
+    """The train net's shape table, once (Caffe logs every top's shape as it sets the net up)."""
+    from ..report import check
+    net = trainer.net
+    report = check(net.source, phase="TRAIN", stages=net.graph.stages, level=net.graph.level)
+    log.info(f"Train net '{net.name}':\n" + report.format())
+
+
+def _default_backend(sp, solver_path, args=None):
     """A solver that says `solver_mode: GPU` asks for CuPy (an error where there is none, never a
     silent fallback); one that leaves solver_mode unset runs on NumPy."""
     if not (sp.HasField("solver_mode") and sp.solver_mode == caffe_pb2.SolverParameter.GPU):
@@ -208,7 +226,8 @@ def _default_backend(sp, solver_path):
         get_xp("cupy")
     except NetspecError as e:
         raise NetspecError(f"the solver asks for the GPU (solver_mode: GPU): {e.message}", file=solver_path,
-                           hint="pass --backend numpy to train on the CPU, or set solver_mode: CPU") from None
+                           hint=f"to train on the CPU: {cpu_command(args)} (or set solver_mode: CPU)" if args else
+                           "pass --backend numpy to train on the CPU, or set solver_mode: CPU") from None
     return "cupy"
 
 

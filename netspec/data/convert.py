@@ -47,10 +47,16 @@ def read_list(list_path, root=""):
 
 
 def imageset_to_lmdb(root, entries, out_path, height=0, width=0, gray=False, encoded=False,
-                     encode_type="", shuffle=False, seed=0, log=print, backend="lmdb"):
+                     encode_type="", shuffle=False, seed=0, log=print, backend="lmdb",
+                     check_size=False):
     """Images -> LMDB of Datums keyed "%08d_<path>", as convert_imageset: raw BGR pixels, or
-    encoded (the file's own bytes when no resize or re-encoding is needed)."""
+    encoded (the file's own bytes when no resize or re-encoding is needed). check_size: every
+    image must have the first one's channels x height x width (an error, nothing written)."""
     entries = list(entries)
+    if check_size and encoded:
+        raise NetspecError("check_size compares raw pixel sizes and cannot check encoded images",
+                           hint="leave out --encoded, or --check_size (Caffe aborts on this pair)")
+    first = []
     if shuffle:
         entries = [entries[i] for i in np.random.default_rng(seed).permutation(len(entries))]
 
@@ -73,12 +79,24 @@ def imageset_to_lmdb(root, entries, out_path, height=0, width=0, gray=False, enc
                 datum = caffe_pb2.Datum(data=encode_image(pixels, kind), label=label, encoded=True)
             else:
                 datum = array_to_datum(pixels, label)
+                if check_size:
+                    if not first:
+                        first.append((path, pixels.shape))
+                    if pixels.shape != first[0][1]:
+                        raise NetspecError(f"image {i + 1} ('{path}') is {_dims(pixels.shape)} but the first "
+                                           f"('{first[0][0]}') is {_dims(first[0][1])}",
+                                           hint="resize them all (--resize_height/--resize_width), or leave out "
+                                                "--check_size")
             if (i + 1) % 1000 == 0:
                 log(f"Processed {i + 1} files.")
             yield (b"%08d_" % i) + path.encode(), datum.SerializeToString()
     count = write_db(out_path, items(), backend)
     log(f"Processed {count} files.")
     return count
+
+
+def _dims(shape):
+    return " x ".join(str(d) for d in shape) + " (channels x height x width)"
 
 
 def _keeps_format(path, encode_type):

@@ -88,12 +88,16 @@ def resize_linear(chw, height, width):
     Caffe uses: each output pixel blends the 2 x 2 source pixels around its centre, with no
     smoothing when shrinking (Pillow's BILINEAR widens its filter then, and gives other
     values). Rounded to nearest; OpenCV's fixed-point weights may differ from it by 1."""
+    out = resize_linear_float(chw.astype(np.float32), height, width)
+    return np.clip(np.floor(out + 0.5), 0, 255).astype(np.uint8)
+
+
+def resize_linear_float(chw, height, width):
+    """float (C, H, W) -> (C, height, width), by the same rule, unrounded."""
     top, bottom, wy = _linear_taps(chw.shape[1], height)
     left, right, wx = _linear_taps(chw.shape[2], width)
-    x = chw.astype(np.float32)
-    rows = x[:, top] * (1 - wy)[:, None] + x[:, bottom] * wy[:, None]
-    out = rows[:, :, left] * (1 - wx) + rows[:, :, right] * wx
-    return np.clip(np.floor(out + 0.5), 0, 255).astype(np.uint8)
+    rows = chw[:, top] * (1 - wy)[:, None] + chw[:, bottom] * wy[:, None]
+    return rows[:, :, left] * (1 - wx) + rows[:, :, right] * wx
 
 
 def image_to_chw(pixels):

@@ -198,6 +198,7 @@ def _make_node(graph, index, lp, line, inputs=None):
     try:
         layer_class(lp.type)                    # an unknown type names the nearest known ones
         node.layer = cls(lp, lp.phase if lp.HasField("phase") else graph.phase)
+        node.layer.source_path = graph.path
     except (LayerError, NetspecError) as e:     # an unknown type, or parameters the layer refuses
         hint = e.hint
         if cls is not None and cls.is_input and lp.top:   # the caller may shape it (see _shaped_by_caller)

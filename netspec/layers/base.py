@@ -59,6 +59,7 @@ class Layer:
     learnable = None        # per parameter blob, False where the solver must never update it
                             # (BatchNorm's running statistics); None: every blob learns
     family = "other"        # for drawings: data, conv, pool, norm, fc, neuron, join, loss, metric, other
+    source_path = None      # the net file it was read from (set by the graph; a Python layer's module search)
 
     def __init__(self, lp, phase=caffe_pb2.TEST):
         self.lp = lp
@@ -88,6 +89,18 @@ class Layer:
         """The I/O a source layer's shape needs (a data layer's first record, its files' row
         shapes), done as a named step of the shape pass before infer(), which finds the answer
         in ctx.source. Nothing for layers that read no source."""
+        return None
+
+    def for_executor(self):
+        """The executor's own instance of this layer (its blobs, random streams and read positions
+        live in it; the checked graph keeps the shape pass's)."""
+        twin = type(self)(self.lp, self.phase)
+        twin.source_path = self.source_path
+        return twin
+
+    def param_values(self):
+        """Arrays the layer set for its own parameter blobs (a Python layer's setup), aligned with
+        param_blobs(); None: the fillers' values."""
         return None
 
     def macs(self, bottoms, tops):

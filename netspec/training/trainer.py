@@ -56,7 +56,8 @@ class Trainer:
         self.prefix = snapshot_prefix(sp, solver_path, self.log)
         self.test_curves = {}                            # for --plot
         self.loss_curve, self.lr_curve = [], []          # every iteration's loss and rate
-        self.stop_requested = False
+        self.stop_requested = self.snapshot_requested = False
+        self.sigint_effect, self.sighup_effect = "stop", "snapshot"     # Caffe's defaults
         self._describe_batch()
 
     # -- set-up notes --------------------------------------------------------------------------------
@@ -115,7 +116,7 @@ class Trainer:
         else:
             self._lock_prefix()
         start_iter = self.solver.iter
-        with _StopOnInterrupt(self):
+        with _Signals(self):
             self.step(sp.max_iter - self.solver.iter)
         if sp.snapshot_after_train and (not sp.snapshot or self.solver.iter % sp.snapshot != 0):
             self.snapshot()
@@ -142,6 +143,7 @@ class Trainer:
         images = self.batch_size() * sp.iter_size * self.ranks()
         started, started_iter = time.monotonic(), solver.iter
         wall, testing = time.monotonic(), 0.0
+        shown, shown_iter = time.monotonic(), solver.iter         # Caffe's iteration timer, reset at each display
         while solver.iter < stop_iter:
             net.clear_param_diffs()
             if self.root and sp.test_interval and solver.iter % sp.test_interval == 0 and \
@@ -157,7 +159,11 @@ class Trainer:
             self._smooth(loss, start_iter)
             self.loss_curve.append((solver.iter, float(loss)))
             if display:
-                self.log.info(f"Iteration {solver.iter}, loss = {fmt(self.smoothed_loss)}")
+                lapse = time.monotonic() - shown
+                per_s = (solver.iter - shown_iter) / (lapse or 1)
+                self.log.info(f"Iteration {solver.iter} ({fmt(per_s)} iter/s, {fmt(lapse)}s/{sp.display} iters), "
+                              f"loss = {fmt(self.smoothed_loss)}")
+                shown, shown_iter = time.monotonic(), solver.iter
                 self._log_outputs("Train", net, outputs)
             rate = solver.rate()
             if display:
@@ -166,7 +172,8 @@ class Trainer:
             solver.apply_update(rate)
             solver.iter += 1
             self._progress(rate, solver.iter - started_iter, time.monotonic() - started, stop_iter, images)
-            if sp.snapshot and solver.iter % sp.snapshot == 0:
+            if (sp.snapshot and solver.iter % sp.snapshot == 0) or self.snapshot_requested:
+                self.snapshot_requested = False
                 self.snapshot()
             if self.stop_requested:
                 break
@@ -269,28 +276,44 @@ class Trainer:
             net.close()
 
 
-class _StopOnInterrupt:
-    """Ctrl-C during training, as Caffe's default sigint_effect "stop": finish the iteration,
-    snapshot, and stop. A second Ctrl-C interrupts at once."""
+class _Signals:
+    """Caffe's -sigint_effect and -sighup_effect: "stop" finishes the iteration and stops (the
+    final snapshot is taken as at the end of training), "snapshot" snapshots after the iteration
+    and goes on, "none" ignores the signal. A second Ctrl-C while stopping interrupts at once."""
+    EFFECTS = ("stop", "snapshot", "none")
 
     def __init__(self, trainer):
-        self.trainer, self.previous = trainer, None
+        self.trainer, self.previous = trainer, {}
 
     def __enter__(self):
-        if threading.current_thread() is threading.main_thread():
-            self.previous = signal.signal(signal.SIGINT, self._handle)
+        if threading.current_thread() is not threading.main_thread():
+            return self
+        for name, effect in (("SIGINT", self.trainer.sigint_effect), ("SIGHUP", self.trainer.sighup_effect)):
+            number = getattr(signal, name, None)        # no SIGHUP on Windows
+            if number is not None:
+                self.previous[number] = signal.signal(number, self._handler(name, effect))
         return self
 
-    def _handle(self, signum, frame):
-        if self.trainer.stop_requested:
-            raise KeyboardInterrupt
-        self.trainer.stop_requested = True
-        self.trainer.log.warn("Interrupted: stopping after this iteration (Ctrl-C again to stop at once)")
-        signal.signal(signal.SIGINT, signal.default_int_handler)
+    def _handler(self, name, effect):
+        trainer = self.trainer
+
+        def handle(signum, frame):
+            if effect == "none":
+                return
+            if effect == "snapshot":
+                trainer.snapshot_requested = True
+                trainer.log.warn(f"{name}: a snapshot after this iteration, then training goes on")
+                return
+            if trainer.stop_requested and signum == signal.SIGINT:
+                raise KeyboardInterrupt
+            trainer.stop_requested = True
+            again = " (Ctrl-C again to stop at once)" if signum == signal.SIGINT else ""
+            trainer.log.warn(f"{name}: stopping after this iteration{again}")
+        return handle
 
     def __exit__(self, *exc):
-        if self.previous is not None:
-            signal.signal(signal.SIGINT, self.previous)
+        for number, previous in self.previous.items():
+            signal.signal(number, previous)
         return False
 
 

@@ -1,0 +1,35 @@
+"""caffe.Classifier: a TEST net with a Transformer, predicting class probabilities of images."""
+import numpy as np
+
+from ..data import images
+from . import io
+from .pycaffe import TEST, Net
+
+
+class Classifier(Net):
+    """Classifier(model_file, pretrained_file, image_dims=None, mean=None, input_scale=None,
+    raw_scale=None, channel_swap=None): images are resized to image_dims (default: the input's
+    size), then cropped to the input (the centre, or ten crops averaged with oversample)."""
+
+    def __init__(self, model_file, pretrained_file, image_dims=None, mean=None, input_scale=None,
+                 raw_scale=None, channel_swap=None):
+        Net.__init__(self, model_file, pretrained_file, TEST)
+        in_ = self.inputs[0]
+        self.transformer = io.Transformer({in_: self.blobs[in_].data.shape})
+        self.transformer.set_transpose(in_, (2, 0, 1))
+        if mean is not None:
+            self.transformer.set_mean(in_, mean)
+        if input_scale is not None:
+            self.transformer.set_input_scale(in_, input_scale)
+        if raw_scale is not None:
+            self.transformer.set_raw_scale(in_, raw_scale)
+        if channel_swap is not None:
+            self.transformer.set_channel_swap(in_, channel_swap)
+        self.crop_dims = np.array(self.blobs[in_].data.shape[2:])
+        self.image_dims = np.array(self.crop_dims if image_dims is None else image_dims)
+
+    def predict(self, inputs, oversample=True):
+        """N x C class probabilities for a list of H x W x K images (ten crops averaged, or the centre)."""
+        in_ = self.inputs[0]
+        return images.predict(lambda batch: self.forward_all(**{in_: batch})[self.outputs[0]], inputs,
+                              self.transformer, in_, self.image_dims, self.crop_dims, oversample)
