@@ -49,7 +49,7 @@ class Node:
 
     def in_place(self, j):
         """Top j overwrites bottom j (Caffe's only in-place form: same name, same index)."""
-        return j < len(self.bottoms) and self.tops[j] == self.bottoms[j]
+        return j < len(self.bottoms) and j < len(self.tops) and self.tops[j] == self.bottoms[j]
 
 
 @dataclass
