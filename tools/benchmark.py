@@ -308,7 +308,7 @@ def run_threads(threads, args):
                 runs[framework].append(measure(framework, name, threads, iters, args.warmup))
         if not header:
             print(f"netspec: {runs['netspec'][0]['about']}; PyTorch: {runs['torch'][0]['about']}")
-            print(f"{'workload':46s} {"netspec ms":>24s} {"PyTorch ms":>24s} {"ratio":>19s}  target")
+            print(f"{'workload':46s} {'netspec ms':>24s} {'PyTorch ms':>24s} {'ratio':>19s}  target")
             header = True
         ours = [m["median"] for m in runs["netspec"]]
         theirs = [m["median"] for m in runs["torch"]]
