@@ -1,12 +1,11 @@
 """Small helpers shared by every stage."""
 import argparse
-import difflib
 import os
-import tempfile
 
 
 def closest(name, candidates, n=3):
     """The candidates most like `name`, best first (for 'did you mean' hints)."""
+    import difflib
     return difflib.get_close_matches(str(name), [str(c) for c in candidates], n=n, cutoff=0.5)
 
 
@@ -29,6 +28,7 @@ def atomic_write(path, data):
     path = os.path.realpath(os.fspath(path))     # through a symbolic link: the link stays a link
     folder = os.path.dirname(path)
     mode = "wb" if isinstance(data, (bytes, bytearray, memoryview)) else "w"
+    import tempfile
     fd, tmp = tempfile.mkstemp(dir=folder, prefix="." + os.path.basename(path) + ".", suffix=".tmp")
     try:
         os.chmod(tmp, 0o666 & ~_umask())    # mkstemp makes 0600; give the file the usual mode
