@@ -236,13 +236,14 @@ def worker(args):
         about = f"torch {torch.__version__}, {torch.get_num_threads()} threads"
     for _ in range(args.warmup):
         iteration()
-    times = []
+    times, cpu = [], []
     for _ in range(args.iters):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         iteration()
         times.append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"times": times, "peak_mb": peak, "base_mb": base[0], "about": about}))
+    print(json.dumps({"times": times, "cpu": cpu, "peak_mb": peak, "base_mb": base[0], "about": about}))
 
 
 def profile(args):
@@ -277,6 +278,7 @@ def measure(framework, net, threads, iters, warmup):
         raise SystemExit(f"{framework} {net} failed:\n{done.stderr[-3000:]}")
     result = json.loads(done.stdout.strip().splitlines()[-1])
     result["median"] = statistics.median(result["times"])
+    result["cpu_median"] = statistics.median(result["cpu"])
     return result
 
 
@@ -319,6 +321,9 @@ def run_threads(threads, args):
             missed.append(name)
         print(f"{title:46s} {spread(ours, 1000):>24s} {spread(theirs, 1000):>24s} "
               f"{ratio:5.2f}x {spread(ratios, fmt='{:.2f}')[4:]:>12s}  <= {target:.1f}x {verdict}", flush=True)
+        cpu = [statistics.median(m["cpu_median"] for m in runs[f]) for f in ("netspec", "torch")]
+        print(f"{'':46s} {'CPU time: ' + format(1000 * cpu[0], '.1f'):>24s} {format(1000 * cpu[1], '.1f'):>24s} "
+              f"{cpu[0] / cpu[1]:5.2f}x  (all threads; robust to load at 1 thread)")
         memory.append((title, runs))
     print("peak RSS, MB: net + training step (peak minus the process after its imports), and the whole process")
     for title, runs in memory:
