@@ -187,3 +187,35 @@ def test_scratch_reuses_and_grows():
     c = scratch(np, "test", (10, 10), np.float32)
     assert c.shape == (10, 10)
     assert not np.shares_memory(scratch(np, "other", (2, 3), np.float32), c)
+
+
+@pytest.mark.parametrize("shape,o,kernel,stride,pad,dilation,group", [
+    ((3, 4, 9, 8), 6, (3, 3), (1, 1), (1, 1), (1, 1), 1),
+    ((2, 4, 11, 10), 4, (3, 2), (2, 1), (0, 1), (1, 2), 2),
+    ((2, 3, 6, 7), 3, (3, 3), (1, 1), (2, 2), (1, 1), 3),         # depthwise, taps that read only padding
+])
+def test_conv_batch_last_columns_match_the_batch_inner_layout(monkeypatch, shape, o, kernel, stride, pad,
+                                                              dilation, group):
+    """NumPy's two column layouts give the same forward, weight, bias and input gradients,
+    with columns kept from forward and recomputed."""
+    from netspec.ops import conv
+    rng = np.random.default_rng(4)
+    win = Window(kernel, stride, pad, dilation)
+    x = rng.standard_normal(shape)
+    w = rng.standard_normal((o, shape[1] // group) + kernel)
+    b = rng.standard_normal(o)
+    out_shape = win.out_shape(shape[2:])
+    dy = rng.standard_normal((shape[0], o) + out_shape)
+    results = []
+    for width in (0, 1000):                 # 0: never batch-last; 1000: always (batch > 1)
+        monkeypatch.setattr(conv, "BATCH_LAST_WIDTH", width)
+        for keep in (True, False):
+            col = np.full(col_shape(shape, win, out_shape), np.nan) if keep else None
+            y = np.full((shape[0], o) + out_shape, np.nan)
+            conv.conv_forward(np, x, w, b, win, group, y, col)
+            dw, db, dx = np.zeros_like(w), np.zeros_like(b), np.full(shape, np.nan)
+            conv.conv_backward(np, x, w, dy, win, group, col=col, dw=dw, db=db, dx=dx)
+            results.append((y, dw, db, dx))
+    for other in results[1:]:
+        for got, want in zip(other, results[0]):
+            np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-10)
