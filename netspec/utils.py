@@ -1,13 +1,12 @@
 """Small helpers shared by every stage."""
 import argparse
-import difflib
 import os
 import stat
-import tempfile
 
 
 def closest(name, candidates, n=3):
     """The candidates most like `name`, best first (for 'did you mean' hints)."""
+    import difflib
     return difflib.get_close_matches(str(name), [str(c) for c in candidates], n=n, cutoff=0.5)
 
 
@@ -44,6 +43,7 @@ def atomic_write(path, data):
     path = os.path.abspath(os.fspath(path))
     folder = os.path.dirname(path)
     mode = "wb" if isinstance(data, (bytes, bytearray, memoryview)) else "w"
+    import tempfile
     fd, tmp = tempfile.mkstemp(dir=folder, prefix="." + os.path.basename(path) + ".", suffix=".tmp")
     try:
         os.chmod(tmp, file_mode(path))      # mkstemp makes 0600

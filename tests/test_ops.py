@@ -91,6 +91,8 @@ def naive_pool(x, kernel, stride, pad, method):
     ((1, 2, 6, 9), (3, 3), (2, 2), (1, 1)),
     ((2, 1, 5, 7), (2, 3), (1, 2), (1, 1)),
     ((1, 2, 8, 8), (3, 3), (3, 3), (1, 1)),
+    ((2, 3, 7, 6), (3, 3), (1, 1), (1, 1)),        # stride 1: the flat-grid path
+    ((2, 2, 5, 5), (2, 3), (1, 1), (0, 1)),
 ])
 def test_pooling_matches_caffe_loops(shape, kernel, stride, pad):
     x = np.random.default_rng(1).permutation(np.prod(shape)).reshape(shape).astype(float)
@@ -99,6 +101,28 @@ def test_pooling_matches_caffe_loops(shape, kernel, stride, pad):
     y, _ = pooling.max_pool(np, x, win, out)
     np.testing.assert_array_equal(y, naive_pool(x, kernel, stride, pad, "max"))
     np.testing.assert_allclose(pooling.ave_pool(np, x, win, out), naive_pool(x, kernel, stride, pad, "ave"))
+
+
+@pytest.mark.parametrize("pad", [0, 1])
+def test_stride_1_max_pool_backward_routes_to_the_argmax(pad):
+    """The flat-grid path (stride 1) against Caffe's rule written out: each output's gradient
+    goes to the first maximum of its window (ties from a ReLU's zeros included)."""
+    rng = np.random.default_rng(3)
+    x = np.maximum(rng.standard_normal((2, 3, 6, 5)), 0)          # many tied zeros
+    win = window(3, 1, pad)
+    out = tuple(pool_out(s, 3, 1, pad) for s in x.shape[2:])
+    y, arg = pooling.max_pool(np, x, win, out)
+    dy = rng.standard_normal(y.shape)
+    dx = pooling.max_pool_backward(np, dy, arg, x.shape[2:], win)
+    want = np.zeros_like(x)
+    for n, c, i, j in itertools.product(*(range(d) for d in y.shape)):
+        hs, ws = i - pad, j - pad
+        cells = [(h, w) for h in range(hs, hs + 3) for w in range(ws, ws + 3)
+                 if 0 <= h < x.shape[2] and 0 <= w < x.shape[3]]
+        h, w = max(cells, key=lambda hw: (x[n, c, hw[0], hw[1]], -cells.index(hw)))
+        assert y[n, c, i, j] == x[n, c, h, w]
+        want[n, c, h, w] += dy[n, c, i, j]
+    np.testing.assert_allclose(dx, want)
 
 
 def test_max_pool_ties_go_to_the_first_element():
@@ -163,3 +187,35 @@ def test_scratch_reuses_and_grows():
     c = scratch(np, "test", (10, 10), np.float32)
     assert c.shape == (10, 10)
     assert not np.shares_memory(scratch(np, "other", (2, 3), np.float32), c)
+
+
+@pytest.mark.parametrize("shape,o,kernel,stride,pad,dilation,group", [
+    ((3, 4, 9, 8), 6, (3, 3), (1, 1), (1, 1), (1, 1), 1),
+    ((2, 4, 11, 10), 4, (3, 2), (2, 1), (0, 1), (1, 2), 2),
+    ((2, 3, 6, 7), 3, (3, 3), (1, 1), (2, 2), (1, 1), 3),         # depthwise, taps that read only padding
+])
+def test_conv_batch_last_columns_match_the_batch_inner_layout(monkeypatch, shape, o, kernel, stride, pad,
+                                                              dilation, group):
+    """NumPy's two column layouts give the same forward, weight, bias and input gradients,
+    with columns kept from forward and recomputed."""
+    from netspec.ops import conv
+    rng = np.random.default_rng(4)
+    win = Window(kernel, stride, pad, dilation)
+    x = rng.standard_normal(shape)
+    w = rng.standard_normal((o, shape[1] // group) + kernel)
+    b = rng.standard_normal(o)
+    out_shape = win.out_shape(shape[2:])
+    dy = rng.standard_normal((shape[0], o) + out_shape)
+    results = []
+    for width in (0, 1000):                 # 0: never batch-last; 1000: always (batch > 1)
+        monkeypatch.setattr(conv, "BATCH_LAST_WIDTH", width)
+        for keep in (True, False):
+            col = np.full(col_shape(shape, win, out_shape), np.nan) if keep else None
+            y = np.full((shape[0], o) + out_shape, np.nan)
+            conv.conv_forward(np, x, w, b, win, group, y, col)
+            dw, db, dx = np.zeros_like(w), np.zeros_like(b), np.full(shape, np.nan)
+            conv.conv_backward(np, x, w, dy, win, group, col=col, dw=dw, db=db, dx=dx)
+            results.append((y, dw, db, dx))
+    for other in results[1:]:
+        for got, want in zip(other, results[0]):
+            np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-10)

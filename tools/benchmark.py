@@ -1,38 +1,40 @@
 #!/usr/bin/env python
-"""CPU speed of netspec against PyTorch, measured in the same run with the same thread count.
+"""CPU speed of netspec against PyTorch, each framework in a process of its own.
 
-  python tools/benchmark.py [--threads N] [--repeats R] [--only lenet|alexnet] [--profile]
+  python tools/benchmark.py [--threads 2,1] [--rounds 3] [--iters N] [--only lenet,resnet50] [--quick]
 
-Two workloads, as Caffe's examples define them:
-  * LeNet training iteration: batch 64 of 1x28x28, forward + backward + SGD update
-    (momentum 0.9, weight decay 5e-4, bias lr_mult 2);
-  * AlexNet (Caffe's bvlc_alexnet: LRN, grouped convolutions, dropout) forward + backward,
-    batch 10 of 3x227x227.
-Prints the median time per iteration of each, and the ratio netspec / PyTorch (target: <= 1.5).
-Needs PyTorch (pip install torch); not a test: timings are never asserted.
+Every measurement is a fresh process that builds one net, warms up, and times `--iters`
+iterations; netspec and PyTorch processes alternate (the order swaps every round), so that
+neither framework's idle BLAS threads take the cores from the other and machine load falls
+on both alike. Printed per net: the median over rounds of each process's median iteration,
+the spread [min-max] over rounds, and the ratio netspec / PyTorch with its target.
+
+Workloads (the PyTorch twin is built from the same checked graph, see benchmark_torch.py):
+  lenet      LeNet training step: batch 64 of 1x28x28, forward + backward + SGD update
+  alexnet    Caffe's bvlc_alexnet (LRN, groups, dropout) forward + backward, batch 10, 227x227
+  resnet50   models/resnet-50 deploy net with a SoftmaxWithLoss, forward + backward, batch 8
+  googlenet  models/googlenet deploy net with a SoftmaxWithLoss, forward + backward, batch 8
+Also: `netspec train --example` throughput (LeNet, images/s, start-up excluded) and the peak
+RSS of each training-step process. Needs PyTorch; timings are never asserted anywhere.
 """
 import argparse
+import json
 import os
+import statistics
+import subprocess
 import sys
+import time
 
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
 
-def parse_args():
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[1])
-    p.add_argument("--threads", type=int, default=os.cpu_count(), help="threads for both (default: all cores)")
-    p.add_argument("--repeats", type=int, default=0, help="timed iterations (default: 20 LeNet, 5 AlexNet)")
-    p.add_argument("--only", choices=["lenet", "alexnet"], help="run one workload")
-    p.add_argument("--profile", action="store_true", help="cProfile netspec's iterations (top 25 by tottime)")
-    return p.parse_args()
-
-
-ARGS = parse_args()
-for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ[var] = str(ARGS.threads)      # before NumPy loads its BLAS
-
-import statistics  # noqa: E402
-import time  # noqa: E402
-
-import numpy as np  # noqa: E402
+# name: (title, batch, iterations, target ratio)
+NETS = {
+    "lenet": ("LeNet train step (64x1x28x28, fwd+bwd+SGD)", 64, 30, 1.0),
+    "alexnet": ("AlexNet fwd+bwd (10x3x227x227)", 10, 4, 0.9),
+    "resnet50": ("ResNet-50 fwd+bwd (8x3x224x224)", 8, 2, 1.0),
+    "googlenet": ("GoogLeNet fwd+bwd (8x3x224x224)", 8, 3, 1.0),
+}
 
 LENET = """
 name: "LeNet"
@@ -108,21 +110,54 @@ def alexnet_prototxt():
             + 'layer { name: "loss" type: "SoftmaxWithLoss" bottom: "fc8" bottom: "label" top: "loss" }\n')
 
 
-# -- netspec ---------------------------------------------------------------------------------
-
-def netspec_net(text):
+def net_param(name):
+    """The NetParameter of a workload, with an Input of its batch size and a loss."""
     from google.protobuf import text_format
 
-    import netspec
     from netspec import caffe_pb2
-    param = text_format.Parse(text, caffe_pb2.NetParameter())
-    return netspec.Net(param, phase="TRAIN", seed=0)
+    if name == "lenet":
+        return text_format.Parse(LENET, caffe_pb2.NetParameter())
+    if name == "alexnet":
+        return text_format.Parse(alexnet_prototxt(), caffe_pb2.NetParameter())
+    folder = {"resnet50": "resnet-50", "googlenet": "googlenet"}[name]
+    with open(os.path.join(ROOT, "models", folder, "deploy.prototxt")) as f:
+        param = text_format.Parse(f.read(), caffe_pb2.NetParameter())
+    batch = NETS[name][1]
+    for lp in param.layer:
+        if lp.type == "Input":          # data (N, 3, 224, 224) and a label (N,)
+            lp.input_param.shape[0].dim[0] = batch
+            lp.top.append("label")
+            lp.input_param.shape.add().dim.append(batch)
+        elif lp.type == "Softmax":      # the deploy net's prob -> the training loss
+            lp.type = "SoftmaxWithLoss"
+            lp.bottom.append("label")
+            lp.top[0] = "loss"
+    return param
 
+
+def inputs(name, shape):
+    import numpy as np
+    rng = np.random.default_rng(0)
+    classes = 10 if name == "lenet" else 1000
+    return (rng.uniform(0, 1, size=shape).astype(np.float32),
+            rng.integers(0, classes, size=shape[0]).astype(np.float32))
+
+
+def rss_mb():
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+# -- the worker processes ------------------------------------------------------------------
 
 class SGD:
     """Caffe's SGD step: diff += decay*data; history = momentum*history + lr*diff; data -= history."""
 
     def __init__(self, net, lr=0.01, momentum=0.9, weight_decay=5e-4):
+        import numpy as np
         self.net, self.lr, self.momentum, self.decay = net, lr, momentum, weight_decay
         self.history = [np.zeros_like(p.blob.data) for p in net.learnable_params]
 
@@ -135,129 +170,220 @@ class SGD:
             p.blob.data -= h
 
 
-def netspec_lenet(data, label):
-    net = netspec_net(LENET)
-    sgd = SGD(net)
+def netspec_iteration(name, base):
+    import netspec
+    param = net_param(name)
+    base.append(rss_mb())
+    net = netspec.Net(param, phase="TRAIN", seed=0)
+    data, label = inputs(name, net.blobs["data"].shape)
+    sgd = SGD(net) if name == "lenet" else None
 
     def iteration():
         net.clear_param_diffs()
         net.forward(data=data, label=label)
         net.backward()
-        sgd.step()
+        if sgd:
+            sgd.step()
     return iteration
 
 
-def netspec_alexnet(data, label):
-    net = netspec_net(alexnet_prototxt())
+def numpy_blas():
+    from threadpoolctl import threadpool_info
+    for pool in threadpool_info():
+        if pool.get("user_api") == "blas":
+            return (f"{pool.get('internal_api')} {pool.get('version')} ({pool.get('threading_layer', '?')}, "
+                    f"{pool.get('num_threads')} threads, {pool.get('architecture', '?')})")
+    return "no BLAS found by threadpoolctl"
 
-    def iteration():
-        net.clear_param_diffs()
-        net.forward(data=data, label=label)
-        net.backward()
-    return iteration
 
-
-# -- PyTorch -------------------------------------------------------------------------------
-
-def torch_lenet(data, label):
+def torch_iteration(name, base, threads):
     import torch
-    from torch import nn
-    model = nn.Sequential(
-        nn.Conv2d(1, 20, 5), nn.MaxPool2d(2, 2, ceil_mode=True),
-        nn.Conv2d(20, 50, 5), nn.MaxPool2d(2, 2, ceil_mode=True),
-        nn.Flatten(), nn.Linear(800, 500), nn.ReLU(inplace=True), nn.Linear(500, 10))
-    weights = [p for n, p in model.named_parameters() if n.endswith("weight")]
-    biases = [p for n, p in model.named_parameters() if n.endswith("bias")]
-    opt = torch.optim.SGD([{"params": weights}, {"params": biases, "lr": 0.02}],
-                          lr=0.01, momentum=0.9, weight_decay=5e-4)
-    x, y = torch.from_numpy(data), torch.from_numpy(label.astype(np.int64))
-    loss_fn = nn.CrossEntropyLoss()
 
-    def iteration():
-        opt.zero_grad()
-        loss_fn(model(x), y).backward()
-        opt.step()
-    return iteration
-
-
-def torch_alexnet(data, label):
-    import torch
-    from torch import nn
-    lrn = lambda: nn.LocalResponseNorm(5, alpha=1e-4, beta=0.75, k=1.0)  # noqa: E731  (Caffe's alpha/n form)
-    model = nn.Sequential(
-        nn.Conv2d(3, 96, 11, stride=4), nn.ReLU(inplace=True), lrn(), nn.MaxPool2d(3, 2, ceil_mode=True),
-        nn.Conv2d(96, 256, 5, padding=2, groups=2), nn.ReLU(inplace=True), lrn(), nn.MaxPool2d(3, 2, ceil_mode=True),
-        nn.Conv2d(256, 384, 3, padding=1), nn.ReLU(inplace=True),
-        nn.Conv2d(384, 384, 3, padding=1, groups=2), nn.ReLU(inplace=True),
-        nn.Conv2d(384, 256, 3, padding=1, groups=2), nn.ReLU(inplace=True), nn.MaxPool2d(3, 2, ceil_mode=True),
-        nn.Flatten(), nn.Linear(9216, 4096), nn.ReLU(inplace=True), nn.Dropout(0.5),
-        nn.Linear(4096, 4096), nn.ReLU(inplace=True), nn.Dropout(0.5), nn.Linear(4096, 1000))
-    x, y = torch.from_numpy(data), torch.from_numpy(label.astype(np.int64))
-    loss_fn = nn.CrossEntropyLoss()
+    from benchmark_torch import TorchNet
+    from netspec.graph import build_graph
+    from netspec.shapes import infer_shapes
+    torch.set_num_threads(threads)
+    base.append(rss_mb())
+    graph = build_graph(net_param(name), phase="TRAIN")
+    shapes = infer_shapes(graph, stats=False, suggest=False).blob_shapes
+    model = TorchNet(graph, shapes, train=True)
+    data, label = inputs(name, shapes["data"])
+    x, y = torch.from_numpy(data), torch.from_numpy(label.astype("int64"))
+    opt = None
+    if name == "lenet":     # Caffe's bias lr_mult 2; both get weight decay, as in the netspec SGD above
+        weights = [p for n, p in model.named_parameters() if n.endswith("weight")]
+        biases = [p for n, p in model.named_parameters() if n.endswith("bias")]
+        opt = torch.optim.SGD([{"params": weights}, {"params": biases, "lr": 0.02}],
+                              lr=0.01, momentum=0.9, weight_decay=5e-4)
 
     def iteration():
         model.zero_grad()
-        loss_fn(model(x), y).backward()
+        model(data=x, label=y)["loss"].backward()
+        if opt:
+            opt.step()
     return iteration
 
 
-# -- timing ----------------------------------------------------------------------------------
+def worker(args):
+    import resource
+    base = []
+    if args.worker == "netspec":
+        iteration = netspec_iteration(args.net, base)
+        about = numpy_blas()
+    else:
+        import torch
+        iteration = torch_iteration(args.net, base, args.threads[0])
+        about = f"torch {torch.__version__}, {torch.get_num_threads()} threads"
+    for _ in range(args.warmup):
+        iteration()
+    times, cpu = [], []
+    for _ in range(args.iters):
+        t0, c0 = time.perf_counter(), time.process_time()
+        iteration()
+        times.append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({"times": times, "cpu": cpu, "peak_mb": peak, "base_mb": base[0], "about": about}))
 
-def median_times(ours, theirs, repeats, warmup=2):
-    """Median seconds per iteration of each, timed alternately so that load from other
-    processes falls on both alike."""
-    for _ in range(warmup):
-        ours()
-        theirs()
-    times = ([], [])
-    for _ in range(repeats):
-        for fn, out in zip((ours, theirs), times):
-            t0 = time.perf_counter()
-            fn()
-            out.append(time.perf_counter() - t0)
-    return statistics.median(times[0]), statistics.median(times[1])
 
-
-def profile(iteration, repeats):
+def profile(args):
+    """cProfile netspec's iterations in this process (top 30 by tottime)."""
     import cProfile
     import pstats
+    iteration = netspec_iteration(args.net, [])
     iteration()
     prof = cProfile.Profile()
     prof.enable()
-    for _ in range(repeats):
+    for _ in range(args.iters):
         iteration()
     prof.disable()
-    pstats.Stats(prof).sort_stats("tottime").print_stats(25)
+    pstats.Stats(prof).sort_stats("tottime").print_stats(30)
 
 
-WORKLOADS = {
-    "lenet": ("LeNet train iteration (64x1x28x28, fwd+bwd+SGD)", (64, 1, 28, 28), 10, 20,
-              netspec_lenet, torch_lenet),
-    "alexnet": ("AlexNet forward+backward (10x3x227x227)", (10, 3, 227, 227), 1000, 5,
-                netspec_alexnet, torch_alexnet),
-}
+# -- the driver ----------------------------------------------------------------------------
+
+def child_env(threads):
+    env = dict(os.environ)
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        env[var] = str(threads)          # before NumPy loads its BLAS
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (ROOT, env.get("PYTHONPATH")) if p)
+    return env
+
+
+def measure(framework, net, threads, iters, warmup):
+    cmd = [sys.executable, os.path.abspath(__file__), "--worker", framework, "--net", net,
+           "--threads", str(threads), "--iters", str(iters), "--warmup", str(warmup)]
+    done = subprocess.run(cmd, env=child_env(threads), capture_output=True, text=True)
+    if done.returncode:
+        raise SystemExit(f"{framework} {net} failed:\n{done.stderr[-3000:]}")
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    result["median"] = statistics.median(result["times"])
+    result["cpu_median"] = statistics.median(result["cpu"])
+    return result
+
+
+def train_seconds(iterations, threads):
+    t0 = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "netspec.cli", "train", "--example", "--iterations", str(iterations)],
+                   env=child_env(threads), check=True, capture_output=True)
+    return time.perf_counter() - t0
+
+
+def spread(values, scale=1.0, fmt="{:.1f}"):
+    low, high = min(values) * scale, max(values) * scale
+    return fmt.format(statistics.median(values) * scale) + " [" + fmt.format(low) + "-" + fmt.format(high) + "]"
+
+
+def run_threads(threads, args):
+    print(f"\n== {threads} thread(s); {args.rounds} rounds of alternated processes; "
+          "median of each process's median iteration [min-max over rounds]")
+    header = False
+    missed = []
+    memory = []
+    for name in args.only:
+        title, _, iters, target = NETS[name]
+        iters = args.iters or (max(1, iters // 2) if args.quick else iters)
+        runs = {"netspec": [], "torch": []}
+        for r in range(args.rounds):
+            order = ("netspec", "torch") if r % 2 == 0 else ("torch", "netspec")
+            for framework in order:
+                runs[framework].append(measure(framework, name, threads, iters, args.warmup))
+        if not header:
+            print(f"netspec: {runs['netspec'][0]['about']}; PyTorch: {runs['torch'][0]['about']}")
+            print(f"{'workload':46s} {'netspec ms':>24s} {'PyTorch ms':>24s} {'ratio':>19s}  target")
+            header = True
+        ours = [m["median"] for m in runs["netspec"]]
+        theirs = [m["median"] for m in runs["torch"]]
+        ratios = [a / b for a, b in zip(ours, theirs)]
+        ratio = statistics.median(ours) / statistics.median(theirs)
+        verdict = "met" if ratio <= target else f"MISSED by {100 * (ratio / target - 1):.0f}%"
+        if ratio > target:
+            missed.append(name)
+        print(f"{title:46s} {spread(ours, 1000):>24s} {spread(theirs, 1000):>24s} "
+              f"{ratio:5.2f}x {spread(ratios, fmt='{:.2f}')[4:]:>12s}  <= {target:.1f}x {verdict}", flush=True)
+        cpu = [statistics.median(m["cpu_median"] for m in runs[f]) for f in ("netspec", "torch")]
+        print(f"{'':46s} {'CPU time: ' + format(1000 * cpu[0], '.1f'):>24s} {format(1000 * cpu[1], '.1f'):>24s} "
+              f"{cpu[0] / cpu[1]:5.2f}x  (all threads; robust to load at 1 thread)")
+        memory.append((title, runs))
+    print("peak RSS, MB: net + training step (peak minus the process after its imports), and the whole process")
+    for title, runs in memory:
+        cols = []
+        for framework in ("netspec", "torch"):
+            step = statistics.median(m["peak_mb"] - m["base_mb"] for m in runs[framework])
+            peak = statistics.median(m["peak_mb"] for m in runs[framework])
+            cols.append(f"{framework} {step:7.0f} ({peak:5.0f})")
+        print(f"  {title:46s} {cols[0]}   {cols[1]}")
+    if args.train:
+        short, long = (10, 60) if args.quick else (20, 120)
+        rates = []
+        for _ in range(args.rounds):
+            rates.append((long - short) * 64 / (train_seconds(long, threads) - train_seconds(short, threads)))
+        print(f"netspec train --example (LeNet, batch 64): {spread(rates, fmt='{:.0f}')} images/s "
+              f"(iterations {short}..{long}, start-up excluded)", flush=True)
+    return missed
+
+
+def parse_args():
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[1])
+    p.add_argument("--threads", default=None, help="comma-separated thread counts (default: all cores, then 1)")
+    p.add_argument("--rounds", type=int, default=3, help="alternated process pairs per net (default 3)")
+    p.add_argument("--iters", type=int, default=0, help="timed iterations per process (default: per net)")
+    p.add_argument("--warmup", type=int, default=1, help="untimed iterations per process (default 1)")
+    p.add_argument("--only", default=",".join(NETS), help=f"comma-separated workloads ({', '.join(NETS)})")
+    p.add_argument("--quick", action="store_true", help="1 round, half the iterations, one thread count")
+    p.add_argument("--no-train", dest="train", action="store_false", help="skip the `netspec train` figure")
+    p.add_argument("--profile", action="store_true", help="cProfile netspec on the --only net, in this process")
+    p.add_argument("--worker", choices=["netspec", "torch"], help=argparse.SUPPRESS)
+    p.add_argument("--net", choices=list(NETS), help=argparse.SUPPRESS)
+    args = p.parse_args()
+    args.only = [n.strip() for n in args.only.split(",") if n.strip()]
+    unknown = [n for n in args.only if n not in NETS]
+    if unknown:
+        p.error(f"unknown workload {', '.join(unknown)}; choose from {', '.join(NETS)}")
+    cores = os.cpu_count() or 1
+    args.threads = [int(t) for t in args.threads.split(",")] if args.threads else \
+        ([cores] if args.quick else sorted({cores, 1}, reverse=True))
+    if args.quick:
+        args.rounds = 1
+    return args
 
 
 def main():
-    import torch
-    torch.set_num_threads(ARGS.threads)
-    print(f"threads: {ARGS.threads} (NumPy BLAS and torch), numpy {np.__version__}, torch {torch.__version__}")
-    ratios = {}
-    for key, (title, shape, classes, repeats, ours, theirs) in WORKLOADS.items():
-        if ARGS.only and key != ARGS.only:
-            continue
-        repeats = ARGS.repeats or repeats
-        rng = np.random.default_rng(0)
-        data = rng.uniform(0, 1, size=shape).astype(np.float32)
-        label = rng.integers(0, classes, size=shape[0]).astype(np.float32)
-        mine = ours(data, label)
-        if ARGS.profile:
-            profile(mine, repeats)
-        t_ours, t_torch = median_times(mine, theirs(data, label), repeats)
-        ratios[key] = t_ours / t_torch
-        print(f"{title}: netspec {1000 * t_ours:.1f} ms, torch {1000 * t_torch:.1f} ms, "
-              f"ratio {ratios[key]:.2f}x (target <= 1.5x)")
-    return 0 if all(r <= 1.5 for r in ratios.values()) else 1
+    args = parse_args()
+    if args.worker:
+        worker(args)
+        return 0
+    if args.profile:
+        for var, value in child_env(args.threads[0]).items():
+            os.environ[var] = value
+        args.net, args.iters = args.only[0], args.iters or NETS[args.only[0]][2]
+        profile(args)
+        return 0
+    missed = []
+    for threads in args.threads:
+        missed += [f"{n} ({threads} threads)" for n in run_threads(threads, args)]
+    print("\nall targets met" if not missed else f"\ntargets missed: {', '.join(missed)}")
+    return 1 if missed else 0
 
 
 if __name__ == "__main__":

@@ -8,9 +8,7 @@ from dataclasses import dataclass, field
 
 from ..errors import NetspecError
 from ..utils import PROTO_LIMIT, atomic_write, read_regular
-from . import binary, structured, text
-from .json_reader import load_json
-from .yaml_reader import load_yaml
+from . import binary, text
 
 KINDS = binary.KINDS
 FORMATS = {
@@ -175,17 +173,27 @@ def parse_text(source, cls, fmt, path):
         return _checked(Loaded(message, path, fmt, found.positions, warnings))
     data = _load_structured(source, fmt, path)
     if data is not None and not isinstance(data, dict):
-        raise NetspecError(f"found {structured._describe(data)} at the top; expected a map of "
+        raise NetspecError(f"found {_structured()._describe(data)} at the top; expected a map of "
                            f"{cls.DESCRIPTOR.name} fields", file=path, line=1)
-    positions = structured.positions(data)
+    positions = _structured().positions(data)
     _check_kind(positions, cls, path)
-    message, warnings = structured.to_message(data, cls, path)
+    message, warnings = _structured().to_message(data, cls, path)
     return _checked(Loaded(message, path, fmt, positions, warnings))
+
+
+def _structured():
+    """YAML/JSON support, imported when a file needs it (PyYAML costs a text-only `check` ~15 ms)."""
+    from . import structured
+    return structured
 
 
 def _load_structured(source, fmt, path):
     """YAML or JSON text as Mapping/Sequence data."""
-    return load_yaml(source, path) if fmt == "yaml" else load_json(source, path)
+    if fmt == "yaml":
+        from .yaml_reader import load_yaml
+        return load_yaml(source, path)
+    from .json_reader import load_json
+    return load_json(source, path)
 
 
 def _fields(cls):
@@ -266,9 +274,9 @@ def dump(message, fmt, path="<output>"):
     if fmt == "binary":
         return binary.serialize(message, path)
     if fmt == "yaml":
-        return structured.format_yaml(message)
+        return _structured().format_yaml(message)
     if fmt == "json":
-        return structured.format_json(message)
+        return _structured().format_json(message)
     return text.format_message(message)
 
 

@@ -2,6 +2,7 @@
 import numpy as np
 
 from .. import caffe_pb2
+from ..ops import norm as norm_ops
 from ..utils import format_shape
 from .arrays import count
 from .base import Layer, ParamBlob
@@ -173,7 +174,7 @@ class Scale(_Broadcast):
         scale, bias = self._operands(bottoms)
         axis = self.operand_axis(x.shape, scale.shape)
         # the scale's gradient needs x, which running in place overwrites
-        self._saved_x = x.copy() if tops[0].data is x else None
+        self._saved_x = norm_ops.kept_copy(xp, getattr(self, "_saved_x", None), x) if tops[0].data is x else None
         xp.multiply(x, self.expand(scale.data, axis, x.ndim), out=tops[0].data)
         if bias is not None:
             tops[0].data += self.expand(bias.data, axis, x.ndim)
@@ -186,12 +187,14 @@ class Scale(_Broadcast):
         if bias is not None and self.param_wanted(len(self.blobs) - 1):
             bias.diff += self.reduce_to(dy, bias.shape, axis)
         if len(bottoms) == 1:
-            if self.param_wanted(0):
+            if self.param_wanted(0) and axis == 1 and scale.data.ndim == 1:    # per channel: no dy * x array
+                scale.diff += norm_ops.channel_dot(xp, dy.reshape(dy.shape[:2] + (-1,)), x.reshape(x.shape[:2] + (-1,)))
+            elif self.param_wanted(0):
                 scale.diff += self.reduce_to(dy * x, scale.shape, axis)
         elif propagate_down[1]:
             scale.diff[...] = self.reduce_to(dy * x, scale.shape, axis)
         if propagate_down[0]:
-            bottoms[0].diff[...] = dy * self.expand(scale.data, axis, x.ndim)
+            xp.multiply(dy, self.expand(scale.data, axis, x.ndim), out=bottoms[0].diff)
 
 
 @layer("Bias")

@@ -1,5 +1,6 @@
 """Normalisation over a batch or an item: BatchNorm (statistics only; a Scale follows) and MVN."""
 from .. import caffe_pb2
+from ..ops import norm as norm_ops
 from .arrays import count
 from .base import Layer, ParamBlob
 from .registry import layer
@@ -56,15 +57,14 @@ class BatchNorm(Layer):
 
     def forward(self, xp, bottoms, tops):
         x = self._grouped(bottoms[0].data)
+        y = self._grouped(tops[0].data)
         mean_blob, var_blob, factor_blob = (b.data for b in self.blobs)
         if self.use_global_stats:
             factor = factor_blob.reshape(-1)[:1]     # kept on the device: no sync per forward
             scale = 1 / xp.where(factor == 0, xp.inf, factor)     # a zero factor gives 0, as in Caffe
-            mean, var = mean_blob * scale, var_blob * scale
+            _, _, self._std = norm_ops.batch_norm_forward(xp, x, y, self.eps, mean_blob * scale, var_blob * scale)
         else:
-            mean = x.mean(axis=(0, 2))
-            centered = x - mean[:, None]
-            var = (centered * centered).mean(axis=(0, 2))
+            mean, var, self._std = norm_ops.batch_norm_forward(xp, x, y, self.eps)
             m = x.size // x.shape[1]
             factor_blob *= self.maf
             factor_blob += 1
@@ -72,12 +72,9 @@ class BatchNorm(Layer):
             mean_blob += mean
             var_blob *= self.maf
             var_blob += (m / (m - 1) if m > 1 else 1.0) * var
-        self._std = xp.sqrt(var + self.eps)[:, None]
-        y = self._grouped(tops[0].data)
-        xp.subtract(x, mean[:, None], out=y)
-        y /= self._std
         # later in-place layers (Scale, ReLU) overwrite the top: keep the normalised values
-        self._normalised = None if self.use_global_stats else y.copy()
+        self._normalised = None if self.use_global_stats else \
+            norm_ops.kept_copy(xp, getattr(self, "_normalised", None), y)
 
     def backward(self, xp, tops, propagate_down, bottoms):
         if not propagate_down[0]:
@@ -87,10 +84,7 @@ class BatchNorm(Layer):
         if self.use_global_stats:
             dx[...] = dy / self._std
             return
-        y = self._normalised
-        mean_dy = dy.mean(axis=(0, 2), keepdims=True)
-        mean_dy_y = (dy * y).mean(axis=(0, 2), keepdims=True)
-        dx[...] = (dy - mean_dy - mean_dy_y * y) / self._std
+        norm_ops.batch_norm_backward(xp, dy, self._normalised, self._std, dx)
 
 
 @layer("MVN")

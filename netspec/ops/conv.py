@@ -13,8 +13,10 @@ buffers (workspace.py).
 """
 import math
 
+import numpy
+
 from .gemm import matmul
-from .im2col import col2im, col_shape, im2col
+from .im2col import col2im, col2im_last, col_shape, col_shape_last, im2col, im2col_last
 from .workspace import scratch
 
 # Bytes of the stacked (M, K) products summed over the batch at a time (pointwise weight grad).
@@ -97,14 +99,35 @@ def conv_forward(xp, x, w, b, win, group, out, col=None):
                              scratch(xp, "col", col_shape(xs.shape, win, outs.shape[2:]), x.dtype))
 
 
+# Output width below which NumPy builds batch-last columns (see im2col.col_shape_last).
+BATCH_LAST_WIDTH = 32
+
+
+def _batch_last(xp, n, out_shape):
+    return xp is numpy and n > 1 and len(out_shape) > 0 and out_shape[-1] < BATCH_LAST_WIDTH
+
+
+def _last(xp, name, a):
+    """a (N, C, *s) copied into a scratch (C, *s, N) array."""
+    t = scratch(xp, name, a.shape[1:] + a.shape[:1], a.dtype)
+    t[...] = numpy.moveaxis(a, 0, -1)
+    return t
+
+
 def _columns_forward(xp, x, w, b, win, group, out, col):
     n, o = x.shape[0], w.shape[0]
-    out_shape = out.shape[2:]
-    im2col(xp, x, win, out_shape, col)
+    out_shape = tuple(out.shape[2:])
     rows = w[0].size                        # C/G * taps: one filter's inputs
     y = scratch(xp, "conv_y", (group, o // group, col.size // (group * rows)), x.dtype)
-    matmul(xp, w.reshape(group, o // group, rows), col.reshape(group, rows, -1), out=y)
-    y = y.reshape((o, n) + tuple(out_shape)).swapaxes(0, 1)
+    if _batch_last(xp, n, out_shape):
+        col = col.reshape(col_shape_last(x.shape, win, out_shape))
+        im2col_last(_last(xp, "x_last", x), win, out_shape, col)
+        matmul(xp, w.reshape(group, o // group, rows), col.reshape(group, rows, -1), out=y)
+        y = numpy.moveaxis(y.reshape((o,) + out_shape + (n,)), -1, 0)
+    else:
+        im2col(xp, x, win, out_shape, col)
+        matmul(xp, w.reshape(group, o // group, rows), col.reshape(group, rows, -1), out=y)
+        y = y.reshape((o, n) + out_shape).swapaxes(0, 1)
     if b is None:
         out[...] = y
     else:                                   # the transpose and the bias in one pass
@@ -136,7 +159,9 @@ def conv_backward(xp, x, w, dy, win, group, col=None, dw=None, db=None, dx=None)
 
 def _columns_backward(xp, x, w, dy, win, group, col, dw, dx):
     o, rows = w.shape[0], w[0].size
-    out_shape = dy.shape[2:]
+    out_shape = tuple(dy.shape[2:])
+    if _batch_last(xp, x.shape[0], out_shape):
+        return _columns_backward_last(xp, x, w, dy, win, group, col, dw, dx)
     dyt = _transposed(xp, "dy_t", dy).reshape(group, o // group, -1)
     if dw is not None:
         if col is None:
@@ -150,6 +175,27 @@ def _columns_backward(xp, x, w, dy, win, group, col, dw, dx):
         else:
             matmul(xp, wt, dyt, out=dcol.reshape(group, rows, -1))
         col2im(xp, dcol, x.shape, win, dx)
+
+
+def _columns_backward_last(xp, x, w, dy, win, group, col, dw, dx):
+    """_columns_backward with batch-last columns (what _columns_forward kept for this shape)."""
+    o, rows = w.shape[0], w[0].size
+    out_shape = tuple(dy.shape[2:])
+    shape = col_shape_last(x.shape, win, out_shape)
+    dyl = _last(xp, "dy_t", dy).reshape(group, o // group, -1)
+    if dw is not None:
+        if col is None:
+            col = im2col_last(_last(xp, "x_last", x), win, out_shape, scratch(xp, "col", shape, x.dtype))
+        dw += matmul(xp, dyl, col.reshape(group, rows, -1).swapaxes(1, 2)).reshape(w.shape)
+    if dx is not None:
+        dcol = scratch(xp, "dcol", shape, x.dtype)
+        wt = w.reshape(group, o // group, rows).swapaxes(1, 2)
+        if o == group:
+            xp.multiply(wt, dyl, out=dcol.reshape(group, rows, -1))
+        else:
+            matmul(xp, wt, dyl, out=dcol.reshape(group, rows, -1))
+        acc = scratch(xp, "x_last", x.shape[1:] + x.shape[:1], x.dtype)
+        dx[...] = numpy.moveaxis(col2im_last(dcol, win, acc), -1, 0)
 
 
 # -- deconvolution (the transpose of convolution) ------------------------------------------------

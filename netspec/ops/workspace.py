@@ -11,6 +11,7 @@ import threading
 import numpy
 
 _local = threading.local()
+_allocations = 0        # buffers made or grown so far (tests assert none in the steady state)
 
 
 def scratch(xp, name, shape, dtype):
@@ -23,6 +24,12 @@ def scratch(xp, name, shape, dtype):
     size = int(numpy.prod(shape, dtype=numpy.int64))
     buffer = buffers.get(key)
     if buffer is None or buffer.size < size:
+        global _allocations
+        _allocations += 1
         buffer = buffers[key] = xp.empty(size, dtype=dtype)
     return buffer[:size].reshape(shape)
 
+
+def allocations():
+    """How many scratch buffers have been made or grown in this process."""
+    return _allocations

@@ -1,0 +1,63 @@
+"""The executor's steady state allocates no workspace: after the first iterations every
+scratch buffer and every buffer a layer keeps for backward is reused."""
+import numpy as np
+from google.protobuf import text_format
+
+import netspec
+from netspec import caffe_pb2
+from netspec.ops import workspace
+
+NET = """
+layer { name: "data" type: "Input" top: "data" top: "label"
+  input_param { shape { dim: 4 dim: 2 dim: 12 dim: 12 } shape { dim: 4 } } }
+layer { name: "conv1" type: "Convolution" bottom: "data" top: "conv1"
+  convolution_param { num_output: 4 kernel_size: 3 pad: 1 weight_filler { type: "xavier" } } }
+layer { name: "bn1" type: "BatchNorm" bottom: "conv1" top: "conv1" }
+layer { name: "sc1" type: "Scale" bottom: "conv1" top: "conv1" scale_param { bias_term: true } }
+layer { name: "relu1" type: "ReLU" bottom: "conv1" top: "conv1" }
+layer { name: "pool1" type: "Pooling" bottom: "conv1" top: "pool1" pooling_param { pool: MAX kernel_size: 2 stride: 2 } }
+layer { name: "pool2" type: "Pooling" bottom: "pool1" top: "pool2"
+  pooling_param { pool: MAX kernel_size: 3 stride: 1 pad: 1 } }
+layer { name: "wide" type: "Convolution" bottom: "data" top: "wide"
+  convolution_param { num_output: 3 kernel_size: 1 weight_filler { type: "xavier" } } }
+layer { name: "conv2" type: "Convolution" bottom: "pool2" top: "conv2"
+  convolution_param { num_output: 5 kernel_size: 3 weight_filler { type: "xavier" } } }
+layer { name: "ip" type: "InnerProduct" bottom: "conv2" top: "ip"
+  inner_product_param { num_output: 3 weight_filler { type: "xavier" } } }
+layer { name: "ipw" type: "InnerProduct" bottom: "wide" top: "ipw"
+  inner_product_param { num_output: 3 weight_filler { type: "xavier" } } }
+layer { name: "sum" type: "Eltwise" bottom: "ip" bottom: "ipw" top: "sum" }
+layer { name: "loss" type: "SoftmaxWithLoss" bottom: "sum" bottom: "label" top: "loss" }
+"""
+
+
+def kept_buffers(net):
+    """Identities of the arrays layers keep between forward and backward."""
+    kept = []
+    for layer in net.layers:
+        state = getattr(layer, "_state", None)
+        if isinstance(state, dict):
+            kept += [id(c) for c in state.get("cols", {}).values()]
+        kept += [id(getattr(layer, name)) for name in ("_normalised", "_saved_x") if hasattr(layer, name)]
+    return kept
+
+
+def test_training_iterations_allocate_no_workspace_after_the_first():
+    net = netspec.Net(text_format.Parse(NET, caffe_pb2.NetParameter()), phase="TRAIN", seed=0)
+    rng = np.random.default_rng(0)
+    data = rng.standard_normal((4, 2, 12, 12)).astype(np.float32)
+    label = np.array([0, 1, 2, 1], dtype=np.float32)
+
+    def iteration():
+        net.clear_param_diffs()
+        net.forward(data=data, label=label)
+        net.backward()
+
+    iteration()
+    iteration()
+    before, kept = workspace.allocations(), kept_buffers(net)
+    assert before > 0 and len(kept) >= 4            # the net uses scratch and keeps buffers
+    for _ in range(3):
+        iteration()
+    assert workspace.allocations() == before
+    assert kept_buffers(net) == kept
