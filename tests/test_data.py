@@ -152,7 +152,7 @@ def test_data_layer_reads_in_order_and_wraps(db):
     seen = [run_forward(layer) for _ in range(3)]
     layer.close()
     from netspec.data import db as databases
-    assert not databases._open                      # the reading thread closed its database
+    assert not databases._handles._open                      # the reading thread closed its database
     order = np.arange(12) % 10
     np.testing.assert_array_equal(np.concatenate([s[0] for s in seen]), pixels[order] * np.float32(0.5))
     np.testing.assert_array_equal(np.concatenate([s[1] for s in seen]), order)

@@ -6,36 +6,14 @@ the reader wraps to the first record at the end, as Caffe's data layer does.
 import os
 import shutil
 import tempfile
-import threading
 
 from ..errors import NetspecError
+from .handles import SharedHandles
 
 MAP_SIZE = 1 << 40          # Caffe's LMDB map size (1 TB of address space, not of disk)
 
 
-_open = {}                  # realpath -> [environment, users]: LMDB allows one per process
-_open_lock = threading.Lock()
-
-
-def _acquire(path, what):
-    key = os.path.realpath(path)
-    with _open_lock:
-        entry = _open.get(key)
-        if entry is None:
-            entry = _open[key] = [open_lmdb(path, what), 0]
-        entry[1] += 1
-        return entry[0]
-
-
-def _release(path):
-    key = os.path.realpath(path)
-    with _open_lock:
-        entry = _open.get(key)
-        if entry is not None:
-            entry[1] -= 1
-            if entry[1] == 0:
-                entry[0].close()
-                del _open[key]
+_handles = SharedHandles()     # LMDB allows one environment per process
 
 
 def open_lmdb(path, what="database"):
@@ -56,10 +34,10 @@ class LMDBReader:
 
     def __init__(self, path, what="database"):
         self.path = path
-        self.env = _acquire(path, what)
+        self.env = _handles.acquire(path, lambda: open_lmdb(path, what))
         self.size = self.env.stat()["entries"]
         if self.size == 0:
-            _release(path)
+            _handles.release(path)
             raise NetspecError(f"{what} '{path}' is empty")
         self.txn = self.env.begin(buffers=False)
         self.cursor = self.txn.cursor()
@@ -89,7 +67,7 @@ class LMDBReader:
     def close(self):
         if self.env is not None:
             self.txn.abort()
-            _release(self.path)
+            _handles.release(self.path)
             self.env = None
 
 

@@ -9,12 +9,11 @@ folder share the handle.
 import os
 import shutil
 import tempfile
-import threading
 
 from ..errors import NetspecError
+from .handles import SharedHandles
 
-_open = {}                  # realpath -> [plyvel.DB, users]
-_open_lock = threading.Lock()
+_handles = SharedHandles()     # LevelDB may be open once per process
 
 
 def _plyvel():
@@ -30,35 +29,17 @@ def is_leveldb(path):
     return os.path.isfile(os.path.join(path, "CURRENT")) and not os.path.exists(os.path.join(path, "data.mdb"))
 
 
-def _acquire(path, what):
+def _open_leveldb(path, what):
     plyvel = _plyvel()
-    key = os.path.realpath(path)
-    with _open_lock:
-        entry = _open.get(key)
-        if entry is None:
-            if not os.path.isdir(path):
-                raise NetspecError(f"{what} '{path}' does not exist or is not a folder",
-                                   hint="convert your data first (tools/convert_imageset.py --backend leveldb), "
-                                        "or fix the path")
-            try:
-                db = plyvel.DB(path, create_if_missing=False)
-            except plyvel.Error as e:
-                raise NetspecError(f"cannot open {what} '{path}' as a LevelDB: {e}",
-                                   hint="another process may hold it open (LevelDB allows one)") from None
-            entry = _open[key] = [db, 0]
-        entry[1] += 1
-        return entry[0]
-
-
-def _release(path):
-    key = os.path.realpath(path)
-    with _open_lock:
-        entry = _open.get(key)
-        if entry is not None:
-            entry[1] -= 1
-            if entry[1] == 0:
-                entry[0].close()
-                del _open[key]
+    if not os.path.isdir(path):
+        raise NetspecError(f"{what} '{path}' does not exist or is not a folder",
+                           hint="convert your data first (tools/convert_imageset.py --backend leveldb), "
+                                "or fix the path")
+    try:
+        return plyvel.DB(path, create_if_missing=False)
+    except plyvel.Error as e:
+        raise NetspecError(f"cannot open {what} '{path}' as a LevelDB: {e}",
+                           hint="another process may hold it open (LevelDB allows one)") from None
 
 
 class LevelDBReader:
@@ -66,7 +47,7 @@ class LevelDBReader:
 
     def __init__(self, path, what="database"):
         self.path = path
-        self.db = _acquire(path, what)
+        self.db = _handles.acquire(path, lambda: _open_leveldb(path, what))
         self.snapshot = self.db.snapshot()      # a fixed view, as Caffe's iterator reads
         self.size = sum(1 for _ in self.snapshot.iterator(include_value=False))
         if self.size == 0:
@@ -98,7 +79,7 @@ class LevelDBReader:
 
     def _close(self):
         self.snapshot = None
-        _release(self.path)
+        _handles.release(self.path)
         self.db = None
 
     def close(self):
