@@ -121,7 +121,7 @@ def _by_type(layers, totals):
             continue
         g = groups.setdefault(r.type, {"type": r.type, "layers": 0, "params": 0, "macs": 0, "memory": 0})
         g["layers"] += 1
-        g["params"] += r.param_count
+        g["params"] += r.param_count or 0
         g["macs"] += r.macs
         g["memory"] += r.memory
     rows = sorted(groups.values(), key=lambda g: (-g["params"], -g["macs"], g["type"]))
@@ -150,8 +150,8 @@ def _layer_dict(r):
         "in_place": [t for j, t in enumerate(r.node.tops) if r.node.in_place(j)],
         "params": {"count": r.param_count, "shapes": [list(s) for s in r.param_shapes],
                    "shared": [{"index": j, "name": name, "owner": owner} for j, name, owner in r.shared]},
-        "macs": r.macs,
-        "memory": r.memory,
+        "macs": r.macs if r.counted else None,
+        "memory": r.memory if r.counted else None,
         "receptive_field": {t: (f.to_dict() if f else None) for t, f in r.receptive_fields.items()},
         "loss_weights": list(r.node.loss_weights),
         "notes": list(r.notes),
@@ -191,8 +191,10 @@ def _rows(r):
         shape = (format_shape(s) + (" (in place)" if r.node.in_place(k) else "")) if t else "-"
         output = f"{t}: {shape}" if len(tops) > 1 else shape
         if k == 0:
-            rows.append([r.name, r.type, output, human(r.param_count) if r.param_count else "",
+            rows.append([r.name, r.type, output, "?" if r.param_count is None else human(r.param_count) if r.param_count else "",
                          human(r.macs) if r.macs else "", human(r.memory, "B") if r.memory else ""])
+            if not r.counted and r.top_shapes and all(s is not None for s in r.top_shapes):
+                rows[-1][4:6] = ["?", "?"]
         else:
             rows.append(["", "", output, "", "", ""])
         rows[-1].append(_field_text(r.receptive_fields.get(t)))
@@ -223,9 +225,14 @@ def _text(report, explain):
     t = report.totals
     if t:
         yield ""
-        params = f"{t.get('params', 0):,} params" + (f" ({human(t['params'])})" if t.get("params", 0) >= 1000 else "")
+        low = lambda key: ">= " if key in t.get("lower_bound", ()) else ""  # noqa: E731
+        params = (f"{low('params')}{t.get('params', 0):,} params"
+                  + (f" ({human(t['params'])})" if t.get("params", 0) >= 1000 else ""))
         yield (f"total: {t.get('layers', 0)} layers, {params}, "
-               f"{human(t.get('macs', 0))} MACs, {human(t.get('memory', 0), 'B')} of activations (float32)")
+               f"{low('macs')}{human(t.get('macs', 0))} MACs, {low('memory')}{human(t.get('memory', 0), 'B')} "
+               "of activations (float32)")
+        if t.get("lower_bound"):
+            yield ("  (>=: layers with dimensions known only when the net runs, or with errors, are not counted)")
         if t.get("depth"):
             yield f"depth: {t['depth']} weight layers (convolutions, inner products) on the longest path"
         for g in report.by_type:

@@ -129,7 +129,8 @@ def test_json_schema(net, capsys):
                    "loss_weights": [0.0], "notes": fc1["notes"]}
     assert relu["in_place"] == ["fc1"] and relu["memory"] == 0
     assert split["implicit"] is True and split["line"] == 4 and split["bottoms"] == ["fc1"]
-    assert set(doc["totals"]) == {"layers", "params", "macs", "memory", "depth"}
+    assert set(doc["totals"]) == {"layers", "params", "macs", "memory", "depth", "lower_bound"}
+    assert doc["totals"]["lower_bound"] == []
     assert doc["totals"]["params"] == 490 + 55 + 22 and doc["totals"]["layers"] == 6
     top = doc["by_type"][0]
     assert set(top) == {"type", "layers", "params", "params_percent", "macs", "macs_percent", "memory"}
@@ -164,7 +165,7 @@ def test_the_python_api_returns_the_same_report(net, capsys):
     from netspec.io import read_net
     half = netspec.check(read_net(path).param).totals      # the file's batch of 2 instead of 4
     assert half == {"layers": 5, "params": 545, "macs": report.totals["macs"] // 2,
-                    "memory": report.totals["memory"] // 2, "depth": 2}
+                    "memory": report.totals["memory"] // 2, "depth": 2, "lower_bound": []}
 
 
 def test_the_python_api_takes_a_netspec_too():

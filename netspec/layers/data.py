@@ -7,11 +7,13 @@ the batch's index, so a resumed run sees exactly the batches the uninterrupted o
 data_state() and set_data_state() carry (seed, batches read) through a snapshot.
 """
 
+import os
+
 import numpy as np
 
 from .. import caffe_pb2
 from ..errors import LayerError, NetspecError
-from .base import Layer
+from .base import Layer, MissingSource
 from .registry import layer
 
 
@@ -132,6 +134,31 @@ class _Reading(_Source):
         shape = (batch_size,) + self._transformer().shape(item_shape)
         return [shape, (batch_size,)][:len(self.lp.top)]
 
+    def _need_files(self, *named):
+        """MissingSource for the first (what, path, folder) whose file is not there; a mean_file
+        too, since the transformer reads it."""
+        tp = self.lp.transform_param
+        if tp.HasField("mean_file"):
+            named += (("transform_param.mean_file", tp.mean_file, False),)
+        for what, path, folder in named:
+            if not (os.path.isdir(path) if folder else os.path.isfile(path)):
+                raise MissingSource(f"{what} '{path}' does not exist" + (" or is not a folder" if folder else ""),
+                                    "convert your data first (tools/convert_imageset.py, tools/convert_mnist_data.py,"
+                                    " tools/compute_image_mean.py), or fix the path")
+
+    def _shapes_without_source(self, ctx, channels, size, what):
+        """(N, C, H, W) and labels (N,) from the parameters alone: C and H x W as given, else None."""
+        tp = self.lp.transform_param
+        if tp.crop_size:
+            size, what = (tp.crop_size, tp.crop_size), "crop_size"
+        if channels is None:
+            channels = (3 if tp.force_color else 1 if tp.force_gray else
+                        len(tp.mean_value) if len(tp.mean_value) > 1 else None)
+        h, w = size or (None, None)
+        ctx.note(f"{self.batch_size} items (batch_size)" + (f", {h}x{w} from {what}" if size else ", size unknown")
+                 + (f", {channels} channels" if channels else ", channels unknown"))
+        return [(self.batch_size, channels, h, w), (self.batch_size,)][:len(self.lp.top)]
+
 
 def _order(n, epoch, seed, shuffle):
     """The order of the n records in a given pass over them (a fresh shuffle every pass)."""
@@ -166,9 +193,12 @@ class Data(_Reading):
         return self._first
 
     def read_source(self):
+        self._need_files(("data_param.source", self.source, True))
         return self._first_item().shape
 
     def infer(self, bottoms, ctx):
+        if ctx.source is None:
+            return self._shapes_without_source(ctx, None, None, None)
         return self._shapes(ctx.source, self.batch_size)
 
     def _reader(self):
@@ -249,12 +279,17 @@ class ImageData(_Reading):
                                hint="check image_data_param.root_folder and the paths in the list file") from None
 
     def read_source(self):
+        self._need_files(("image_data_param.source", self.lp.image_data_param.source, False))
         self._transformer()                 # reads the mean file, if any
         if self._first_shape is None:
             self._first_shape = _as_layer_error(lambda: self._read(self.lines()[0][0])).shape
         return self._first_shape
 
     def infer(self, bottoms, ctx):
+        if ctx.source is None:      # images are read as colour (3 channels) unless is_color is false
+            p = self.lp.image_data_param
+            size = (p.new_height, p.new_width) if p.new_height > 0 else None
+            return self._shapes_without_source(ctx, 3 if p.is_color else 1, size, "new_height/new_width")
         return self._shapes(ctx.source, self.batch_size)
 
     def producer(self):
@@ -325,10 +360,18 @@ class HDF5Data(_Reading):
         return self._files
 
     def read_source(self):
+        source = self.lp.hdf5_data_param.source
+        self._need_files(("hdf5_data_param.source", source, False))
+        with open(source) as f:
+            for path in f.read().split():
+                self._need_files((f"HDF5 file (listed in '{source}')", path, False))
         self.files()
         return self.row_shapes
 
     def infer(self, bottoms, ctx):
+        if ctx.source is None:      # only the files say how many axes each top has
+            ctx.note(f"{self.batch_size} rows (batch_size); the rows' shapes are in the files")
+            return [None] * len(self.lp.top)
         return [(self.batch_size,) + s for s in ctx.source]
 
     def producer(self):

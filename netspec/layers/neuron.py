@@ -24,6 +24,7 @@ def _in_place(bottoms, tops):
 class Neuron(Layer):
     """y = f(x) element by element. Subclasses give value(), and gradient() for backward."""
     needs_input = True      # gradient() reads x (kept in forward when the layer runs in place)
+    takes_unknown = True
     has_backward = True
 
     def infer(self, bottoms, ctx):

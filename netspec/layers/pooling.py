@@ -49,6 +49,7 @@ class Pooling(Layer):
     """MAX, AVE or STOCHASTIC pooling over 2-d maps, with Caffe's ceil rounding and pad clip
     (or round_mode: FLOOR), global_pooling, and MAX's optional second top (the argmax index)."""
     tops = (1, 2)
+    takes_unknown = True
 
     def setup(self):
         p = self.param = self.lp.pooling_param
@@ -101,6 +102,10 @@ class Pooling(Layer):
         padded = any(win.pad)
         overhang = []
         for label, size, k, s, p in zip(labels, shape[2:], win.kernel, win.stride, win.pad):
+            if size is None:
+                items.append(("? in -> ? out (the input size is known when the net runs)", True))
+                out.append(None)
+                continue
             size_out = pool_out(size, k, s, p, self.ceil_mode, padded)
             if size_out <= 0:
                 self.fail(f"{label}: kernel {k} is larger than the padded input {size} + 2*{p} = {size + 2 * p} "
