@@ -22,7 +22,8 @@ def depth(graph):
 
 def connections(r):
     """(connections, weights) of one item through a weight layer's result r, or None."""
-    if not _weighs(r.node) or not r.bottom_shapes or r.bottom_shapes[0] is None or not r.param_shapes:
+    if (not _weighs(r.node) or not r.bottom_shapes or r.bottom_shapes[0] is None or not r.param_shapes
+            or not r.counted or None in r.param_shapes[0]):
         return None
     batch = r.bottom_shapes[0][0] or 1
     weights = 1

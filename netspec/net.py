@@ -121,7 +121,8 @@ class Net:
     def _infer(self, inputs):
         """Blob shapes from the shape pass; every error it finds, together, as one NetspecError."""
         from .shapes import infer_shapes
-        result = infer_shapes(self.graph, inputs=dict(inputs) if inputs else None, stats=False, suggest=False)
+        result = infer_shapes(self.graph, inputs=dict(inputs) if inputs else None, stats=False, suggest=False,
+                              require_sources=True)
         errors = list(result.errors) + [r.unknown for r in result.layers if r.unknown]
         if len(errors) == 1:
             raise errors[0].to_error()

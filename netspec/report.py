@@ -138,7 +138,7 @@ def _by_type(layers, totals):
             continue
         g = groups.setdefault(r.type, {"type": r.type, "layers": 0, "params": 0, "macs": 0, "memory": 0})
         g["layers"] += 1
-        g["params"] += r.param_count
+        g["params"] += r.param_count or 0
         g["macs"] += r.macs
         g["memory"] += r.memory
     rows = sorted(groups.values(), key=lambda g: (-g["params"], -g["macs"], g["type"]))
@@ -150,7 +150,10 @@ def _by_type(layers, totals):
 
 def trainable(r):
     """Parameters of a layer the solver updates: not a blob the layer keeps fixed (BatchNorm's
-    statistics) nor one with lr_mult 0; a shared blob counts at its first owner."""
+    statistics) nor one with lr_mult 0; a shared blob counts at its first owner. 0 while a
+    blob's shape is not known (the layer's count is None then)."""
+    if r.param_count is None:
+        return 0
     layer, specs = r.node.layer, r.node.lp.param
     shared = {j for j, _, _ in r.shared}
     fixed = getattr(layer, "learnable", None) or ()
@@ -163,7 +166,7 @@ def _block_dict(b):
     last = b.units[-1].head
     return {"name": b.name, "layers": [r.name for r in b.layers],
             "output": {t: _shape_list(s) for t, s in zip(last.node.tops, last.top_shapes)},
-            "params": sum(r.param_count for r in b.layers), "trainable": sum(trainable(r) for r in b.layers),
+            "params": sum(r.param_count or 0 for r in b.layers), "trainable": sum(trainable(r) for r in b.layers),
             "macs": sum(r.macs for r in b.layers), "memory": sum(r.memory for r in b.layers)}
 
 
@@ -184,10 +187,10 @@ def _layer_dict(r):
         "bottoms": list(r.node.bottoms),
         "tops": {t: _shape_list(s) for t, s in zip(r.node.tops, r.top_shapes)},
         "in_place": [t for j, t in enumerate(r.node.tops) if r.node.in_place(j)],
-        "params": {"count": r.param_count, "trainable": trainable(r), "shapes": [list(s) for s in r.param_shapes],
+        "params": {"count": r.param_count, "trainable": None if r.param_count is None else trainable(r), "shapes": [list(s) for s in r.param_shapes],
                    "shared": [{"index": j, "name": name, "owner": owner} for j, name, owner in r.shared]},
-        "macs": r.macs,
-        "memory": r.memory,
+        "macs": r.macs if r.counted else None,
+        "memory": r.memory if r.counted else None,
         "receptive_field": {t: (f.to_dict() if f else None) for t, f in r.receptive_fields.items()},
         "loss_weights": list(r.node.loss_weights),
         "notes": list(r.notes),
@@ -250,7 +253,7 @@ def _block_row(b, columns):
     last = b.units[-1].layers[-1]
     top = last.node.tops[0] if last.node.tops else ""
     layers = b.layers
-    params, train = sum(r.param_count for r in layers), sum(trainable(r) for r in layers)
+    params, train = sum(r.param_count or 0 for r in layers), sum(trainable(r) for r in layers)
     cells = {"name": b.name, "type": f"block of {len(layers)}" if len(layers) > 1 else last.type,
              "output": format_shape(last.top_shapes[0]) if last.top_shapes else "-",
              "params": human(params) if params else "", "trainable": human(train) if params else "",
@@ -303,9 +306,14 @@ def _text(report, explain, depth=None, columns=DEFAULT_COLUMNS):
     t = report.totals
     if t:
         yield ""
-        params = f"{t.get('params', 0):,} params" + (f" ({human(t['params'])})" if t.get("params", 0) >= 1000 else "")
+        low = lambda key: ">= " if key in t.get("lower_bound", ()) else ""  # noqa: E731
+        params = (f"{low('params')}{t.get('params', 0):,} params"
+                  + (f" ({human(t['params'])})" if t.get("params", 0) >= 1000 else ""))
         yield (f"total: {t.get('layers', 0)} layers, {params}, "
-               f"{human(t.get('macs', 0))} MACs, {human(t.get('memory', 0), 'B')} of activations (float32)")
+               f"{low('macs')}{human(t.get('macs', 0))} MACs, {low('memory')}{human(t.get('memory', 0), 'B')} "
+               "of activations (float32)")
+        if t.get("lower_bound"):
+            yield ("  (>=: layers with dimensions known only when the net runs, or with errors, are not counted)")
         if t.get("depth"):
             yield f"depth: {t['depth']} weight layers (convolutions, inner products) on the longest path"
         if t.get("params"):

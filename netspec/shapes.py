@@ -13,7 +13,7 @@ from . import caffe_pb2
 from . import depth as paper_numbers
 from .errors import LayerError, NetspecError, ShapeUnknown
 from .findings import Findings, by_name, node_issue
-from .layers.base import ShapeContext
+from .layers.base import MissingSource, ShapeContext
 from .utils import did_you_mean, format_shape
 
 BYTES_PER_VALUE = 4          # float32 activations
@@ -44,7 +44,9 @@ class LayerResult:
     warnings: list = field(default_factory=list)
     errors: list = field(default_factory=list)          # Issues
     param_shapes: list = field(default_factory=list)
-    param_count: int = 0                 # learnable values this layer adds (shared ones once)
+    param_count: int = 0                 # learnable values this layer adds (shared ones once);
+                                         # None when a blob's shape holds an unknown dimension
+    counted: bool = True                 # macs and memory counted (False: unknown dimensions)
     shared: list = field(default_factory=list)          # (blob index, spec name, first owner)
     macs: int = 0
     memory: int = 0                      # bytes of new activations (in-place and Split tops: 0)
@@ -82,15 +84,17 @@ class ShapeResult(Findings):
         return by_name(self.layers, name)
 
 
-def infer_shapes(graph, inputs=None, *, stats=True, suggest=True):
+def infer_shapes(graph, inputs=None, *, stats=True, suggest=True, require_sources=False):
     """Run the shape pass. inputs: {blob: shape} for the tops of data and Input layers.
 
+    require_sources: a data layer whose source is missing is an error; else a warning, and its
+    tops are shaped from the net's parameters (batch_size, crop_size ...) with the rest unknown.
     stats: count params, MACs, memory and receptive fields. suggest: when operands of a
     multi-input layer disagree, search input sizes nearby for which the whole net is clean.
     """
     inputs = _check_inputs(graph, inputs)
     sources = {}
-    results, shapes = _propagate(graph, inputs, sources=sources)
+    results, shapes = _propagate(graph, inputs, sources=sources, required=require_sources)
     errors = list(graph.errors) + [e for r in results for e in r.errors]
     warnings = list(graph.warnings)
     for r in results:
@@ -130,9 +134,10 @@ def _check_inputs(graph, inputs):
     return normal
 
 
-def _propagate(graph, inputs, stop_at_error=False, sources=None):
+def _propagate(graph, inputs, stop_at_error=False, sources=None, required=False):
     """Walk the graph. sources: {node index: what its layer's read_source() gave}, filled as sources
-    are read, so a second walk (the clean-size search) reads no file again."""
+    are read, so a second walk (the clean-size search) reads no file again. required: a missing
+    source is an error (the executor needs the data), not a warning with tops shaped from the net."""
     shapes, results = {}, []
     sources = {} if sources is None else sources
     for node in graph.nodes:
@@ -140,16 +145,19 @@ def _propagate(graph, inputs, stop_at_error=False, sources=None):
         r = LayerResult(node, bottoms, [None] * len(node.tops))
         results.append(r)
         if node.layer is None or node.miscounted or any(b is None for b in bottoms):
-            continue            # already reported: the layer could not be made, its blob count is wrong,
-                                # or a bottom is unknown
+            rankless = [b for b in node.bottoms if b in shapes and shapes[b] is None]
+            if rankless and node.layer is not None and not node.miscounted:
+                r.notes = [f"not checked: not even the number of axes of {', '.join(map(repr, rankless))} "
+                           "is known before the net runs"]
+            continue            # else already reported: the layer could not be made, its blob count
+                                # is wrong, or a bottom failed
         unknown = [b for b, s in zip(node.bottoms, bottoms) if None in s]
-        if unknown and not getattr(node.layer, "takes_unknown", False):
-            r.notes = [f"not checked: it needs the dimensions of {', '.join(repr(b) for b in unknown)} "
-                       "that are known only when the net runs (shown as ?)"]
+        if unknown and not node.layer.takes_unknown:
+            _without_rule(r, shapes, unknown)
             continue
         ctx = ShapeContext(node.layer.phase)
         try:
-            tops = _infer(node, bottoms, ctx, inputs, sources)
+            tops = _infer(node, bottoms, ctx, inputs, sources, required)
         except ShapeUnknown as e:
             r.unknown = node_issue(graph, node, f"{e.message}; the shapes of its tops and of the layers "
                                                 "reading them are unknown, and not checked", e.hint)
@@ -161,18 +169,34 @@ def _propagate(graph, inputs, stop_at_error=False, sources=None):
                 shapes[t] = s
             _check_sizes(graph, r)
         r.notes, r.warnings = ctx.notes, ctx.warnings
+        if unknown and not r.errors:
+            r.notes.append(f"checks on the ? dimensions of {', '.join(map(repr, unknown))} wait for the run")
         if stop_at_error and r.errors:
             break
     return results, shapes
 
 
-def _infer(node, bottoms, ctx, inputs, sources):
+def _without_rule(r, shapes, unknown):
+    """A layer whose rule needs every dimension, with a bottom holding unknown ones: its checks
+    wait for the run; the tops that do not depend on them (a loss's scalar) are still given."""
+    names = ", ".join(repr(b) for b in unknown)
+    tops = r.node.layer.tops_when_unknown(r.bottom_shapes)
+    if tops is None:
+        r.notes = [f"not checked: its rule needs the dimensions of {names} that are known only when "
+                   "the net runs (shown as ?)"]
+        return
+    r.top_shapes = [tuple(s) for s in tops]
+    shapes.update(zip(r.node.tops, r.top_shapes))
+    r.notes = [f"its checks need the ? dimensions of {names}: they wait for the run"]
+
+
+def _infer(node, bottoms, ctx, inputs, sources, required):
     """The layer's rule, with --input shapes in place of a source layer's own."""
     given = [inputs.get(t) for t in node.tops]
     if node.bottoms or not any(given):
-        return _call_infer(node, bottoms, ctx, sources)
+        return _call_infer(node, bottoms, ctx, sources, required)
     try:
-        own = _call_infer(node, bottoms, ctx, sources)
+        own = _call_infer(node, bottoms, ctx, sources, required=True)
     except (LayerError, NetspecError) as e:
         given = _labels_beside(node, given)
         if all(given):
@@ -182,7 +206,7 @@ def _infer(node, bottoms, ctx, inputs, sources):
         raise LayerError(f"{e.message}; the shape of {', '.join(repr(m) for m in missing)} is still unknown",
                          _input_hint(missing)) from None
     for t, g, o in zip(node.tops, given, own):
-        if g and g != o:
+        if g and o is not None and g != o:
             ctx.note(f"{t}: {format_shape(g)} from --input (the file gives {format_shape(o)})")
     return [g or o for g, o in zip(given, own)]
 
@@ -195,12 +219,21 @@ def _labels_beside(node, given):
     return given
 
 
-def _call_infer(node, bottoms, ctx, sources):
+def _call_infer(node, bottoms, ctx, sources, required=False):
     try:
         if not node.bottoms:
             if node.index not in sources:
-                sources[node.index] = node.layer.read_source()     # the pass's only I/O
+                try:
+                    sources[node.index] = node.layer.read_source()     # the pass's only I/O
+                except MissingSource as e:
+                    sources[node.index] = e
             ctx.source = sources[node.index]
+            if isinstance(ctx.source, MissingSource):
+                missing, ctx.source = ctx.source, None
+                if required:
+                    raise missing
+                ctx.warn(f"{missing.message}: its tops are shaped from the net's parameters alone "
+                         "(? where they say nothing); the data is needed to train or test")
         tops = node.layer.infer(list(bottoms), ctx)
     except ShapeUnknown:
         raise
@@ -210,7 +243,8 @@ def _call_infer(node, bottoms, ctx, sources):
             raise LayerError(f"the shape of {', '.join(repr(t) for t in node.tops)} is unknown: {e.message}",
                              f"{e.hint}; or {hint}" if e.hint else hint) from None
         raise
-    tops = [tuple(None if d is None else int(d) for d in s) for s in tops]   # None: known at run time
+    tops = [None if s is None else tuple(None if d is None else int(d) for d in s)
+            for s in tops]                    # a None entry: known at run time; None: not even the rank
     if len(tops) != len(node.tops):
         raise LayerError(f"its shape rule gave {len(tops)} shapes for {len(node.tops)} tops")
     return tops
@@ -225,7 +259,7 @@ def _input_hint(tops):
 def _check_sizes(graph, r):
     """The fallback for sizes that reach zero or below, whatever rule let them through."""
     for t, s in zip(r.node.tops, r.top_shapes):
-        if any(d is not None and d <= 0 for d in s):
+        if s is not None and any(d is not None and d <= 0 for d in s):
             r.errors.append(_input_dim_issue(graph, r.node, t, s) if r.node.layer.is_input else
                             node_issue(graph, r.node, f"top '{t}' would be {format_shape(s)}: a size reached zero or below",
                                        "the input is too small for this stack of layers: give a larger input, "
@@ -270,21 +304,32 @@ def _wiring_warnings(graph):
 # -- statistics -------------------------------------------------------------------------------
 
 def _known(r):
-    return (r.node.layer is not None and r.top_shapes and all(s is not None and None not in s for s in r.top_shapes)
+    return (_shaped(r) and all(None not in s for s in r.top_shapes)
             and all(None not in s for s in r.bottom_shapes if s is not None))
+
+
+def _shaped(r):
+    """Its rule ran (its tops may still hold unknown entries)."""
+    return r.node.layer is not None and all(s is not None for s in r.top_shapes) and bool(r.top_shapes)
 
 
 def _count(result):
     fields = {}
     for r in result.layers:
         if not _known(r):
+            r.counted = False   # MACs and memory need every dimension; params, those of its blobs
             continue
         r.macs = int(r.node.layer.macs(r.bottom_shapes, r.top_shapes))
         r.memory = sum(BYTES_PER_VALUE * prod(s) for j, s in enumerate(r.top_shapes)
                        if not r.node.in_place(j) and not r.node.split)
         _receptive_fields(r, fields)
-    result.stats = {key: sum(getattr(r, attr) for r in result.layers)
+    result.stats = {key: sum(getattr(r, attr) or 0 for r in result.layers)
                     for key, attr in (("params", "param_count"), ("macs", "macs"), ("memory", "memory"))}
+    # a layer left out (unknown dimensions, or an error) makes the total a lower bound
+    result.stats["lower_bound"] = [key for key, left_out in
+                                   (("params", any(_params_left_out(r) for r in result.layers)),
+                                    ("macs", any(not r.counted for r in result.layers)),
+                                    ("memory", any(not r.counted for r in result.layers))) if left_out]
     result.stats["depth"] = paper_numbers.depth(result.graph)
     for r in result.layers:
         counted = paper_numbers.connections(r)
@@ -292,11 +337,18 @@ def _count(result):
             r.notes.append(f"{counted[0]} connections per item through {counted[1]} weights")
 
 
+def _params_left_out(r):
+    """Whether the layer may hold learnable values the count misses."""
+    if r.node.layer is None:
+        return True         # an unknown type: who knows
+    return r.param_count is None or (not _shaped(r) and bool(r.node.layer.param_blobs(None)))
+
+
 def _check_params(result):
     """Each layer's learnable blobs, checked against its ParamSpecs as Caffe's AppendParam does."""
     owners = {}
     for r in result.layers:
-        if _known(r):
+        if _shaped(r) and all(s is not None for s in r.bottom_shapes):
             _params(result, r, owners)
 
 
@@ -306,7 +358,8 @@ def _params(result, r, owners):
     decay_mult they give (the first one given stands for the blob)."""
     node = r.node
     try:
-        r.param_shapes = [tuple(int(d) for d in blob.shape) for blob in node.layer.param_blobs(r.bottom_shapes)]
+        r.param_shapes = [tuple(None if d is None else int(d) for d in blob.shape)
+                          for blob in node.layer.param_blobs(r.bottom_shapes)]
     except (LayerError, NetspecError) as e:
         _fail(result, r, e.message, e.hint)
         return
@@ -316,14 +369,17 @@ def _params(result, r, owners):
               f"give at most {len(r.param_shapes)} param {{ }} blocks")
     for j, shape in enumerate(r.param_shapes):
         name = specs[j].name if j < len(specs) else ""
+        if None in shape:
+            r.param_count = None        # known when the net runs, as the blob's shape
+            continue
         if not name:
-            r.param_count += prod(shape)
+            r.param_count = None if r.param_count is None else r.param_count + prod(shape)
             continue
         spec = specs[j]
         given = {f: getattr(spec, f) for f in MULTIPLIERS if spec.HasField(f)}
         if name not in owners:
             owners[name] = (node.name, shape, given)
-            r.param_count += prod(shape)
+            r.param_count = None if r.param_count is None else r.param_count + prod(shape)
             continue
         owner, owner_shape, multipliers = owners[name]
         r.shared.append((j, name, owner))

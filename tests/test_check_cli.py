@@ -130,7 +130,8 @@ def test_json_schema(net, capsys):
     assert relu["in_place"] == ["fc1"] and relu["memory"] == 0
     assert split["implicit"] is True and split["line"] == 4 and split["bottoms"] == ["fc1"]
     assert set(doc["totals"]) == {"layers", "params", "macs", "memory", "depth", "trainable_params",
-                                  "non_trainable_params", "param_memory"}
+                                  "non_trainable_params", "param_memory", "lower_bound"}
+    assert doc["totals"]["lower_bound"] == []
     assert doc["totals"]["params"] == 490 + 55 + 22 and doc["totals"]["layers"] == 6
     top = doc["by_type"][0]
     assert set(top) == {"type", "layers", "params", "params_percent", "macs", "macs_percent", "memory"}
@@ -166,7 +167,7 @@ def test_the_python_api_returns_the_same_report(net, capsys):
     half = netspec.check(read_net(path).param).totals      # the file's batch of 2 instead of 4
     assert half == {"layers": 5, "params": 545, "macs": report.totals["macs"] // 2,
                     "memory": report.totals["memory"] // 2, "depth": 2, "trainable_params": 545,
-                    "non_trainable_params": 0, "param_memory": 4 * 545}
+                    "non_trainable_params": 0, "param_memory": 4 * 545, "lower_bound": []}
 
 
 def test_the_python_api_takes_a_netspec_too():

@@ -6,7 +6,7 @@ from .. import dsl
 from ..utils import did_you_mean
 from .registry import LAYERS, create, layer, layer_class  # noqa: F401
 from . import (convolution, pooling, vision, neuron, common, plumbing, arithmetic,  # noqa: F401,E402
-               normalization, loss, data, recurrent, python, ssd, rcnn, forks)
+               normalization, loss, data, hdf5, recurrent, python, ssd, rcnn, forks)
 
 
 def __getattr__(name):

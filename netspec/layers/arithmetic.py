@@ -15,6 +15,7 @@ class Eltwise(Layer):
     """Elementwise PROD, SUM (with one coefficient per bottom) or MAX of same-shaped bottoms."""
     operands_agree = True
     bottoms = (2, None)
+    takes_unknown = True
     P = caffe_pb2.EltwiseParameter
     family = "join"
 
@@ -37,7 +38,7 @@ class Eltwise(Layer):
             self.fail("Eltwise needs bottoms of one shape: " + "; ".join(problems),
                       hint="make the branches agree (a projection shortcut, matching strides and pads), "
                            "or crop the larger one with a Crop layer")
-        return [tuple(bottoms[0])]
+        return [self.merged(bottoms)]
 
     def macs(self, bottoms, tops):
         return (len(bottoms) - 1) * count(tops[0])     # one op per element per extra operand
@@ -99,6 +100,7 @@ class _Broadcast(Layer):
     from axis on; 0: a scalar)."""
     operands_agree = True
     bottoms = (1, 2)
+    takes_unknown = True
     message = ""
 
     def operand_shape(self, bottoms):
@@ -118,7 +120,7 @@ class _Broadcast(Layer):
         if not operand:
             return 0        # a scalar: any axis would do
         axis = self.canonical_axis(getattr(self.lp, self.message).axis, len(shape))
-        if axis + len(operand) > len(shape) or tuple(shape[axis:axis + len(operand)]) != tuple(operand):
+        if axis + len(operand) > len(shape) or not self.same_shape(shape[axis:axis + len(operand)], operand):
             self.fail(f"the {self.type.lower()} operand {format_shape(operand)} does not match bottom {self.bottom_name(0)} "
                       f"({format_shape(shape)}) from axis {axis} on "
                       f"(axes {axis}..{axis + len(operand) - 1} are {format_shape(shape[axis:axis + len(operand)])})",

@@ -19,6 +19,11 @@ from ..errors import LayerError
 from ..utils import format_shape
 
 
+class MissingSource(LayerError):
+    """read_source() found no file where the layer's source should be. The shape pass then
+    shapes the tops from the parameters alone (infer() sees ctx.source None) and warns."""
+
+
 class ParamBlob(NamedTuple):
     shape: tuple        # None while the bottoms' shapes are not known
     filler: object      # caffe_pb2.FillerParameter
@@ -56,6 +61,8 @@ class Layer:
     label_bottom = None     # the bottom that holds labels (losses, Accuracy): not a gradient's way
     operands_agree = False  # several bottoms whose shapes must line up (Eltwise, Concat ...)
     batch_statistics = False   # normalises with the batch's own statistics (BatchNorm in TRAIN)
+    takes_unknown = False   # its rule handles unknown (None) entries in bottom shapes; other
+                            # layers with such a bottom are not checked (a note says why)
     learnable = None        # per parameter blob, False where the solver must never update it
                             # (BatchNorm's running statistics); None: every blob learns
     family = "other"        # for drawings: data, conv, pool, norm, fc, neuron, join, loss, metric, other
@@ -85,10 +92,17 @@ class Layer:
         in the file means Caffe's default, constant 0."""
         return []
 
+    def tops_when_unknown(self, bottoms):
+        """For a layer whose rule needs every dimension (takes_unknown False): the tops' shapes
+        that do not depend on the unknown ones (a loss is a scalar whatever its inputs), or None
+        when nothing can be said. Its checks then wait for the run."""
+        return None
+
     def read_source(self):
         """The I/O a source layer's shape needs (a data layer's first record, its files' row
         shapes), done as a named step of the shape pass before infer(), which finds the answer
-        in ctx.source. Nothing for layers that read no source."""
+        in ctx.source. Nothing for layers that read no source. Raises MissingSource when the
+        source is not there (then infer() gets ctx.source None)."""
         return None
 
     def for_executor(self):
@@ -149,8 +163,19 @@ class Layer:
                 continue
             problems += [f"axis {a}: bottom {self.bottom_name(i)} has {got}, bottom {self.bottom_name(0)} "
                          f"has {want} (off by {got - want:+d})"
-                         for a, (got, want) in enumerate(zip(shape, first)) if a != except_axis and got != want]
+                         for a, (got, want) in enumerate(zip(shape, first))
+                         if a != except_axis and got != want and None not in (got, want)]   # ?: run time
         return problems
+
+    @staticmethod
+    def merged(shapes):
+        """One shape from several that must agree: per axis the first known entry."""
+        return tuple(next((d for d in axis if d is not None), None) for axis in zip(*shapes))
+
+    @staticmethod
+    def same_shape(a, b):
+        """Equal on every axis both know (an unknown entry is checked when the net runs)."""
+        return len(a) == len(b) and all(x == y or None in (x, y) for x, y in zip(a, b))
 
     def top_count(self, default=1):
         return len(self.lp.top) or default

@@ -6,7 +6,8 @@ bottom diffs (and accumulates into parameter diffs). MACs count multiply-accumul
 import numpy as np
 
 from ..ops.gemm import matmul
-from .arrays import as_indices, count, scatter_add
+from ..utils import format_shape
+from .arrays import as_indices, count, count_or_none, scatter_add
 from ..ops.softmax import softmax
 from .base import Layer, ParamBlob
 from .registry import layer
@@ -22,6 +23,7 @@ class InnerProduct(Layer):
 
     def describe(self):
         return [f"{self.num_output} out"]
+    takes_unknown = True
 
     def setup(self):
         p = self.lp.inner_product_param
@@ -32,12 +34,15 @@ class InnerProduct(Layer):
 
     def _split(self, shape):
         axis = self.canonical_axis(self.lp.inner_product_param.axis, len(shape))
-        return axis, count(shape, 0, axis), count(shape, axis)
+        return axis, count_or_none(shape, 0, axis), count_or_none(shape, axis)
 
     def infer(self, bottoms, ctx):
         shape = tuple(bottoms[0])
         axis, _, k = self._split(shape)
-        if len(shape) - axis > 1:
+        if k is None:
+            ctx.note(f"K = {' * '.join(format_shape((d,)) for d in shape[axis:])} inputs, known when the net "
+                     f"runs (so is the weight's shape) -> {self.num_output} outputs")
+        elif len(shape) - axis > 1:
             ctx.note(f"K = {' * '.join(map(str, shape[axis:]))} = {k} inputs (axes {axis}..{len(shape) - 1} "
                      f"flattened) -> {self.num_output} outputs")
         return [shape[:axis] + (self.num_output,)]
@@ -78,6 +83,8 @@ class InnerProduct(Layer):
 @layer("Softmax")
 class Softmax(Layer):
     """y = exp(x) / sum(exp(x)) along `axis` (the max is subtracted first for stability)."""
+
+    takes_unknown = True
 
     def _axis(self, ndim):
         return self.canonical_axis(self.lp.softmax_param.axis, ndim)

@@ -52,6 +52,7 @@ class _ConvolutionBase(Layer):
     tops = (1, None)
     has_filters = True      # learnable weights (and bias): num_output must be set
     family = "conv"
+    takes_unknown = True
 
     def setup(self):
         p = self.param = self.lp.convolution_param
@@ -106,13 +107,17 @@ class _ConvolutionBase(Layer):
         if len(self.lp.top) and len(self.lp.top) != len(bottoms):
             self.fail(f"{self.type} gives one top per bottom: {len(bottoms)} bottoms but {len(self.lp.top)} tops")
         for b in bottoms[1:]:
-            if tuple(b) != tuple(bottoms[0]):
+            if not self.same_shape(tuple(b), tuple(bottoms[0])):
                 self.fail(f"all bottoms must have the same shape: {format_shape(bottoms[0])} vs {format_shape(b)}")
 
     def _group_check(self, channels):
         group, num_output = self.param.group, self.param.num_output
         if group < 1:
             self.fail("group must be at least 1")
+        if channels is None:        # only num_output can be checked before the net runs
+            if num_output % group:
+                self.fail(f"group {group} does not divide the {num_output} num_output")
+            return
         for what, count in (("input channels", channels), ("num_output", num_output)):
             if count % group:
                 near = _nearest_divisors(math.gcd(channels, num_output), group)
@@ -127,6 +132,10 @@ class _ConvolutionBase(Layer):
         items, out = [], []
         for label, size, k, s, p, d in zip(labels, in_spatial, *win):
             extent = d * (k - 1) + 1
+            if size is None:
+                items.append(("? in -> ? out (the input size is known when the net runs)", True))
+                out.append(None)
+                continue
             size_out = conv_out(size, k, s, p, d)
             if size_out <= 0:
                 self.fail(f"{label}: kernel extent {extent} is larger than the padded input {size} + 2*{p} = "
@@ -175,7 +184,8 @@ class Convolution(_ConvolutionBase):
 
     def weight_shape(self, bottom):
         axis, win = self._split(bottom)
-        return (self.param.num_output, bottom[axis] // self.param.group) + tuple(win.kernel)
+        channels = bottom[axis]
+        return (self.param.num_output, None if channels is None else channels // self.param.group) + tuple(win.kernel)
 
     def macs(self, bottoms, tops):
         w = self.weight_shape(bottoms[0])
@@ -223,6 +233,10 @@ class Deconvolution(_ConvolutionBase):
         labels = axis_labels(len(win.kernel))
         items, out = [], []
         for label, size, k, s, p, d in zip(labels, shape[axis + 1:], *win):
+            if size is None:
+                items.append(("? in -> ? out (the input size is known when the net runs)", True))
+                out.append(None)
+                continue
             size_out = deconv_out(size, k, s, p, d)
             text = f"{s}*({size} - 1) + {d * (k - 1) + 1} - 2*{p} = {size_out}"
             if size_out <= 0:

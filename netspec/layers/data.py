@@ -10,12 +10,14 @@ In data-parallel training the TRAIN layer of rank r of N reads records r, r+N, r
 its reading order, as Caffe's DataLayer::Skip deals them out (record_offsets()).
 """
 
+import os
+
 import numpy as np
 
 from .. import caffe_pb2
 from ..errors import LayerError, NetspecError
-from ..utils import LIST_LIMIT, PROTO_LIMIT, read_regular, regular_file
-from .base import Layer
+from ..utils import LIST_LIMIT, read_regular
+from .base import Layer, MissingSource
 from .registry import layer
 
 
@@ -167,6 +169,31 @@ class _Reading(_Source):
         shape = (batch_size,) + self._transformer().shape(item_shape)
         return [shape, (batch_size,)][:len(self.lp.top)]
 
+    def _need_files(self, *named):
+        """MissingSource for the first (what, path, folder) that does not exist; a mean_file
+        too, since the transformer reads it."""
+        tp = self.lp.transform_param
+        if tp.HasField("mean_file"):
+            named += (("transform_param.mean_file", tp.mean_file, False),)
+        for what, path, folder in named:
+            if not os.path.lexists(path):       # there but of the wrong kind: the reader says so
+                raise MissingSource(f"{what} '{path}' does not exist",
+                                    "convert your data first (tools/convert_imageset.py, tools/convert_mnist_data.py,"
+                                    " tools/compute_image_mean.py), or fix the path")
+
+    def _shapes_without_source(self, ctx, channels, size, what):
+        """(N, C, H, W) and labels (N,) from the parameters alone: C and H x W as given, else None."""
+        tp = self.lp.transform_param
+        if tp.crop_size:
+            size, what = (tp.crop_size, tp.crop_size), "crop_size"
+        if channels is None:
+            channels = (3 if tp.force_color else 1 if tp.force_gray else
+                        len(tp.mean_value) if len(tp.mean_value) > 1 else None)
+        h, w = size or (None, None)
+        ctx.note(f"{self.batch_size} items (batch_size)" + (f", {h}x{w} from {what}" if size else ", size unknown")
+                 + (f", {channels} channels" if channels else ", channels unknown"))
+        return [(self.batch_size, channels, h, w), (self.batch_size,)][:len(self.lp.top)]
+
 
 def _order(n, epoch, seed, shuffle):
     """The order of the n records in a given pass over them (a fresh shuffle every pass)."""
@@ -201,9 +228,12 @@ class Data(_Reading):
         return self._first
 
     def read_source(self):
+        self._need_files(("data_param.source", self.source, True))
         return self._first_item().shape
 
     def infer(self, bottoms, ctx):
+        if ctx.source is None:
+            return self._shapes_without_source(ctx, None, None, None)
         return self._shapes(ctx.source, self.batch_size)
 
     def _reader(self):
@@ -287,12 +317,17 @@ class ImageData(_Reading):
                                hint="check image_data_param.root_folder and the paths in the list file") from None
 
     def read_source(self):
+        self._need_files(("image_data_param.source", self.lp.image_data_param.source, False))
         self._transformer()                 # reads the mean file, if any
         if self._first_shape is None:
             self._first_shape = _as_layer_error(lambda: self._read(self.lines()[0][0])).shape
         return self._first_shape
 
     def infer(self, bottoms, ctx):
+        if ctx.source is None:      # images are read as colour (3 channels) unless is_color is false
+            p = self.lp.image_data_param
+            size = (p.new_height, p.new_width) if p.new_height > 0 else None
+            return self._shapes_without_source(ctx, 3 if p.is_color else 1, size, "new_height/new_width")
         return self._shapes(ctx.source, self.batch_size)
 
     def producer(self):
@@ -313,134 +348,6 @@ class ImageData(_Reading):
             labels = np.array([label for _, label in picks], np.float32)
             return transform(batch, self.batch_rng(k)), labels
         return produce
-
-
-@layer("HDF5Data")
-class HDF5Data(_Reading):
-    """Rows of HDF5 datasets named by the tops, from the .h5 files listed in a text file."""
-    tops = (1, None)
-
-    def setup(self):
-        super().setup()
-        p = self.lp.hdf5_data_param
-        self.batch_size = self._need_batch_size(p.batch_size, "hdf5_data_param")
-        self._files = None
-
-    def files(self):
-        """[(path, rows)], with every file's datasets checked against the tops."""
-        if self._files is None:
-            import h5py
-            source = self.lp.hdf5_data_param.source
-            try:
-                text = _as_layer_error(lambda: read_regular(source, "hdf5_data_param.source", LIST_LIMIT, text=True))
-                paths = text.split()     # whitespace-separated names, as Caffe reads them
-            except OSError as e:
-                self.fail(f"cannot read hdf5_data_param.source '{source}': {e.strerror}",
-                          hint="it is a text file listing .h5 paths (one per line)")
-            if not paths:
-                self.fail(f"hdf5_data_param.source '{source}' lists no files")
-            files, self.row_shapes = [], None
-            for path in paths:
-                try:
-                    _as_layer_error(lambda: regular_file(path, f"HDF5 file (listed in '{source}')", PROTO_LIMIT * 1024))
-                    with h5py.File(path, "r") as h5:
-                        shapes = {}
-                        for name in self.lp.top:
-                            if name not in h5:
-                                self.fail(f"HDF5 file '{path}' has no dataset '{name}' (it has: {', '.join(h5.keys())})",
-                                          hint="name the tops after the datasets")
-                            shapes[name] = h5[name].shape
-                except OSError as e:
-                    self.fail(f"cannot open HDF5 file '{path}' (listed in '{source}'): {e}")
-                rows = {s[0] for s in shapes.values()}
-                if len(rows) != 1:
-                    self.fail(f"datasets in '{path}' have different numbers of rows: {shapes}")
-                row_shapes = [tuple(shapes[name][1:]) for name in self.lp.top]
-                if self.row_shapes is not None and row_shapes != self.row_shapes:
-                    self.fail(f"'{path}' holds rows of shapes {row_shapes}, earlier files {self.row_shapes}")
-                self.row_shapes = row_shapes
-                files.append((path, rows.pop()))
-            self._files = files
-        return self._files
-
-    def read_source(self):
-        self.files()
-        return self.row_shapes
-
-    def infer(self, bottoms, ctx):
-        return [(self.batch_size,) + s for s in ctx.source]
-
-    def producer(self):
-        import h5py
-        files, seed = self.files(), self._seed()
-        shuffle = self.lp.hdf5_data_param.shuffle
-        total = sum(rows for _, rows in files)
-        cache = {}
-
-        def rows_of(file_index, epoch):
-            """The rows of one file, in this pass's order (kept while the pass reads it)."""
-            key = (file_index, epoch)
-            if key not in cache:
-                cache.clear()
-                with h5py.File(files[file_index][0], "r") as h5:
-                    arrays = [np.asarray(h5[name], np.float32) for name in self.lp.top]
-                order = _order(len(arrays[0]), epoch * len(files) + file_index, seed, shuffle)
-                cache[key] = [a[order] for a in arrays]
-            return cache[key]
-
-        def produce(k):
-            out = [[] for _ in self.lp.top]
-            for pos in self.record_offsets(k):
-                epoch, offset = divmod(pos, total)
-                for f in _order(len(files), epoch, seed + 1, shuffle):
-                    if offset < files[f][1]:
-                        break
-                    offset -= files[f][1]
-                for col, rows in zip(out, rows_of(f, epoch)):
-                    col.append(rows[offset])
-            return tuple(np.stack(col) for col in out)
-        return produce
-
-
-@layer("HDF5Output")
-class HDF5Output(Layer):
-    """Appends its bottoms, as datasets "data" and "label", to hdf5_output_param.file_name.
-    (Caffe writes the datasets once per forward; here every batch is appended.)"""
-    bottoms = (2, 2)
-    tops = (0, 0)
-
-    def setup(self):
-        if not self.lp.hdf5_output_param.file_name:
-            self.fail("hdf5_output_param.file_name is not set")
-        self._file = None
-
-    def infer(self, bottoms, ctx):
-        return []
-
-    def forward(self, xp, bottoms, tops):
-        import h5py
-        from ..backend import to_numpy
-        if self._file is None:       # opened at the first forward: `check` and Net() write nothing
-            from ..outputs import claim
-            path = self.lp.hdf5_output_param.file_name
-            claim(path, "an HDF5 file", h5py.is_hdf5, "hdf5_output_param.file_name")
-            try:
-                self._file = h5py.File(path, "w")
-            except OSError as e:
-                self.fail(f"cannot write hdf5_output_param.file_name '{path}': {e}",
-                          hint="name a file in a writable folder")
-        for name, blob in zip(("data", "label"), bottoms):
-            array = to_numpy(blob.data)
-            if name not in self._file:
-                self._file.create_dataset(name, data=array, maxshape=(None,) + array.shape[1:])
-            else:
-                ds = self._file[name]
-                ds.resize(ds.shape[0] + len(array), axis=0)
-                ds[-len(array):] = array
-        self._file.flush()
-
-    def backward(self, xp, tops, propagate_down, bottoms):
-        pass
 
 
 @layer("MemoryData")

@@ -125,6 +125,9 @@ class LossLayer(Layer):
         same_first_dim(bottoms)
         return [()]
 
+    def tops_when_unknown(self, bottoms):
+        return [()] + [tuple(bottoms[0])] * (len(self.lp.top) - 1)     # the loss, and any probabilities
+
     def macs(self, bottoms, tops):
         return prod(bottoms[0])
 
@@ -502,6 +505,10 @@ class Accuracy(Layer):
             raise LayerError(f"top_k {self.top_k} exceeds the {classes} classes on axis {axis}",
                              hint=f"set accuracy_param {{ top_k: {classes} }} or less")
         return axis, outer, classes, inner
+
+    def tops_when_unknown(self, bottoms):
+        classes = bottoms[0][self.canonical_axis(self.axis_param, len(bottoms[0]))]
+        return [()] + [(classes,)] * (max(1, len(self.lp.top)) - 1)
 
     def infer(self, bottoms, ctx):
         axis, outer, classes, inner = self.split(bottoms)

@@ -25,6 +25,7 @@ class Neuron(Layer):
     """y = f(x) element by element. Subclasses give value(), and gradient() for backward."""
     needs_input = True      # gradient() reads x (kept in forward when the layer runs in place)
     family = "neuron"
+    takes_unknown = True
     has_backward = True
 
     def infer(self, bottoms, ctx):

@@ -2,6 +2,7 @@
 from .. import caffe_pb2
 from ..ops import norm as norm_ops
 from .arrays import count
+from ..utils import format_shape
 from .base import Layer, ParamBlob
 from .registry import layer
 
@@ -19,6 +20,7 @@ class BatchNorm(Layer):
     TEST (or use_global_stats) normalises with mean/factor and var/factor."""
     learnable = (False, False, False)   # the solver must never update these blobs
     family = "norm"
+    takes_unknown = True
 
     def setup(self):
         p = self.lp.batch_norm_param
@@ -38,15 +40,15 @@ class BatchNorm(Layer):
     def infer(self, bottoms, ctx):
         shape = tuple(bottoms[0])
         c = self.channels(shape)
-        m = count(shape) // c if c else 0
+        m = (count(shape) // c if c else 0) if None not in shape else "?"
         source = "the stored statistics" if self.use_global_stats else "the batch's statistics"
-        ctx.note(f"normalise each of {c} channels over {m} values with {source}")
+        ctx.note(f"normalise each of {format_shape((c,))} channels over {m} values with {source}")
         return [shape]
 
     def param_blobs(self, bottoms):
-        c = bottoms and self.channels(tuple(bottoms[0]))
+        c = (self.channels(tuple(bottoms[0])),) if bottoms else None
         zero = caffe_pb2.FillerParameter(type="constant", value=0)
-        return [ParamBlob(c and (c,), zero), ParamBlob(c and (c,), zero), ParamBlob((1,), zero)]
+        return [ParamBlob(c, zero), ParamBlob(c, zero), ParamBlob((1,), zero)]
 
     def macs(self, bottoms, tops):
         return count(tops[0])

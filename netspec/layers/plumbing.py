@@ -7,7 +7,7 @@ import math
 
 from .. import caffe_pb2
 from ..utils import format_shape
-from .arrays import as_indices, count, scatter_add
+from .arrays import as_indices, count, count_or_none, scatter_add
 from .base import Layer, ParamBlob
 from .registry import layer
 
@@ -30,6 +30,7 @@ class Concat(Layer):
     operands_agree = True
     family = "join"
     bottoms = (1, None)
+    takes_unknown = True
 
     def setup(self):
         self.forbid_both("concat_param", "concat_dim")
@@ -43,9 +44,11 @@ class Concat(Layer):
                       hint="make the branches agree (check their strides, pads and pooling rounding), "
                            "or crop the larger one with a Crop layer")
         sizes = [s[axis] for s in bottoms]
-        total = sum(sizes)
+        total = sum(sizes) if None not in sizes else None     # one unknown part: an unknown whole
         if len(sizes) > 1:
-            ctx.note(f"concat along axis {axis}: {' + '.join(map(str, sizes))} = {total}")
+            ctx.note(f"concat along axis {axis}: {' + '.join(format_shape((d,)) for d in sizes)} = "
+                     f"{format_shape((total,))}")
+        first = self.merged(bottoms)
         return [first[:axis] + (total,) + first[axis + 1:]]
 
     def _pieces(self, array, bottoms):
@@ -115,6 +118,7 @@ class Split(Layer):
     """Copies one bottom to each top; the gradients of the copies add up."""
     family = "join"
     tops = (1, None)
+    takes_unknown = True
 
     def infer(self, bottoms, ctx):
         return [tuple(bottoms[0])] * self.top_count()
@@ -137,6 +141,7 @@ class Split(Layer):
 
 class _Reshaping(Layer):
     """A layer that only renames the shape: the data are copied as they lie in memory."""
+    takes_unknown = True
 
     def forward(self, xp, bottoms, tops):
         tops[0].data[...] = bottoms[0].data.reshape(tops[0].shape)
@@ -157,8 +162,9 @@ class Flatten(_Reshaping):
         end = self.canonical_axis(p.end_axis, len(shape))
         if end + 1 < start:
             self.fail(f"end_axis {p.end_axis} (axis {end}) comes before axis {p.axis} (axis {start})")
-        merged = count(shape, start, end + 1)
-        ctx.note(f"flatten axes {start}..{end}: {' * '.join(map(str, shape[start:end + 1])) or '1'} = {merged}")
+        merged = count_or_none(shape, start, end + 1)
+        ctx.note(f"flatten axes {start}..{end}: {' * '.join(format_shape((d,)) for d in shape[start:end + 1]) or '1'}"
+                 f" = {format_shape((merged,))}")
         return [shape[:start] + (merged,) + shape[end + 1:]]
 
 
@@ -195,9 +201,12 @@ class Reshape(_Reshaping):
                 if start + i >= len(shape):
                     self.fail(f"shape dim {i} is 0 (copy) but the bottom has no axis {start + i} to copy")
                 new[i] = shape[start + i]
-                words.append(f"0 copies axis {start + i} ({new[i]})")
-        kept = count(shape, 0, start) * count(shape, end)
-        total = count(shape)
+                words.append(f"0 copies axis {start + i} ({format_shape((new[i],))})")
+        if None in shape[start:end] or None in new:
+            return [self._infer_unknown(shape, start, end, new, words, ctx)]
+        # unknowns outside the axes replaced cancel out: then count within them only
+        kept = 1 if None in shape else count(shape, 0, start) * count(shape, end)
+        total = kept * count(shape, start, end)
         if -1 in dims:
             i = dims.index(-1)
             explicit = kept * math.prod(d for d in new if d != -1)
@@ -207,12 +216,20 @@ class Reshape(_Reshaping):
             new[i] = total // explicit
             words.append(f"-1 = {total} / {explicit} = {new[i]}")
         top = shape[:start] + tuple(new) + shape[end:]
-        if count(top) != total:
+        if kept * math.prod(new) != total:
             self.fail(f"the new shape {format_shape(top)} holds {count(top)} values but the bottom "
                       f"{format_shape(shape)} holds {total}", hint="use -1 for one dimension to let it be inferred")
         if words:
             ctx.note("reshape: " + "; ".join(words))
         return [top]
+
+    @staticmethod
+    def _infer_unknown(shape, start, end, new, words, ctx):
+        """The axes replaced hold an unknown: a -1 is unknown too, and the count is checked at run time."""
+        new = [None if d == -1 else d for d in new]
+        words.append("-1 and the count are known when the net runs")
+        ctx.note("reshape: " + "; ".join(words))
+        return shape[:start] + tuple(new) + shape[end:]
 
 
 @layer("Tile")

@@ -56,6 +56,7 @@ class Pooling(Layer):
         if self.param.global_pooling:
             return [f"{method} global"]
         return [f"{method} " + window_words(Window(self.kernel, self.stride, self.pad, (1, 1)))]
+    takes_unknown = True
 
     def setup(self):
         p = self.param = self.lp.pooling_param
@@ -108,6 +109,10 @@ class Pooling(Layer):
         padded = any(win.pad)
         overhang = []
         for label, size, k, s, p in zip(labels, shape[2:], win.kernel, win.stride, win.pad):
+            if size is None:
+                items.append(("? in -> ? out (the input size is known when the net runs)", True))
+                out.append(None)
+                continue
             size_out = pool_out(size, k, s, p, self.ceil_mode, padded)
             if size_out <= 0:
                 self.fail(f"{label}: kernel {k} is larger than the padded input {size} + 2*{p} = {size + 2 * p} "

@@ -5,9 +5,10 @@ A dimension known only when the net runs (how many detections survive NMS, how m
 an image has) is None: `?` in the report, null in --json.
 """
 import math
+import os
 
 from .. import caffe_pb2
-from .base import Layer, ParamBlob
+from .base import Layer, MissingSource, ParamBlob
 from .registry import layer
 
 SSD = "weiliu89/caffe (SSD)"
@@ -260,6 +261,12 @@ class AnnotatedData(Layer):
     bottoms = (0, 0)
     tops = (1, 2)
     param_fields = ("annotated_data_param", "data_param", "transform_param")
+
+    def read_source(self):
+        """Its shapes come from the parameters alone; a missing LMDB is still worth a warning."""
+        source = self.lp.data_param.source
+        if not os.path.isdir(source):
+            raise MissingSource(f"data_param.source '{source}' does not exist or is not a folder")
 
     def infer(self, bottoms, ctx):
         t, d = self.lp.transform_param, self.lp.data_param

@@ -27,6 +27,8 @@ class LRN(Layer):
         self.across = p.norm_region == LRNP.ACROSS_CHANNELS
         self._state = None
 
+    takes_unknown = True
+
     def infer(self, bottoms, ctx):
         shape = tuple(bottoms[0])
         need_4d(self, shape)
