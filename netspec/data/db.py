@@ -4,11 +4,9 @@ A database is a folder holding data.mdb (and lock.mdb). Records are read in key 
 the reader wraps to the first record at the end, as Caffe's data layer does.
 """
 import os
-import shutil
-import tempfile
 
 from ..errors import NetspecError
-from .handles import SharedHandles
+from .handles import SharedHandles, new_database_folder
 
 MAP_SIZE = 1 << 40          # Caffe's LMDB map size (1 TB of address space, not of disk)
 
@@ -75,14 +73,8 @@ def write_lmdb(path, items, commit_every=1000):
     """Write (key bytes, value bytes) pairs into a new LMDB at `path`, atomically:
     built in a temporary folder beside it, then renamed. Refuses to overwrite."""
     import lmdb
-    path = os.path.abspath(path)
-    if os.path.exists(path):
-        raise NetspecError(f"'{path}' already exists", hint="remove it or choose another output path")
-    parent = os.path.dirname(path)
-    os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(dir=parent, prefix="." + os.path.basename(path) + ".")
     count = 0
-    try:
+    with new_database_folder(path) as tmp:
         env = lmdb.open(tmp, map_size=MAP_SIZE, subdir=True)
         txn = env.begin(write=True)
         for key, value in items:
@@ -94,10 +86,6 @@ def write_lmdb(path, items, commit_every=1000):
         txn.commit()
         env.sync()
         env.close()
-        os.replace(tmp, path)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return count
 
 

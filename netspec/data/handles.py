@@ -1,7 +1,30 @@
-"""Database handles shared by the readers of one folder: LMDB and LevelDB each allow one open
-handle per process, so readers of the same folder share it, counted, and the last one closes it."""
+"""What LMDB and LevelDB databases share: one open handle per folder and process (readers of a
+folder share it, counted, and the last one closes it), and writing a new database atomically."""
+import contextlib
 import os
+import shutil
+import tempfile
 import threading
+
+from ..errors import NetspecError
+
+
+@contextlib.contextmanager
+def new_database_folder(path):
+    """A temporary folder beside `path` to build a new database in, renamed to `path` when the
+    block ends well and removed when it does not. Refuses to overwrite."""
+    path = os.path.abspath(path)
+    if os.path.exists(path):
+        raise NetspecError(f"'{path}' already exists", hint="remove it or choose another output path")
+    parent = os.path.dirname(path)
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(dir=parent, prefix="." + os.path.basename(path) + ".")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
 
 
 class SharedHandles:

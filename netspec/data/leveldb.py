@@ -7,11 +7,9 @@ position work the same on both. A LevelDB may be open once per process: readers 
 folder share the handle.
 """
 import os
-import shutil
-import tempfile
 
 from ..errors import NetspecError
-from .handles import SharedHandles
+from .handles import SharedHandles, new_database_folder
 
 _handles = SharedHandles()     # LevelDB may be open once per process
 
@@ -92,14 +90,8 @@ def write_leveldb(path, items, commit_every=1000):
     """Write (key bytes, value bytes) pairs into a new LevelDB at `path`, atomically: built
     in a temporary folder beside it, then renamed. Refuses to overwrite."""
     plyvel = _plyvel()
-    path = os.path.abspath(path)
-    if os.path.exists(path):
-        raise NetspecError(f"'{path}' already exists", hint="remove it or choose another output path")
-    parent = os.path.dirname(path)
-    os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(dir=parent, prefix="." + os.path.basename(path) + ".")
     count = 0
-    try:
+    with new_database_folder(path) as tmp:
         db = plyvel.DB(tmp, create_if_missing=True, error_if_exists=False)
         batch = db.write_batch()
         for key, value in items:
@@ -110,8 +102,4 @@ def write_leveldb(path, items, commit_every=1000):
                 batch = db.write_batch()
         batch.write()
         db.close()
-        os.replace(tmp, path)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return count

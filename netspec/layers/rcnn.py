@@ -29,19 +29,24 @@ def _c_round(v):
     return int(math.floor(abs(v) + 0.5)) * (1 if v >= 0 else -1)
 
 
+class _RegionPooling(Layer):
+    """Pooling of a feature map (bottom 0) over regions (bottom 1, (R, 5) rows of batch index
+    and corners): the regions take no gradient, even with force_backward."""
+    bottoms = (2, 2)
+
+    def allow_force_backward(self, bottom_index):
+        return bottom_index == 0
+
+
 @layer("ROIPooling")
-class ROIPooling(Layer):
+class ROIPooling(_RegionPooling):
     """Max over pooled_h x pooled_w bins of each region: top (R, C, pooled_h, pooled_w)."""
     fork = FAST_RCNN
-    bottoms = (2, 2)
 
     def setup(self):
         p = self.param = self.lp.roi_pooling_param
         if p.pooled_h < 1 or p.pooled_w < 1:
             self.fail("roi_pooling_param needs pooled_h and pooled_w of at least 1")
-
-    def allow_force_backward(self, bottom_index):
-        return bottom_index == 0
 
     def infer(self, bottoms, ctx):
         feat, rois = tuple(bottoms[0]), tuple(bottoms[1])
@@ -90,11 +95,10 @@ class ROIPooling(Layer):
 
 
 @layer("PSROIPooling")
-class PSROIPooling(Layer):
+class PSROIPooling(_RegionPooling):
     """Position-sensitive average pooling: bin (i, j) of output channel c averages input channel
     (c * group_size + i) * group_size + j; top (R, output_dim, group_size, group_size)."""
     fork = RFCN
-    bottoms = (2, 2)
 
     def setup(self):
         p = self.param = self.lp.psroi_pooling_param
@@ -103,9 +107,6 @@ class PSROIPooling(Layer):
                 self.fail(f"psroi_pooling_param needs {name} (a required field in R-FCN's schema)")
         if p.output_dim < 1 or p.group_size < 1:
             self.fail("output_dim and group_size must be at least 1")
-
-    def allow_force_backward(self, bottom_index):
-        return bottom_index == 0
 
     def infer(self, bottoms, ctx):
         feat, rois = tuple(bottoms[0]), tuple(bottoms[1])
