@@ -49,10 +49,33 @@ layer { name: "pool" type: "Pooling" bottom: "data" top: "pool" pooling_param { 
 """
 
 
-def test_an_unknown_param_block_is_an_error_on_its_layer_only():
+UNKNOWN_PARAM_YAML = """input: [data]
+input_shape: [{dim: [1, 3, 8, 8]}]
+layer:
+  - {name: odd, type: Frobnicate, bottom: [data], top: [odd],
+     frobnicate_param: {level: 3, inner: {a: 1}}}
+  - {name: after, type: ReLU, bottom: [odd], top: [after]}
+  - {name: pool, type: Pooling, bottom: [data], top: [pool], pooling_param: {kernel_size: 2, stride: 2}}
+"""
+
+UNKNOWN_PARAM_JSON = """{"input": ["data"], "input_shape": [{"dim": [1, 3, 8, 8]}],
+ "layer": [
+  {"name": "odd", "type": "Frobnicate", "bottom": ["data"], "top": ["odd"],
+   "frobnicate_param": {"level": 3, "inner": {"a": 1}}},
+  {"name": "after", "type": "ReLU", "bottom": ["odd"], "top": ["after"]},
+  {"name": "pool", "type": "Pooling", "bottom": ["data"], "top": ["pool"],
+   "pooling_param": {"kernel_size": 2, "stride": 2}}]}
+"""
+
+
+@pytest.mark.parametrize("fmt, text, line", [("text", UNKNOWN_PARAM, 4), ("yaml", UNKNOWN_PARAM_YAML, 5),
+                                             ("json", UNKNOWN_PARAM_JSON, 4)])
+def test_an_unknown_param_block_is_an_error_on_its_layer_only(fmt, text, line):
     from netspec.graph import build_graph
     from netspec.shapes import infer_shapes
-    source = parse_net(UNKNOWN_PARAM, "text", "fork.prototxt")
+    source = parse_net(text, fmt, "fork." + fmt)
+    set_aside = [(w.layer, w.field_name, w.line) for w in source.warnings if hasattr(w, "field_name")]
+    assert set_aside == [("odd", "frobnicate_param", line)]
     result = infer_shapes(build_graph(source))
     errors = [(e.layer, e.message) for e in result.errors]
     assert ("odd", "unknown layer type 'Frobnicate' (did you mean 'Concat' or 'Filter'?)") in errors
@@ -62,9 +85,14 @@ def test_an_unknown_param_block_is_an_error_on_its_layer_only():
     assert result.layer("after").top_shapes == [None]
 
 
-def test_misspelt_param_of_a_known_type_is_still_a_field_error():
+@pytest.mark.parametrize("fmt, text", [
+    ("text", 'layer { name: "c" type: "Convolution" convolution_parm { } }'),
+    ("yaml", "layer:\n  - {name: c, type: Convolution, convolution_parm: {}}\n"),
+    ("json", '{"layer": [{"name": "c", "type": "Convolution", "convolution_parm": {}}]}'),
+])
+def test_misspelt_param_of_a_known_type_is_still_a_field_error(fmt, text):
     with pytest.raises(NetspecError) as e:
-        parse_net('layer { name: "c" type: "Convolution" convolution_parm { } }', "text", "a")
+        parse_net(text, fmt, "a")
     assert "found unknown field 'convolution_parm'" in str(e.value)
     assert "did you mean 'convolution_param'" in str(e.value)
 

@@ -16,7 +16,7 @@ import yaml
 from google.protobuf.descriptor import FieldDescriptor as FD
 
 from ..errors import NetspecError, UnknownFieldError
-from . import dialects
+from . import dialects, unknown_fields
 from .located import Mapping, Sequence
 from .text import field_hint, suggest
 
@@ -68,9 +68,13 @@ class _Filler:
         if warning:
             self.warnings.append(warning)
             return
+        layer_type = data.get("type") if message.DESCRIPTOR.full_name == "caffe.LayerParameter" else None
+        if (isinstance(layer_type, str) and layer is not None and isinstance(key, str)
+                and unknown_fields.droppable(message.DESCRIPTOR.full_name, key, message.DESCRIPTOR.fields_by_name)):
+            self.warnings.append(unknown_fields.DroppedField(self.path, (at or (None,))[0], layer, layer_type, key))
+            return
         text = f"found unknown field '{key}' in {message.DESCRIPTOR.name}; expected one of its fields"
         hint = field_hint(message.DESCRIPTOR, str(key))
-        layer_type = data.get("type") if message.DESCRIPTOR.full_name == "caffe.LayerParameter" else None
         if isinstance(layer_type, str):
             line, col = at if at else (None, None)
             raise UnknownFieldError(text, message_name=message.DESCRIPTOR.full_name, field_name=str(key),

@@ -278,9 +278,7 @@ def _drop_unknown_param(error, text, path, found):
     blanked = unknown_fields.blank_field(text, line, col, tokens)
     if blanked is None:
         return None
-    text_ = (f"{path}:{line}: layer '{layer}' ({layer_type}): '{m.group(2)}' is in no schema netspec knows; "
-             "set aside, the layer is not checked")
-    return blanked, unknown_fields.DroppedField(text_, layer, m.group(2), line)
+    return blanked, unknown_fields.DroppedField(path, line, layer, layer_type, m.group(2))
 
 
 _UNKNOWN_FIELD = re.compile(r'Message type "([\w.]+)" has no field named "([^"]*)"')

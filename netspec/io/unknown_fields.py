@@ -10,10 +10,12 @@ TYPO = 0.85        # this close to a known field name, an unknown one is taken f
 
 
 class DroppedField(str):
-    """A warning (the text) that also names the layer whose field was set aside."""
+    """A warning (the text) that also names the layer whose field was set aside; the text, YAML
+    and JSON readers make the same one."""
 
-    def __new__(cls, text, layer, field_name, line):
-        obj = super().__new__(cls, text)
+    def __new__(cls, path, line, layer, layer_type, field_name):
+        obj = super().__new__(cls, f"{path}:{line}: layer '{layer}' ({layer_type}): '{field_name}' is in no "
+                                   "schema netspec knows; set aside, the layer is not checked")
         obj.layer, obj.field_name, obj.line = layer, field_name, line
         return obj
 
