@@ -144,6 +144,9 @@ def _propagate(graph, inputs, stop_at_error=False, sources=None, required=False)
         bottoms = [shapes.get(b) for b in node.bottoms]
         r = LayerResult(node, bottoms, [None] * len(node.tops))
         results.append(r)
+        read_as = _rankless_read_as(node, shapes)
+        if read_as:
+            bottoms = r.bottom_shapes = [read_as.get(i, s) for i, s in enumerate(bottoms)]
         if node.layer is None or node.miscounted or any(b is None for b in bottoms):
             rankless = [b for b in node.bottoms if b in shapes and shapes[b] is None]
             if rankless and node.layer is not None and not node.miscounted:
@@ -161,6 +164,7 @@ def _propagate(graph, inputs, stop_at_error=False, sources=None, required=False)
         except ShapeUnknown as e:
             r.unknown = node_issue(graph, node, f"{e.message}; the shapes of its tops and of the layers "
                                                 "reading them are unknown, and not checked", e.hint)
+            shapes.update(dict.fromkeys(node.tops))     # not even their rank is known
         except (LayerError, NetspecError) as e:
             r.errors.append(node_issue(graph, node, e.message, e.hint))
         else:
@@ -169,11 +173,24 @@ def _propagate(graph, inputs, stop_at_error=False, sources=None, required=False)
                 shapes[t] = s
             _check_sizes(graph, r)
         r.notes, r.warnings = ctx.notes, ctx.warnings
+        r.notes[:0] = [f"{node.bottoms[i]!r} has no known shape: read as {format_shape(s)}, as this layer reads it"
+                       for i, s in read_as.items()]
         if unknown and not r.errors:
             r.notes.append(f"checks on the ? dimensions of {', '.join(map(repr, unknown))} wait for the run")
         if stop_at_error and r.errors:
             break
     return results, shapes
+
+
+def _rankless_read_as(node, shapes):
+    """{bottom index: shape} for the bottoms of unknown rank that the layer's rule can read as a
+    shape of its own (Layer.rankless_as), when that makes every bottom at least ranked."""
+    if node.layer is None or node.miscounted:
+        return {}
+    rankless = [i for i, b in enumerate(node.bottoms) if b in shapes and shapes[b] is None]
+    if not rankless or any(i not in node.layer.rankless_as for i in rankless):
+        return {}
+    return {i: node.layer.rankless_as[i] for i in rankless}
 
 
 def _without_rule(r, shapes, unknown):

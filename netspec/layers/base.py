@@ -63,6 +63,8 @@ class Layer:
     batch_statistics = False   # normalises with the batch's own statistics (BatchNorm in TRAIN)
     takes_unknown = False   # its rule handles unknown (None) entries in bottom shapes; other
                             # layers with such a bottom are not checked (a note says why)
+    rankless_as = {}        # bottom index -> the shape its rule reads that bottom as when not even
+                            # its rank is known (a region list from an unchecked Python layer: (?, 5))
     learnable = None        # per parameter blob, False where the solver must never update it
                             # (BatchNorm's running statistics); None: every blob learns
     family = "other"        # for drawings: data, conv, pool, norm, fc, neuron, join, loss, metric, other

@@ -313,7 +313,8 @@ class Swish(Neuron):
 @layer("Dropout")
 class Dropout(Neuron):
     """TRAIN: zero each unit with probability dropout_ratio and scale the kept ones by
-    1/(1 - ratio), so TEST is the identity. The mask is drawn from self.rng."""
+    1/(1 - ratio), so TEST is the identity. The mask is drawn from self.rng. caffe-fast-rcnn's
+    `scale_train: false` moves the scaling to TEST: TRAIN only masks, TEST multiplies by 1 - ratio."""
     needs_input = False
 
     def describe(self):
@@ -323,6 +324,7 @@ class Dropout(Neuron):
         self.ratio = self.lp.dropout_param.dropout_ratio
         if not 0 <= self.ratio < 1:
             self.fail(f"dropout_ratio must be in [0, 1), got {self.ratio:g}")
+        self.scale_train = self.lp.dropout_param.scale_train
         self.scale = 1.0 / (1.0 - self.ratio)
 
     @property
@@ -331,12 +333,14 @@ class Dropout(Neuron):
 
     def value(self, xp, x):
         if not self.training:
-            return x
+            return x if self.scale_train else x * x.dtype.type(1.0 - self.ratio)
         if self.rng is None:
             raise RuntimeError(f"Dropout '{self.name}' runs in TRAIN but has no random generator (layer.rng)")
         keep = self.rng.random(x.shape, dtype=np.float32) >= self.ratio
-        self._mask = xp.asarray(keep).astype(x.dtype) * self.scale
+        self._mask = xp.asarray(keep).astype(x.dtype) * (self.scale if self.scale_train else 1)
         return x * self._mask
 
     def gradient(self, xp, x, y, dy):
-        return dy * self._mask if self.training else dy
+        if self.training:
+            return dy * self._mask
+        return dy if self.scale_train else dy * dy.dtype.type(1.0 - self.ratio)

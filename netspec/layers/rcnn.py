@@ -19,7 +19,7 @@ RFCN = "daijifeng001/caffe-rfcn (R-FCN)"
 def _check_rois(layer_obj, feat, rois):
     if len(feat) != 4:
         layer_obj.fail(f"bottom 0 (the feature map) must be 4-d; found {feat}")
-    if math.prod(rois[1:]) != 5:
+    if None not in rois[1:] and math.prod(rois[1:]) != 5:
         layer_obj.fail(f"bottom 1 (the regions) must hold 5 values per region (batch index, x1, y1, x2, y2); "
                        f"found {rois}")
 
@@ -31,8 +31,12 @@ def _c_round(v):
 
 class _RegionPooling(Layer):
     """Pooling of a feature map (bottom 0) over regions (bottom 1, (R, 5) rows of batch index
-    and corners): the regions take no gradient, even with force_backward."""
+    and corners): the regions take no gradient, even with force_backward. The regions' count is
+    known only when the net runs; a list of them from an unchecked layer (py-faster-rcnn's
+    proposal, a Python layer) is read as (?, 5), so the pooled features are still shaped."""
     bottoms = (2, 2)
+    takes_unknown = True
+    rankless_as = {1: (None, 5)}
 
     def allow_force_backward(self, bottom_index):
         return bottom_index == 0
@@ -52,7 +56,7 @@ class ROIPooling(_RegionPooling):
         feat, rois = tuple(bottoms[0]), tuple(bottoms[1])
         _check_rois(self, feat, rois)
         p = self.param
-        ctx.note(f"each of {rois[0]} regions, scaled by {p.spatial_scale:g}, max-pooled into {p.pooled_h}x{p.pooled_w} bins")
+        ctx.note(f"each of {'?' if rois[0] is None else rois[0]} regions, scaled by {p.spatial_scale:g}, max-pooled into {p.pooled_h}x{p.pooled_w} bins")
         return [(rois[0], feat[1], p.pooled_h, p.pooled_w)]
 
     def _bins(self, roi, height, width):
@@ -113,7 +117,7 @@ class PSROIPooling(_RegionPooling):
         _check_rois(self, feat, rois)
         p = self.param
         want = p.output_dim * p.group_size ** 2
-        if feat[1] != want:
+        if feat[1] not in (want, None):
             self.fail(f"bottom 0 has {feat[1]} channels; output_dim {p.output_dim} x group_size {p.group_size}^2 "
                       f"= {want} expected", "the convolution below needs num_output = output_dim x group_size^2")
         return [(rois[0], p.output_dim, p.group_size, p.group_size)]
