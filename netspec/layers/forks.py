@@ -1,14 +1,16 @@
-"""Layer types of smaller Caffe forks that public nets use: SegNet's BN and Upsample, the YOLO
+"""Layer types of smaller Caffe forks that public nets use: SegNet's BN, Upsample and DenseImageData, the YOLO
 ports' Upsample, Reorg and Yolov3DetectionOutput, PSPNet's Interp, the MobileNet ports'
 ReLU6 and depthwise convolutions, ShuffleNet's ShuffleChannel and SENet's Axpy.
 Each class names its fork (`fork`); the shape rules follow those forks' sources.
 """
 import math
+import os
 
 import numpy as np
 
 from .. import caffe_pb2
-from .base import Layer, ParamBlob
+from ..utils import format_shape
+from .base import Layer, MissingSource, ParamBlob
 from .convolution import Convolution
 from .neuron import Neuron
 from .registry import layer
@@ -33,6 +35,7 @@ class BN(Layer):
     momentum, frozen ...) adds the running mean and variance as blobs 3 and 4."""
     fork = SEGNET + "; " + PSPNET
     learnable = None
+    takes_unknown = True
 
     def setup(self):
         p = self.param = self.lp.bn_param
@@ -105,6 +108,46 @@ class BN(Layer):
 
 
 # -- Upsample ------------------------------------------------------------------------------------------
+@layer("DenseImageData")
+class DenseImageData(Layer):
+    """SegNet's data layer: a list file of "image label-image" pairs; data (batch, C, H, W) and
+    the label image (batch, 1, H, W), H x W of the first image (or new_height x new_width)."""
+    fork = SEGNET
+    bottoms = (0, 0)
+    tops = (1, 2)
+    param_fields = ("dense_image_data_param", "transform_param")
+
+    def setup(self):
+        p = self.param = self.lp.dense_image_data_param
+        if p.batch_size < 1:
+            self.fail("dense_image_data_param needs a batch_size of at least 1")
+        if (p.new_height > 0) != (p.new_width > 0):
+            self.fail("dense_image_data_param sets only one of new_height and new_width; the fork needs both or neither")
+
+    def read_source(self):
+        """The first image's (C, H, W); a missing list file is a MissingSource."""
+        from ..data.datum import read_image
+        p = self.param
+        if not os.path.isfile(p.source):
+            raise MissingSource(f"dense_image_data_param.source '{p.source}' does not exist",
+                                "write the list file of 'image label-image' pairs, or fix the path")
+        with open(p.source) as f:
+            first = f.read(1 << 16).split()
+        if len(first) < 2:
+            self.fail(f"{p.source}: expected 'image label-image' pairs, found {' '.join(first) or 'nothing'}")
+        return read_image(p.root_folder + first[0], p.new_height, p.new_width, p.is_color).shape
+
+    def infer(self, bottoms, ctx):
+        p, n = self.param, self.param.batch_size
+        if ctx.source is not None:
+            c, h, w = ctx.source
+        else:
+            c = 3 if p.is_color else 1
+            h, w = (p.new_height, p.new_width) if p.new_height else (None, None)
+            ctx.note(f"{n} items (batch_size), " + (f"{h}x{w} from new_height/new_width" if h else "size unknown"))
+        return [(n, c, h, w), (n, 1, h, w)][:len(self.lp.top)]
+
+
 @layer("Upsample")
 class Upsample(Layer):
     """Two meanings, told apart by the bottoms. With two (SegNet): max-unpooling, each value of
@@ -112,6 +155,7 @@ class Upsample(Layer):
     or H*scale - pad_out. With one (the YOLOv3 ports): nearest-neighbour, H*scale x W*scale."""
     fork = SEGNET + "; " + YOLO
     bottoms = (1, 2)
+    takes_unknown = True
 
     def setup(self):
         p = self.param = self.lp.upsample_param
@@ -138,18 +182,18 @@ class Upsample(Layer):
         p = self.param
         if self.unpool and p.HasField("upsample_h"):
             return p.upsample_h, p.upsample_w
-        return (shape[2] * self.scale[0] - (int(p.pad_out_h) if self.unpool else 0),
-                shape[3] * self.scale[1] - (int(p.pad_out_w) if self.unpool else 0))
+        pads = (int(p.pad_out_h), int(p.pad_out_w)) if self.unpool else (0, 0)
+        return tuple(None if d is None else d * s - pad for d, s, pad in zip(shape[2:], self.scale, pads))
 
     def infer(self, bottoms, ctx):
         x = tuple(bottoms[0])
         _need_4d(self, x)
-        if self.unpool and tuple(bottoms[1]) != x:
+        if self.unpool and not self.same_shape(tuple(bottoms[1]), x):
             self.fail(f"the mask {tuple(bottoms[1])} must have the shape of bottom 0, {x}",
                       "give the mask top of the Pooling layer that this one undoes")
         h, w = self._out(x)
-        ctx.note((f"max-unpooling by the mask of {self.bottom_name(1)} into {h}x{w}" if self.unpool else
-                  f"nearest-neighbour x{self.scale[0]}: {x[2]}x{x[3]} -> {h}x{w}"))
+        ctx.note((f"max-unpooling by the mask of {self.bottom_name(1)} into {format_shape((h, w))}" if self.unpool else
+                  f"nearest-neighbour x{self.scale[0]}: {format_shape(x[2:])} -> {format_shape((h, w))}"))
         return [x[:2] + (h, w)]
 
     def forward(self, xp, bottoms, tops):
