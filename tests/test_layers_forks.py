@@ -16,7 +16,7 @@ TEST = caffe_pb2.TEST
 FORK_TYPES = ["Normalize", "Permute", "PriorBox", "DetectionOutput", "MultiBoxLoss", "AnnotatedData",
               "DetectionEvaluate", "BN", "ROIPooling", "PSROIPooling", "SmoothL1Loss", "Upsample", "Interp",
               "ReLU6", "DepthwiseConvolution", "ConvolutionDepthwise", "ShuffleChannel", "Axpy", "Reorg",
-              "Yolov3DetectionOutput"]
+              "Yolov3DetectionOutput", "DenseImageData"]
 
 
 def infer(text, *shapes, phase=caffe_pb2.TRAIN):
@@ -259,3 +259,38 @@ def test_yolov3_detection_output_checks_head_channels():
     assert top == (1, 1, None, 7)
     with pytest.raises(LayerError, match="num_box 3 x \\(num_classes 80 \\+ 5\\) = 255"):
         infer(text, (1, 75, 13, 13))
+
+
+# -- fields of the forks in BVLC's types ---------------------------------------------------------------
+def test_dropout_scale_train_false_scales_in_test_instead():
+    x = rng().standard_normal((2, 3))
+    text = 'name: "d" type: "Dropout" dropout_param { dropout_ratio: 0.25 scale_train: false }'
+    (y,) = forward(make_layer(text, TEST), [x])
+    np.testing.assert_allclose(y, x * 0.75)           # caffe-fast-rcnn: TEST multiplies by 1 - ratio
+    layer = make_layer(text, caffe_pb2.TRAIN)
+    layer.rng = rng(3)
+    (y,) = forward(layer, [x])
+    assert set(np.round(np.unique(y / x), 12)) <= {0.0, 1.0}    # TRAIN only masks
+
+
+def test_dropout_sample_weights_test_drops_out_in_test():
+    layer = make_layer('name: "d" type: "Dropout" dropout_param { sample_weights_test: true }', TEST)
+    layer.rng = rng(4)
+    x = np.ones((4, 50))
+    (y,) = forward(layer, [x])
+    assert set(np.unique(y)) == {0.0, 2.0}            # Bayesian SegNet: masked and scaled as in TRAIN
+
+
+def test_dense_image_data_shapes_from_the_first_pair_or_the_net(tmp_path):
+    from PIL import Image
+    Image.fromarray(np.zeros((6, 8, 3), np.uint8)).save(tmp_path / "a.png")
+    Image.fromarray(np.zeros((6, 8), np.uint8)).save(tmp_path / "a_label.png")
+    (tmp_path / "list.txt").write_text(f"{tmp_path / 'a.png'} {tmp_path / 'a_label.png'}\n")
+    layer = make_layer(f'name: "data" type: "DenseImageData" top: "data" top: "label" '
+                       f'dense_image_data_param {{ source: "{tmp_path / "list.txt"}" batch_size: 2 }}', TEST)
+    assert layer.infer([], ShapeContext(source=layer.read_source()))[0] == (2, 3, 6, 8)
+    missing = make_layer('name: "data" type: "DenseImageData" top: "data" top: "label" '
+                         'dense_image_data_param { source: "no/list.txt" batch_size: 4 new_height: 360 new_width: 480 }')
+    with pytest.raises(LayerError, match="does not exist"):
+        missing.read_source()
+    assert missing.infer([], ShapeContext()) == [(4, 3, 360, 480), (4, 1, 360, 480)]

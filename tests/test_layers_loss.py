@@ -52,6 +52,23 @@ def test_softmax_loss_gradient_by_hand_scales_with_the_seeded_loss_weight(xp):
     np.testing.assert_allclose(dx, expected, atol=1e-12)
 
 
+def test_softmax_loss_class_weighting_of_segnet_by_hand(xp):
+    # caffe-segnet: each valid term times class_weighting[label], still divided by the 2 valid labels
+    layer = softmax_loss("loss_param { ignore_label: 255 weight_by_label_freqs: true "
+                         "class_weighting: 2 class_weighting: 0.5 }")
+    r = run(layer, [HAND_X, HAND_Y], xp)
+    assert float(r.y[0]) == pytest.approx((2 * LN2 + 0.5 * 2 * LN2) / 2, rel=1e-12)
+    dx, _ = r.backward([1.0], [True, False])
+    np.testing.assert_allclose(dx, np.array([[-0.25 * 2, 0.25 * 2], [0.375 * 0.5, -0.375 * 0.5], [0, 0]]), atol=1e-12)
+    check_layer(layer, [HAND_X, np.array([0, 1, 1])], check_bottoms=[0])
+
+
+def test_softmax_loss_class_weighting_needs_a_weight_per_class():
+    layer = softmax_loss("loss_param { weight_by_label_freqs: true class_weighting: 1 }")
+    with pytest.raises(LayerError, match="one class_weighting per class: 1 given for 2 classes"):
+        infer(layer, [(3, 2), (3,)])
+
+
 def test_softmax_loss_all_ignored_is_zero_not_nan():
     layer = softmax_loss("loss_param { ignore_label: 7 }")
     r = run(layer, [HAND_X, np.array([7, 7, 7])])

@@ -111,7 +111,8 @@ class BN(Layer):
 @layer("DenseImageData")
 class DenseImageData(Layer):
     """SegNet's data layer: a list file of "image label-image" pairs; data (batch, C, H, W) and
-    the label image (batch, 1, H, W), H x W of the first image (or new_height x new_width)."""
+    the label image (batch, 1, H, W), H x W of the first image (or new_height x new_width), or of
+    the crop (crop_height x crop_width)."""
     fork = SEGNET
     bottoms = (0, 0)
     tops = (1, 2)
@@ -145,6 +146,9 @@ class DenseImageData(Layer):
             c = 3 if p.is_color else 1
             h, w = (p.new_height, p.new_width) if p.new_height else (None, None)
             ctx.note(f"{n} items (batch_size), " + (f"{h}x{w} from new_height/new_width" if h else "size unknown"))
+        if p.crop_height and p.crop_width:      # the fork's later random crop of image and label alike
+            h, w = p.crop_height, p.crop_width
+            ctx.note(f"cropped to {h}x{w} (crop_height, crop_width)")
         return [(n, c, h, w), (n, 1, h, w)][:len(self.lp.top)]
 
 

@@ -172,9 +172,27 @@ class ClassLossLayer(LossLayer):
 
 @layer("SoftmaxWithLoss")
 class SoftmaxWithLoss(ClassLossLayer):
-    """-log softmax(x)[label] over the classes on `axis`; top 1 (optional) holds the probabilities."""
+    """-log softmax(x)[label] over the classes on `axis`; top 1 (optional) holds the probabilities.
+    caffe-segnet's weight_by_label_freqs weighs each term (and its gradient) by class_weighting[label],
+    one weight per class; the normalizer still counts the labels."""
     param_fields = ("softmax_param", "loss_param")
     tops = (1, 2)
+
+    def setup(self):
+        super().setup()
+        lp = self.lp.loss_param
+        self.class_weights = list(lp.class_weighting) if lp.weight_by_label_freqs else None
+
+    def infer(self, bottoms, ctx):
+        tops = super().infer(bottoms, ctx)
+        classes = self.split(bottoms)[2]
+        if self.class_weights is not None and len(self.class_weights) != classes:
+            self.fail(f"weight_by_label_freqs needs one class_weighting per class: {len(self.class_weights)} "
+                      f"given for {classes} classes", f"give {classes} class_weighting values")
+        return tops
+
+    def _weights(self, xp, lab, valid, dtype):
+        return valid if self.class_weights is None else valid * xp.asarray(self.class_weights, dtype)[lab]
 
     def forward(self, xp, bottoms, tops):
         x = bottoms[0].data
@@ -183,7 +201,7 @@ class SoftmaxWithLoss(ClassLossLayer):
         lab, valid = class_labels(xp, bottoms[1].data.reshape(outer, inner), classes,
                                   self.ignore_label, f"on axis {axis} of bottom[0] {x.shape}")
         picked = xp.take_along_axis(prob, lab[:, None, :], axis=1)[:, 0, :]
-        total = -xp.sum(xp.log(xp.maximum(picked, FLT_MIN)) * valid)
+        total = -xp.sum(xp.log(xp.maximum(picked, FLT_MIN)) * self._weights(xp, lab, valid, x.dtype))
         self.norm = normalizer(self.mode, outer, inner, int(valid.sum()))
         tops[0].data[...] = loss_top(xp, total / self.norm, x)
         if len(tops) > 1:
@@ -197,7 +215,7 @@ class SoftmaxWithLoss(ClassLossLayer):
         prob, lab, valid = self.saved
         classes = prob.shape[1]
         onehot = xp.arange(classes)[None, :, None] == lab[:, None, :]
-        grad = (prob - onehot) * (valid[:, None, :] * (tops[0].diff / self.norm))
+        grad = (prob - onehot) * (self._weights(xp, lab, valid, prob.dtype)[:, None, :] * (tops[0].diff / self.norm))
         self.add_probability_gradient(xp, tops, prob, grad)
         bottoms[0].diff[...] = grad.reshape(bottoms[0].diff.shape)
 

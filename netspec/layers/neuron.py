@@ -314,7 +314,8 @@ class Swish(Neuron):
 class Dropout(Neuron):
     """TRAIN: zero each unit with probability dropout_ratio and scale the kept ones by
     1/(1 - ratio), so TEST is the identity. The mask is drawn from self.rng. caffe-fast-rcnn's
-    `scale_train: false` moves the scaling to TEST: TRAIN only masks, TEST multiplies by 1 - ratio."""
+    `scale_train: false` moves the scaling to TEST: TRAIN only masks, TEST multiplies by 1 - ratio;
+    caffe-segnet's `sample_weights_test` drops out in TEST as in TRAIN."""
     needs_input = False
 
     def describe(self):
@@ -328,8 +329,8 @@ class Dropout(Neuron):
         self.scale = 1.0 / (1.0 - self.ratio)
 
     @property
-    def training(self):
-        return self.phase == caffe_pb2.TRAIN
+    def training(self):     # Bayesian SegNet samples its weights in TEST too
+        return self.phase == caffe_pb2.TRAIN or self.lp.dropout_param.sample_weights_test
 
     def value(self, xp, x):
         if not self.training:
