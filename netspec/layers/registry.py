@@ -2,6 +2,7 @@
 from .. import caffe_pb2
 from ..errors import LayerError, NetspecError, UnknownFieldError
 from ..utils import did_you_mean
+from .forks_known import probable_fork
 
 LAYERS = {}
 
@@ -25,6 +26,10 @@ def layer_class(type_name):
     try:
         return LAYERS[type_name]
     except KeyError:
+        fork = probable_fork(type_name)
+        if fork:
+            raise LayerError(f"unknown layer type '{type_name}': a type of {fork}, which netspec does not "
+                             "implement", hint="remove the layer, or check the net with that fork's Caffe") from None
         raise LayerError(f"unknown layer type '{type_name}'{did_you_mean(type_name, LAYERS)}",
                          hint="known types: " + ", ".join(sorted(LAYERS))) from None
 
