@@ -97,6 +97,16 @@ def test_misspelt_param_of_a_known_type_is_still_a_field_error(fmt, text):
     assert "did you mean 'convolution_param'" in str(e.value)
 
 
+@pytest.mark.parametrize("fmt, text", [
+    ("text", 'layer { name: "rbm" type: "RBMInnerProduct" rbm_inner_product_param { forward_is_update: true } }'),
+    ("yaml", "layer:\n  - {name: rbm, type: RBMInnerProduct, rbm_inner_product_param: {forward_is_update: true}}\n"),
+])
+def test_a_block_named_after_its_own_unknown_type_is_set_aside_though_close_to_a_known_name(fmt, text):
+    # rbm_inner_product_param is near inner_product_param, but RBMInnerProduct names it as its own
+    source = parse_net(text, fmt, "rbm." + fmt)
+    assert [w.field_name for w in source.warnings if hasattr(w, "field_name")] == ["rbm_inner_product_param"]
+
+
 def test_a_filler_type_is_not_taken_for_a_layer_type():
     with pytest.raises(NetspecError) as e:
         parse_net("layer:\n  - name: c\n    type: Convolution\n    convolution_param:\n"

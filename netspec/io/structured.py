@@ -70,7 +70,8 @@ class _Filler:
             return
         layer_type = data.get("type") if message.DESCRIPTOR.full_name == "caffe.LayerParameter" else None
         if (isinstance(layer_type, str) and layer is not None and isinstance(key, str)
-                and unknown_fields.droppable(message.DESCRIPTOR.full_name, key, message.DESCRIPTOR.fields_by_name)):
+                and unknown_fields.droppable(message.DESCRIPTOR.full_name, key,
+                                             message.DESCRIPTOR.fields_by_name, layer_type)):
             self.warnings.append(unknown_fields.DroppedField(self.path, (at or (None,))[0], layer, layer_type, key))
             return
         text = f"found unknown field '{key}' in {message.DESCRIPTOR.name}; expected one of its fields"

@@ -273,7 +273,7 @@ def _drop_unknown_param(error, text, path, found):
     line, col = error.GetLine(), error.GetColumn()
     layer, layer_type = _layer_at(found, line, col)
     if not m or layer is None or not unknown_fields.droppable(
-            m.group(1), m.group(2), caffe_pb2.LayerParameter.DESCRIPTOR.fields_by_name):
+            m.group(1), m.group(2), caffe_pb2.LayerParameter.DESCRIPTOR.fields_by_name, layer_type):
         return None
     blanked = unknown_fields.blank_field(text, line, col, tokens)
     if blanked is None:

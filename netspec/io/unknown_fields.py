@@ -5,6 +5,7 @@ The graph turns each DroppedField into an error on its layer (its outputs unknow
 independent layer still checked); `netspec upgrade` refuses to write a file that lost one.
 """
 import difflib
+import re
 
 TYPO = 0.85        # this close to a known field name, an unknown one is taken for a misspelling
 
@@ -27,10 +28,22 @@ class DroppedField(str):
     hint = "netspec reads the parameters of the forks listed in docs/forks.md; remove or rename this block"
 
 
-def droppable(message_name, field_name, known_fields):
-    """A `*_param` directly in a layer, not a misspelling of a known field (a typo stays an error)."""
-    return (message_name == "caffe.LayerParameter" and field_name.endswith("_param")
-            and not difflib.get_close_matches(field_name, list(known_fields), n=1, cutoff=TYPO))
+def droppable(message_name, field_name, known_fields, layer_type=None):
+    """A `*_param` directly in a layer, not a misspelling of a known field (a typo stays an error);
+    a block named after the layer's own type (RBMInnerProduct's rbm_inner_product_param) is that
+    type's parameters, however close it comes to a known name."""
+    if message_name != "caffe.LayerParameter" or not field_name.endswith("_param"):
+        return False
+    return (field_name == own_param(layer_type)
+            or not difflib.get_close_matches(field_name, list(known_fields), n=1, cutoff=TYPO))
+
+
+def own_param(layer_type):
+    """The parameter field a type's name implies: Yolov3DetectionOutput -> yolov3_detection_output_param."""
+    if not isinstance(layer_type, str):
+        return None
+    words = re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", re.sub(r"([A-Z]+)([A-Z][a-z])", r"\1_\2", layer_type))
+    return words.lower() + "_param"
 
 
 def _line_starts(text):
