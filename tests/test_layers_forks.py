@@ -294,3 +294,20 @@ def test_dense_image_data_shapes_from_the_first_pair_or_the_net(tmp_path):
     with pytest.raises(LayerError, match="does not exist"):
         missing.read_source()
     assert missing.infer([], ShapeContext()) == [(4, 3, 360, 480), (4, 1, 360, 480)]
+
+
+# -- types of forks that netspec does not implement ------------------------------------------------
+def test_a_type_of_a_known_fork_names_it_and_is_none_that_netspec_implements():
+    import os
+    from netspec.layers.forks_known import ELSEWHERE
+    from netspec.layers.registry import layer_class
+    assert not set(ELSEWHERE) & set(LAYERS)
+    with pytest.raises(LayerError) as e:
+        layer_class("CenterLoss")
+    assert e.value.message == ("unknown layer type 'CenterLoss': a type of ydwen/caffe-face (center loss for "
+                               "face recognition), which netspec does not implement")
+    with pytest.raises(LayerError, match="did you mean 'Normalize'"):
+        layer_class("Normalise")                # no fork's: the nearest known names, as before
+    doc = open(os.path.join(os.path.dirname(__file__), os.pardir, "docs", "forks.md")).read()
+    for name, fork in ELSEWHERE.items():
+        assert f"| {name} | {fork} |" in doc, name

@@ -88,3 +88,41 @@ def test_a_yolov3_tiny_port_whose_pooling_darknet_pads_does_not_concatenate_in_c
     assert r.blob_shapes["layer12-maxpool"] == (1, 512, 12, 12)
     assert r.blob_shapes["layer20-upsample"] == (1, 128, 24, 24)    # the nearest-neighbour Upsample, scale 2
     assert [e.layer for e in r.errors] == ["layer21-route"]
+
+
+# -- the collection ----------------------------------------------------------------------------------
+def collection_tool():
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(
+        "check_collection", os.path.join(os.path.dirname(HERE), os.pardir, "tools", "check_collection.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_collection_reads_without_a_crash_and_most_of_it_checks():
+    tool = collection_tool()
+    paths = list(tool.nets([os.path.join(HERE, "public"), os.path.join(HERE, "collection")]))
+    assert len(paths) >= 40
+    counts = tool.tally(paths)
+    assert counts["unreadable"] == 0 and counts["crash"] == 0, counts
+    assert counts["clean"] >= 9 and counts["clean"] + counts["warnings only"] >= 29, counts
+
+
+def test_every_collected_net_names_its_source_in_its_header_and_in_sources_md():
+    sources = open(os.path.join(HERE, "SOURCES.md")).read()
+    for folder in ("public", "collection"):
+        for name in sorted(os.listdir(os.path.join(HERE, folder))):
+            with open(os.path.join(HERE, folder, name)) as f:
+                assert f.readline().startswith("# Source: "), name
+            assert f"| {folder}/{name} |" in sources, name
+
+
+def test_the_tool_prints_a_table_and_a_line_per_file(capsys):
+    tool = collection_tool()
+    assert tool.main(["-v", os.path.join(HERE, "public")]) == 0
+    out = capsys.readouterr().out
+    assert "mobilenet_ssd_deploy.prototxt: clean" in out
+    assert "faster_rcnn_zf_test.prototxt: warnings only (2 warning(s))" in out
+    assert out.splitlines()[-6:] == ["files             4", "clean             2", "warnings only     2",
+                                     "errors            0", "unreadable        0", "crash             0"]

@@ -9,6 +9,7 @@ ELSEWHERE = {
     "CTCLoss": "the CTC forks for text recognition (xmfbit/warpctc-caffe, Ewenwan/crnn.caffe)",
     "DeformableConvolution": "unsky/Deformable-ConvNets-caffe (deformable convolution)",
     "FocalLoss": "the focal-loss forks of SSD (e.g. canteen-man/MobileNet-SSD-Focal-loss)",
+    "ImageLabelmapData": "s9xie/hed (HED's image and edge-map pairs; RCF and DeepSkeleton reuse it)",
     "ImageSegData": "DeepLab's caffe (deeplab-v2, TheLegendAli/DeepLab-Context) and hszhao/PSPNet",
     "MarginInnerProduct": "wy1iu/sphereface (SphereFace's angular-margin inner product)",
     "MultiStageMeanfield": "torrvision/crfasrnn (CRF as RNN)",
