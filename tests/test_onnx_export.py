@@ -132,6 +132,7 @@ CASES = {
     "clip": (L("Clip", "clip_param { min: -0.5 max: 0.7 }"), ONE),
     "swish": (L("Swish", "swish_param { beta: 1.5 }"), ONE),
     "dropout": (L("Dropout", "dropout_param { dropout_ratio: 0.3 }"), ONE),
+    "dropout_scaled_in_test": (L("Dropout", "dropout_param { dropout_ratio: 0.3 scale_train: false }"), ONE),
     "split": (L("Split", "", tops=("a", "b")), ONE),
     "silence_and_identity": (L("Silence", "", ("x1",), ()) + L("AbsVal", "", name="m"), [[(2, 3), (2, 2)]]),
     "parameter": (L("Parameter", "parameter_param { shape { dim: 2 dim: 3 } }", (), ("p",))

@@ -97,10 +97,14 @@ def swish(ctx):
 
 @maps("Dropout")
 def dropout(ctx):
-    if ctx.layer.training:
+    layer = ctx.layer
+    if layer.training:
         ctx.fail("Dropout at TRAIN draws a random mask; only the TEST net (the identity) exports",
                  hint="export the TEST phase")
-    ctx.node("Identity", ctx.inputs, ctx.outputs[0])
+    if layer.scale_train:
+        ctx.node("Identity", ctx.inputs, ctx.outputs[0])
+    else:       # caffe-fast-rcnn's scale_train: false scales in TEST instead
+        ctx.node("Mul", [ctx.inputs[0], ctx.const(1.0 - layer.ratio, "keep")], ctx.outputs[0])
 
 
 def _recurrent(ctx):
