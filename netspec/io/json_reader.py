@@ -13,6 +13,8 @@ from .text import shown
 
 _SPACE = re.compile(r"[ \t\n\r]*")
 _NUMBER = re.compile(r"-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][-+]?\d+)?")
+_NUMBER_LIST = re.compile(rf"\[[ \t\n\r]*{_NUMBER.pattern}(?:[ \t\n\r]*,[ \t\n\r]*{_NUMBER.pattern}){{63,}}"
+                          r"[ \t\n\r]*\]", re.ASCII)
 _WORD = re.compile(r"[^\s,:\[\]{}]{1,12}|.", re.S)
 _LITERALS = {"true": True, "false": False, "null": None,
              "NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
@@ -97,6 +99,12 @@ class _JsonReader:
             i = self.skip(i + 1)
 
     def array(self, i):
+        bulk = _NUMBER_LIST.match(self.text, i)
+        if bulk:                # a weight blob: its numbers read at once, their places when asked
+            seq = Sequence(self.where(i), lambda: [self.where(m.start()) for m in
+                                                   _NUMBER.finditer(self.text, i, bulk.end())])
+            seq.extend(json.loads(bulk.group()))
+            return seq, bulk.end()
         seq = Sequence(self.where(i))
         i = self.skip(i + 1)
         if self.text.startswith("]", i):

@@ -11,8 +11,15 @@ class Mapping(dict):
 
 
 class Sequence(list):
-    """A list that remembers where it and each of its items start."""
+    """A list that remembers where it and each of its items start. `items_at` may be given as a
+    function: a long list of numbers read in bulk finds its items' places only when asked."""
 
-    def __init__(self, where=(None, None)):
+    def __init__(self, where=(None, None), items_at=None):
         super().__init__()
-        self.where, self.items_at = where, []
+        self.where, self._items_at = where, [] if items_at is None else items_at
+
+    @property
+    def items_at(self):
+        if callable(self._items_at):
+            self._items_at = self._items_at()
+        return self._items_at

@@ -28,6 +28,7 @@ _INT_RANGE = {
     FD.TYPE_SINT64: (-2**63, 2**63 - 1), FD.TYPE_SFIXED64: (-2**63, 2**63 - 1),
     FD.TYPE_UINT64: (0, 2**64 - 1), FD.TYPE_FIXED64: (0, 2**64 - 1),
 }
+_FLOATING = (FD.TYPE_FLOAT, FD.TYPE_DOUBLE)
 _FLOAT_WORDS = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf, "infinity": math.inf,
                 "-infinity": -math.inf}
 
@@ -86,6 +87,9 @@ class _Filler:
     def set_field(self, message, fd, value, at, layer):
         if fd.is_repeated:
             items = value if isinstance(value, list) else [value]
+            if fd.type in _FLOATING and all(type(v) is float for v in items):
+                getattr(message, fd.name).extend(items)     # a weight blob: nothing to check per value
+                return
             items_at = getattr(value, "items_at", None) or [at] * len(items)
             target = getattr(message, fd.name)
             for item, item_at in zip(items, items_at):
@@ -292,8 +296,15 @@ def format_yaml(message):
     text = yaml.dump(data, Dumper=_Dumper, sort_keys=False, allow_unicode=True,
                      default_flow_style=False, width=100)
     for i, values in enumerate(numbers):      # a weight blob's values, written at join speed
-        text = text.replace(_placeholder(i), "[" + ", ".join(map(repr, values)) + "]", 1)
+        text = text.replace(_placeholder(i), "[" + ", ".join(map(_yaml_float, values)) + "]", 1)
     return text
+
+
+def _yaml_float(value):
+    """A finite float as YAML 1.1 reads a float (as PyYAML writes it): 1e-05 would read as a
+    string there, 1.0e-05 is a number."""
+    text = repr(value)
+    return text.replace("e", ".0e", 1) if "e" in text and "." not in text else text
 
 
 _STASHED = 256      # lists longer than this skip the YAML emitter (one line of flow style)

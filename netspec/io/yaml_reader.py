@@ -12,6 +12,8 @@ from .text import MAX_DEPTH
 class _LocatingLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):
     """The safe loader (LibYAML's when present), building Mapping/Sequence with positions."""
 
+    numbers = {}            # (line, column) of a '[' -> the _Numbers read there in bulk
+
 
 def _mark(mark):
     return mark.line + 1, mark.column + 1
@@ -40,8 +42,13 @@ def _construct_map(loader, node):
 
 
 def _construct_seq(loader, node):
-    seq = Sequence(_mark(node.start_mark))
+    where = _mark(node.start_mark)
+    numbers = loader.numbers.pop(where, None)
+    seq = Sequence(where, numbers and numbers.items_at)
     yield seq
+    if numbers:
+        seq.extend(numbers.values)
+        return
     for item in node.value:
         seq.append(loader.construct_object(item, deep=True))
         seq.items_at.append(_mark(item.start_mark))
@@ -73,10 +80,58 @@ def _check_depth(text, path):
             depth -= 1
 
 
+# A number that YAML 1.1 (PyYAML) and Python read as the same int or float.
+_NUMBER = r"-?(?:[0-9]+\.[0-9]*(?:[eE][-+][0-9]+)?|0|[1-9][0-9]*)"
+_BULK = 64          # flow lists of at least this many numbers skip the YAML composer
+_NUMBER_LIST = re.compile(rf"\[[ \t]*{_NUMBER}(?:[ \t]*,[ \t]*{_NUMBER}){{{_BULK - 1},}}[ \t]*\]")
+_NUMBER_ITEM = re.compile(_NUMBER)
+
+
+class _Numbers:
+    """One flow list of numbers on one line, read at once (a weight blob's hundreds of thousands
+    of values would cost the composer seconds)."""
+
+    def __init__(self, body, line, column):
+        self.body, self.line, self.column = body, line, column
+        self.values = [float(t) if "." in t else int(t) for t in _NUMBER_ITEM.findall(body)]
+
+    def items_at(self):
+        return [(self.line, self.column + m.start()) for m in _NUMBER_ITEM.finditer(self.body)]
+
+
+def _set_aside_numbers(text):
+    """`text` with each long one-line list of numbers emptied to '[]' (every other position
+    kept), and {(line, column) of its '[': _Numbers}."""
+    found, pieces, last, line, line_start = {}, [], 0, 1, 0
+    for m in _NUMBER_LIST.finditer(text):
+        newlines = text.count("\n", last, m.start())
+        if newlines:
+            line += newlines
+            line_start = text.rfind("\n", 0, m.start()) + 1
+        column = m.start() - line_start + 1
+        found[(line, column)] = _Numbers(m.group(), line, column)
+        pieces += [text[last:m.start()], "[]", " " * (m.end() - m.start() - 2)]
+        last = m.end()
+    return "".join(pieces) + text[last:], found
+
+
+def _load(text, numbers):
+    loader = _LocatingLoader(text)
+    loader.numbers = numbers
+    try:
+        return loader.get_single_data(), not loader.numbers
+    finally:
+        loader.dispose()
+
+
 def load_yaml(text, path):
     try:
-        _check_depth(text, path)
-        return yaml.load(text, Loader=_LocatingLoader)
+        short, numbers = _set_aside_numbers(text)
+        _check_depth(short, path)
+        data, all_lists = _load(short, numbers)
+        if not all_lists:       # a '[' set aside was no list's start (inside a string, say)
+            data, _ = _load(text, {})
+        return data
     except _LocatedProblem as e:
         raise NetspecError(e.message, file=path, line=e.where[0], column=e.where[1]) from None
     except yaml.constructor.ConstructorError as e:
