@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 from ..errors import NetspecError
 from ..utils import PROTO_LIMIT, atomic_write, read_regular
-from . import binary, text
+from . import binary, text, text_fast
 
 KINDS = binary.KINDS
 FORMATS = {
@@ -167,10 +167,14 @@ def parse_text(source, cls, fmt, path):
     """Parse text `source` in format 'text', 'yaml' or 'json' as a `cls` message."""
     if fmt == "text":
         source = source.lstrip("\ufeff")
-        found = text.scan(source, path)
-        _check_kind(found.positions, cls, path)     # a file of another kind is named before parsing
-        message, _, warnings = text.parse(source, cls, path, found)
-        return _checked(Loaded(message, path, fmt, found.positions, warnings))
+        try:
+            message, positions = text_fast.parse(source, cls)
+            return _checked(Loaded(message, path, fmt, positions))
+        except text_fast.Unsupported as stop:
+            excerpt = text_fast.excerpt(source, stop)
+            if excerpt:         # protobuf's parser on that field first: a big file's error in a blink
+                _first_error(*excerpt, cls, path)
+        return _checked(_parse_protobuf_text(source, cls, path))
     data = _load_structured(source, fmt, path)
     if data is not None and not isinstance(data, dict):
         raise NetspecError(f"found {_structured()._describe(data)} at the top; expected a map of "
@@ -181,6 +185,23 @@ def parse_text(source, cls, fmt, path):
     return _checked(Loaded(message, path, fmt, positions, warnings))
 
 
+def _first_error(excerpt, last_line, cls, path):
+    """Raise protobuf's error in `excerpt` if it is on `last_line` or before (after that, it
+    may come from the cut)."""
+    try:
+        _parse_protobuf_text(excerpt, cls, path)
+    except NetspecError as e:
+        if e.line is not None and e.line <= last_line:
+            raise
+
+
+def _parse_protobuf_text(source, cls, path):
+    found = text.scan(source, path)
+    _check_kind(found.positions, cls, path)     # a file of another kind is named before parsing
+    message, _, warnings = text.parse(source, cls, path, found)
+    return Loaded(message, path, "text", found.positions, warnings)
+
+
 def _structured():
     """YAML/JSON support, imported when a file needs it (PyYAML costs a text-only `check` ~15 ms)."""
     from . import structured
@@ -188,12 +209,22 @@ def _structured():
 
 
 def _load_structured(source, fmt, path):
-    """YAML or JSON text as Mapping/Sequence data."""
+    """YAML or JSON text as Mapping/Sequence data. The last one is kept for one more read of
+    the same text: finding a file's kind and then reading it parse it once."""
+    if _last[:3] == [source, fmt, path]:
+        data, _last[:] = _last[3], [None] * 4
+        return data
     if fmt == "yaml":
         from .yaml_reader import load_yaml
-        return load_yaml(source, path)
-    from .json_reader import load_json
-    return load_json(source, path)
+        data = load_yaml(source, path)
+    else:
+        from .json_reader import load_json
+        data = load_json(source, path)
+    _last[:] = [source, fmt, path, data]
+    return data
+
+
+_last = [None, None, None, None]      # source, format, path, data
 
 
 def _fields(cls):
@@ -258,7 +289,7 @@ def detect_kind(path, data=None, fmt=None):
     if _blank(source, fmt):
         return preferred or "net"           # whose reader says that the file is empty
     if fmt == "text":
-        names = text.scan(source.lstrip("\ufeff"), path).positions
+        names = text_fast.top_level_names(source)
     else:
         with _naming_the_format(source, fmt):
             loaded = _load_structured(source, fmt, path)

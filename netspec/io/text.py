@@ -5,6 +5,7 @@ top-level field (every `layer`) starts, the name of each layer, and fork dialect
 the parser cannot report.
 """
 import difflib
+import itertools
 import math
 import re
 import struct
@@ -242,10 +243,11 @@ def _token_after(text, line, col):
     """The token after the one at (line, col), or None at the end of the file."""
     if not line:
         return None
-    lines = text.split("\n")
-    rest = "\n".join([lines[line - 1][(col or 1) - 1:]] + lines[line:])
-    following = [tok for _, tok, _, _ in tokens(rest)][1:2]
-    return following[0] if following else None
+    start = 0
+    for _ in range(line - 1):
+        start = text.index("\n", start) + 1
+    following = itertools.islice(tokens(text[start + (col or 1) - 1:]), 1, 2)
+    return next((tok for _, tok, _, _ in following), None)
 
 
 def _token_at(source_line, col):
