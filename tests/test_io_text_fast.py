@@ -99,3 +99,38 @@ def test_an_error_late_in_a_big_file_is_found_in_the_field_that_has_it():
         formats.parse_text(text, pb.NetParameter, "text", "big.prototxt")
     assert (e.value.line, e.value.column, e.value.layer) == (20001, 46, "bad")
     assert "kernel_size" in str(e.value) and "convolution_param" in e.value.hint
+
+
+@pytest.mark.parametrize("ext", ["prototxt", "yaml", "json"])
+def test_weights_written_as_text_read_back_the_same(tmp_path, ext):
+    """A blob's values go out and come back in bulk, each exactly (1e-05 included: YAML 1.1
+    would read that spelling as a string)."""
+    import numpy as np
+    from netspec import io as nio
+    net = pb.NetParameter(name="w")
+    values = np.random.default_rng(0).standard_normal(5000).astype(np.float32)
+    values[:4] = [1e-05, -0.0, 3.4028235e38, 0.1]
+    blob = net.layer.add(name="ip", type="InnerProduct").blobs.add(data=values.tolist())
+    blob.shape.dim.append(5000)
+    blob.double_data.extend([1 / 3, 1e-300])
+    nio.write_message(net, tmp_path / f"w.{ext}")
+    assert nio.read_message(tmp_path / f"w.{ext}", pb.NetParameter) == net
+
+
+def test_a_yaml_number_list_inside_a_string_stays_a_string(tmp_path):
+    numbers = ", ".join(str(i) for i in range(100))
+    path = tmp_path / "n.yaml"
+    path.write_text(f'name: "[{numbers}]"\ninput_dim: [{numbers}]\n')
+    from netspec import io as nio
+    net = nio.read_message(path, pb.NetParameter)
+    assert net.name == f"[{numbers}]" and list(net.input_dim) == list(range(100))
+
+
+def test_a_bad_value_in_a_long_json_list_is_named_at_its_place(tmp_path):
+    numbers = ", ".join(["1"] * 99 + ["4294967296"])
+    path = tmp_path / "n.json"
+    path.write_text('{"input_dim":\n  [' + numbers + "]}")
+    from netspec import io as nio
+    with pytest.raises(NetspecError) as e:
+        nio.read_message(path, pb.NetParameter)
+    assert (e.value.line, e.value.column) == (2, 4 + 3 * 99) and "4294967296" in str(e.value)

@@ -157,10 +157,13 @@ def _parses(read, *args):
 
 def _blank(source, fmt):
     """Nothing but white space (and, outside JSON, '#' comments)."""
-    lines = (line.strip() for line in source.lstrip("\ufeff").splitlines())
+    source = source.lstrip("\ufeff")
     if fmt == "json":
-        return not any(lines)
-    return all(not line or line.startswith("#") for line in lines)
+        return not source.strip()
+    return _SOMETHING.search(source) is None
+
+
+_SOMETHING = re.compile(r"^[^\S\n]*[^\s#]", re.M)      # a line that is not blank nor a comment
 
 
 def parse_text(source, cls, fmt, path):

@@ -171,6 +171,9 @@ def format_message(message):
 
 def _text_lines(message, indent):
     for fd, value in message.ListFields():
+        if fd.is_repeated and fd.type in _FLOAT_DIGITS and len(value) > 1:     # a weight blob
+            yield "".join(f"{indent}{fd.name}: {t}\n" for t in float_texts(value, *_FLOAT_DIGITS[fd.type]))
+            continue
         for item in value if fd.is_repeated else (value,):
             if fd.message_type is not None:
                 yield f"{indent}{fd.name} {{\n"
@@ -193,6 +196,21 @@ def _text_scalar(fd, value):
     if fd.type == FD.TYPE_DOUBLE:
         return c_float_text(value, 15, 17, float)
     return str(value)
+
+
+_FLOAT_DIGITS = {FD.TYPE_FLOAT: (6, 9, "float32"), FD.TYPE_DOUBLE: (15, 17, "float64")}
+
+
+def float_texts(values, digits, more_digits, dtype):
+    """c_float_text of many values at once: the short form of each, the long one where the
+    short does not read back (non-finite values come out as nan, inf, -inf either way)."""
+    import numpy as np
+    values = list(values)
+    texts = [f"{v:.{digits}g}" for v in values]
+    same = np.array(texts, np.float64).astype(dtype) == np.array(values, dtype)
+    for i in np.flatnonzero(~same).tolist():
+        texts[i] = f"{values[i]:.{more_digits}g}"
+    return texts
 
 
 def c_float_text(value, digits, more_digits, narrow):

@@ -9,6 +9,7 @@ extensions, lists of messages) it stops and says where, and protobuf's parser ta
 (text.py), from that top-level field on when what came before cannot change the outcome.
 """
 import bisect
+import itertools
 import re
 
 from google.protobuf.descriptor import FieldDescriptor as FD
@@ -31,7 +32,7 @@ _STEP = re.compile(rf"""{_GAP}(?:
   | (?P<end>\Z))""", re.VERBOSE)
 _ITEM = re.compile(rf"{_GAP}(?:(?P<number>{_NUMBER_TOKEN})|(?P<string>{_STRING})(?!{_GAP}[\"'])|(?P<word>{_IDENT}))"
                    rf"{_GAP}(?P<sep>[,\]])")
-_GAP_RE = re.compile(_GAP)
+_TOKEN = re.compile(rf"{_GAP}({_IDENT}|{_NUMBER_TOKEN}|\"(?:[^\"\n\\]|\\.)*\"?|'(?:[^'\n\\]|\\.)*'?|.|\Z)", re.DOTALL)
 _LIST_END = re.compile(rf"{_GAP}\]{_GAP}[,;]?")
 _INT = re.compile(r"-?(?:0|[1-9][0-9]*)\Z")
 _FLOAT = r"-?(?:(?:0|[1-9][0-9]*)(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][-+]?[0-9]+)?"
@@ -79,7 +80,8 @@ def excerpt(text, stop):
         return None
     newlines = text.count("\n", 0, start)
     line = newlines + 1 + text.count("\n", start, stop.at)
-    end = text.find("\n", text.find("\n", stop.at) + 1)
+    end = text.find("\n", stop.at)
+    end = len(text) if end < 0 else text.find("\n", end + 1)
     blank = "\n" * newlines + " " * (start - line_start)
     return blank + (text[start:] if end < 0 else text[start:end + 1]), line
 
@@ -94,6 +96,14 @@ class _Reader:
     def stop(self, start=True):
         raise Unsupported(self.field_start if start else None, self.at, [at for _, at in self.top])
 
+    def stop_in_step(self):
+        """Stop in a step that does not match: at its fourth token (a step has three, name,
+        colon and value; what protobuf refuses in it is before that)."""
+        self.at = self.pos
+        for m in itertools.islice(_TOKEN.finditer(self.text, self.pos), 4):
+            self.at = m.start(1)
+        self.stop()
+
     def fill(self, message, closer, depth):
         if depth > MAX_DEPTH:
             self.stop()
@@ -103,8 +113,7 @@ class _Reader:
         while True:
             m = _STEP.match(text, self.pos)
             if m is None:
-                self.at = _GAP_RE.match(text, self.pos).end()
-                self.stop()
+                self.stop_in_step()
             kind = m.lastgroup
             self.at = m.start(kind)
             if kind == "close" or kind == "end":
@@ -154,8 +163,7 @@ class _Reader:
         while end is None:
             m = _ITEM.match(self.text, self.pos)
             if m is None:
-                self.at = _GAP_RE.match(self.text, self.pos).end()
-                self.stop()
+                self.stop_in_step()
             kind = m.lastgroup if m.lastgroup != "sep" else next(
                 k for k in ("number", "string", "word") if m.group(k) is not None)
             values.append(self.scalar(fd, kind, m.group(kind)))
@@ -172,7 +180,7 @@ class _Reader:
         """The `name: number` lines that follow, read at once (a weight blob's values)."""
         pattern = _RUNS.get(name)
         if pattern is None:
-            pattern = _RUNS[name] = re.compile(rf"(?:\s+{name}[ \t]*:[ \t]*{_FLOAT}(?=\s))+")
+            pattern = _RUNS[name] = re.compile(rf"(?:{name}[ \t]*:[ \t]*{_FLOAT}(?=\s)\s*)+")
         m = pattern.match(self.text, self.pos)
         if m:
             values.extend(map(float, _FLOAT_VALUE.findall(self.text, m.start(), m.end())))
