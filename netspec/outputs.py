@@ -1,7 +1,9 @@
-"""Files a net or solver names for writing (HDF5Output's file_name, snapshots): Caffe writes
+"""Files a net or solver names for writing (HDF5Output's file_name, snapshots), and the logs a
+command appends to: Caffe writes
 where the file says and users rely on it, but an existing file of another kind there is
 refused unless the user says --force, and a link there is replaced, never written through."""
 import contextlib
+import errno
 import os
 import stat
 
@@ -39,6 +41,30 @@ def claim(path, kind, is_kind, field):
     if not _force[0] and not _is(is_kind, path):
         raise NetspecError(f"{field} '{path}' is an existing file that is not {kind}: refusing to overwrite it",
                            file=path, hint=f"name another file in {field}, or pass --force to replace it")
+
+
+def append_to(path, kind, is_kind, field):
+    """A text file appending to `path` (a --log), claimed as claim() says. A stream (a terminal,
+    a pipe, /dev/stdout, or a link to one) is written as it is: it replaces no file. O_NOFOLLOW:
+    a link planted between the check and the open is refused, not followed."""
+    try:
+        try:
+            target = os.stat(path)
+        except FileNotFoundError:
+            target = None
+        if target is not None and stat.S_ISFIFO(target.st_mode):
+            fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK)     # ENXIO, not a hang, when no one reads
+            os.set_blocking(fd, True)
+        elif target is not None and stat.S_ISCHR(target.st_mode):
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND)
+        else:
+            claim(path, kind, is_kind, field)
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o666)
+    except OSError as e:
+        why = "no process is reading that FIFO" if e.errno == errno.ENXIO else e.strerror
+        raise NetspecError(f"cannot write {field} '{path}': {why}", file=os.fspath(path),
+                           hint="check the path: its folder must exist and be writable") from None
+    return os.fdopen(fd, "a", encoding="utf-8")
 
 
 def _is(is_kind, path):

@@ -198,3 +198,42 @@ def test_hdf5_weights_replace_a_link_and_keep_the_mode(tmp_path):
     os.chmod(link, 0o600)
     net.save_hdf5(str(link))
     assert stat.S_IMODE(os.stat(link).st_mode) == 0o600
+
+
+def test_the_log_replaces_a_link_and_refuses_another_file_before_training(tmp_path, capsys):
+    solver = _solver(tmp_path, max_iter=1, snapshot_prefix=str(tmp_path / "s"))
+    target, log = tmp_path / "precious.txt", tmp_path / "train.log"
+    target.write_text("precious")
+    log.symlink_to(target)
+    assert cli.main(["train", "--solver", solver, "--log", str(log)]) == 0
+    assert target.read_text() == "precious" and not log.is_symlink() and "Optimization Done" in log.read_text()
+    assert cli.main(["train", "--solver", solver, "--log", str(log)]) == 0      # a log is appended to
+    assert log.read_text().count("Optimization Done") == 2
+    capsys.readouterr()
+    notes = tmp_path / "notes.txt"
+    notes.write_text("my notes\n")
+    assert cli.main(["train", "--solver", solver, "--log", str(notes)]) == 2
+    out = capsys.readouterr()
+    assert "not a log" in out.err and "--force" in out.err and "Iteration" not in out.out
+    assert notes.read_text() == "my notes\n"
+    weights = str(tmp_path / "s_iter_1.caffemodel")
+    assert cli.main(["test", "--model", str(tmp_path / "t.prototxt"), "--weights", weights,
+                     "--log", str(notes), "--force"]) == 0
+    assert notes.read_text().startswith("my notes\n") and "Running for" in notes.read_text()
+
+
+def test_a_log_to_a_stream_is_written_and_a_fifo_nobody_reads_is_an_error(tmp_path, capsys):
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    started = time.monotonic()
+    assert cli.main(["train", "--solver", _solver(tmp_path, max_iter=1), "--log", str(fifo)]) == 2
+    assert "no process is reading that FIFO" in capsys.readouterr().err and time.monotonic() - started < 30
+    assert cli.main(["train", "--solver", _solver(tmp_path, max_iter=1), "--log", os.devnull]) == 0
+
+
+def test_a_link_at_the_snapshot_lock_is_dropped_not_followed(tmp_path):
+    lock = tmp_path / ".s.lock"
+    lock.symlink_to(tmp_path / "created-elsewhere")
+    solver = _solver(tmp_path, max_iter=1, snapshot_prefix=str(tmp_path / "s"))
+    assert cli.main(["train", "--solver", solver]) == 0
+    assert not (tmp_path / "created-elsewhere").exists()

@@ -5,7 +5,6 @@ N x ... dataset (named after the blob) in an HDF5 file.
     netspec extract_features WEIGHTS MODEL BLOB[,BLOB] DB[,DB] NUM_BATCHES lmdb|hdf5 [CPU|GPU] [DEVICE_ID]
 """
 import os
-import tempfile
 
 import numpy as np
 
@@ -87,15 +86,5 @@ def _chw(item):
 
 
 def _write_hdf5(path, name, features):
-    import h5py
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".h5")
-    os.close(fd)
-    try:
-        with h5py.File(tmp, "w") as f:
-            f.create_dataset(name, data=features.astype(np.float32))
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-
+    from ..io import hdf5
+    hdf5.write_file(path, lambda f: f.create_dataset(name, data=features.astype(np.float32)))

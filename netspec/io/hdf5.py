@@ -28,8 +28,9 @@ def is_hdf5(path):
     return str(path).lower().endswith(SUFFIX)
 
 
-def _write(path, fill):
-    """Write an HDF5 file through a temporary file beside it and a rename."""
+def write_file(path, fill):
+    """Write an HDF5 file through a temporary file beside it and a rename (`fill` fills the
+    open h5py.File): never half-written, a link at `path` replaced, a replaced file's mode kept."""
     import h5py
     path = os.path.abspath(os.fspath(path))     # a link at path is replaced, never written through
     fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix="." + os.path.basename(path) + ".", suffix=".tmp")
@@ -74,7 +75,7 @@ def write_net(path, layers, write_diff=False):
                     _float_dataset(g, str(j), values)
                 if write_diff:          # Caffe writes diffs whether or not the layer owns the blob
                     _float_dataset(d, str(j), grads)
-    _write(path, fill)
+    write_file(path, fill)
 
 
 def read_weights(path):
@@ -126,7 +127,7 @@ def write_state(path, state):
         history = f.create_group("history")
         for i, bp in enumerate(state.history):
             _float_dataset(history, str(i), proto_to_array(bp))
-    _write(path, fill)
+    write_file(path, fill)
 
 
 def _load_int(f, name, path):

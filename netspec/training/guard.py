@@ -49,7 +49,8 @@ class SnapshotLock:
         try:
             os.makedirs(folder, exist_ok=True)
             lock = os.path.join(folder, "." + os.path.basename(prefix) + ".lock")
-            self._file = open(lock, "a")
+            claim(lock, "a lock file", lambda _: True, "the snapshot lock")      # a planted link is dropped
+            self._file = os.fdopen(os.open(lock, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o666), "a")
         except OSError as e:
             raise NetspecError(f"cannot write snapshots with snapshot_prefix '{prefix}': {e.strerror}",
                                file=e.filename, hint="set snapshot_prefix to a writable folder") from None

@@ -1,8 +1,21 @@
 """Logs in glog's line format ("I1126 16:22:09.123456 4242 solver.py] ..."), so Caffe's
 tools/extra/parse_log.py reads them, with a live progress line kept below them at a terminal."""
 import os
+import re
 import sys
 from datetime import datetime
+
+from ..outputs import append_to
+
+
+_LOG_LINE = re.compile(rb"([IWEF]\d{4} \d\d:\d\d:\d\d\.\d{6} +\d+ [^\]]*\] |Log file created at: )")
+
+
+def is_log(path):
+    """An empty file, or one that starts as a glog log (Caffe's or ours) does: a log to append to."""
+    with open(path, "rb") as f:
+        head = f.read(4096).lstrip()
+    return not head or _LOG_LINE.match(head) is not None
 
 
 class Log:
@@ -12,7 +25,7 @@ class Log:
     def __init__(self, path=None, stream=None, progress=None, source="solver.py"):
         self.source = source        # the name glog shows for the code that logs (Caffe: solver.cpp, caffe.cpp)
         self.stream = stream if stream is not None else sys.stdout
-        self.file = open(path, "a") if path else None
+        self.file = append_to(path, "a log", is_log, "--log") if path else None
         self.show_progress = self.stream.isatty() if progress is None else progress
         self._progress_shown = False
 
