@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .errors import NetspecError
+from .utils import PROTO_LIMIT, read_regular, regular_file
 
 
 @dataclass
@@ -58,7 +59,9 @@ def onnx_values(path, feeds, wanted):
         raise NetspecError("comparing with an ONNX model needs onnx and onnxruntime",
                            hint="pip install 'netspec[onnx]'") from None
     try:
-        model = onnx.load(path)
+        model = onnx.load_from_string(read_regular(path, "the ONNX model", PROTO_LIMIT))
+    except NetspecError:
+        raise
     except Exception as e:      # a protobuf DecodeError, or an OSError
         raise NetspecError(f"not an ONNX model: {e}", file=path) from None
     produced = {o for node in model.graph.node for o in node.output}
@@ -83,6 +86,10 @@ def onnx_values(path, feeds, wanted):
 
 def dump_values(path):
     """{blob name: array} from an .npz, or an HDF5 file (nested groups for names with '/')."""
+    try:
+        regular_file(path, "the blob dump", PROTO_LIMIT * 1024)
+    except OSError as e:
+        raise NetspecError(f"cannot read the blob dump: {e.strerror}", file=path) from None
     if path.endswith(".npz"):
         try:
             with np.load(path) as f:

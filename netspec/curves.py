@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass, field
 
 from .errors import NetspecError
-from .utils import atomic_write
+from .utils import atomic_write, read_regular
 
 FORMATS = ("png", "svg", "pdf")
 
@@ -41,11 +41,13 @@ def _number(text):
         return math.nan
 
 
+LOG_LIMIT = 2 ** 30       # a training log: a few hundred bytes an iteration
+
+
 def read_log(path):
     """A Caffe or netspec training log as Curves; a log with no training lines is an error."""
     try:
-        with open(path, errors="replace") as f:
-            lines = f.readlines()
+        lines = read_regular(path, "the log", LOG_LIMIT, text=True).splitlines()
     except OSError as e:
         raise NetspecError(f"cannot read the log: {e.strerror}", file=path,
                            hint="give the file written by `caffe train` (its stderr) or `netspec train --log`")

@@ -7,7 +7,7 @@ import os
 import numpy as np
 
 from ..errors import NetspecError
-from ..utils import atomic_write
+from ..utils import LIST_LIMIT, PROTO_LIMIT, atomic_write, read_regular
 from .caffe_flags import add_gpu_option, backend_of
 
 
@@ -49,7 +49,7 @@ def read_inputs(path, ext):
     """(names, H x W x K float images) from an image, a folder of *.ext images, or a .npy."""
     from ..data.images import load_image
     if path.endswith(".npy"):
-        array = np.load(path)
+        array = _load_npy(path, "the input")
         return [f"{path}[{i}]" for i in range(len(array))], list(array)
     if os.path.isdir(path):
         names = sorted(glob.glob(os.path.join(path, f"*.{ext}")))
@@ -71,13 +71,25 @@ def read_inputs(path, ext):
 def read_mean(path):
     from ..data.transform import read_mean_file
     if path.endswith(".npy"):
-        return np.load(path)
+        return _load_npy(path, "the mean")
     return read_mean_file(path)
 
 
+def _load_npy(path, what):
+    import io
+    try:
+        return np.load(io.BytesIO(read_regular(path, what, PROTO_LIMIT)))
+    except OSError as e:
+        raise NetspecError(f"cannot read {what}: {e.strerror or e}", file=path) from None
+    except ValueError as e:
+        raise NetspecError(f"cannot read {what} as a .npy array: {e}", file=path) from None
+
+
 def read_labels(path):
-    with open(path) as f:
-        return [line.strip() for line in f]
+    try:
+        return [line.strip() for line in read_regular(path, "the labels file", LIST_LIMIT, text=True).splitlines()]
+    except OSError as e:
+        raise NetspecError(f"cannot read the labels file: {e.strerror}", file=path) from None
 
 
 def run(args):

@@ -7,7 +7,8 @@ import numpy as np
 
 from .. import caffe_pb2
 from ..errors import NetspecError
-from .datum import array_to_datum, datum_to_array, encode_image, parse_datum, read_image
+from ..utils import LIST_LIMIT, read_regular
+from .datum import IMAGE_FILE_LIMIT, array_to_datum, datum_to_array, encode_image, parse_datum, read_image
 from .db import open_reader, write_db
 from .idx import read_mnist
 
@@ -33,8 +34,8 @@ def read_list(list_path, root=""):
         return [(os.path.join(c, f), label) for label, c in enumerate(classes)
                 for f in sorted(os.listdir(os.path.join(list_path, c)))]
     try:
-        with open(list_path) as f:
-            lines = [line.strip() for line in f if line.strip()]
+        lines = [line.strip() for line in read_regular(list_path, "the list file", LIST_LIMIT, text=True).splitlines()
+                 if line.strip()]
     except OSError as e:
         raise NetspecError(f"cannot read list file '{list_path}': {e.strerror}") from None
     out = []
@@ -66,8 +67,7 @@ def imageset_to_lmdb(root, entries, out_path, height=0, width=0, gray=False, enc
             as_is = encoded and not (height or width) and _keeps_format(path, encode_type)
             try:
                 if as_is:
-                    with open(full, "rb") as f:
-                        data = f.read()
+                    data = read_regular(full, "the image", IMAGE_FILE_LIMIT)
                 else:
                     pixels = read_image(full, height, width, not gray)
             except OSError as e:

@@ -4,11 +4,13 @@ import gzip
 import numpy as np
 
 from ..errors import NetspecError
+from ..utils import PROTO_LIMIT, regular_file
 
 IMAGE_MAGIC, LABEL_MAGIC = 2051, 2049
 
 
 def _open(path):
+    regular_file(path, "the IDX file", PROTO_LIMIT)
     with open(path, "rb") as f:
         gz = f.read(2) == b"\x1f\x8b"
     return gzip.open(path, "rb") if gz else open(path, "rb")

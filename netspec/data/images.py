@@ -7,13 +7,14 @@ scikit-image's resize, whose values may differ slightly).
 """
 import numpy as np
 
+from ..utils import regular_file
 from . import datum as _datum
 
 
 def load_image(filename, color=True):
     """An image file as H x W x 3 (color) or H x W x 1 float32 in [0, 1], RGB."""
-    from PIL import Image
-    with Image.open(filename) as img:
+    regular_file(filename, "the image", _datum.IMAGE_FILE_LIMIT)
+    with _datum._open_image(filename, filename) as img:
         if color:
             pixels = np.asarray(img.convert("RGB"))
         else:

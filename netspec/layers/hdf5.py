@@ -58,9 +58,9 @@ class HDF5Data(_Reading):
     def read_source(self):
         source = self.lp.hdf5_data_param.source
         self._need_files(("hdf5_data_param.source", source, False))
-        with open(source) as f:
-            for path in f.read().split():
-                self._need_files((f"HDF5 file (listed in '{source}')", path, False))
+        text = _as_layer_error(lambda: read_regular(source, "hdf5_data_param.source", LIST_LIMIT, text=True))
+        for path in text.split():
+            self._need_files((f"HDF5 file (listed in '{source}')", path, False))
         self.files()
         return self.row_shapes
 

@@ -10,6 +10,7 @@ import re
 from .. import caffe_pb2
 from ..errors import NetspecError
 from ..outputs import claim
+from ..utils import PROTO_LIMIT, read_regular, regular_file
 
 try:
     import fcntl
@@ -31,6 +32,7 @@ def check_counts(sp):
 
 
 def weights_digest(path):
+    regular_file(path, "the weights", PROTO_LIMIT)
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
@@ -99,9 +101,8 @@ def claim_snapshot(model, state, h5=False):
 
 
 def _parses(path, cls):
-    with open(path, "rb") as f:
-        message = cls()
-        message.ParseFromString(f.read())
+    message = cls()
+    message.ParseFromString(read_regular(path, "the file", PROTO_LIMIT))
     return message.ByteSize() > 0
 
 
@@ -126,8 +127,7 @@ def refuse_weights(path, state):
         return
     net = caffe_pb2.NetParameter()
     try:
-        with open(path, "rb") as f:
-            net.ParseFromString(f.read())
+        net.ParseFromString(read_regular(path, "the file", PROTO_LIMIT))
     except Exception:           # noqa: BLE001 - not weights either: the caller's message stands
         return
     if len(net.layer) or len(net.layers):
@@ -136,12 +136,14 @@ def refuse_weights(path, state):
                                 "PREFIX_iter_N.solverstate")
 
 
+SIDE_LIMIT = 64 * 2 ** 20      # a .rng.json holds a few random generators
+
+
 def read_side(path):
     """The .rng.json beside a solver state, checked for the parts a resume uses."""
     import json
     try:
-        with open(path, encoding="utf-8") as f:
-            side = json.load(f)
+        side = json.loads(read_regular(path, "the random state", SIDE_LIMIT).decode("utf-8"))
     except (OSError, ValueError) as e:      # JSONDecodeError and UnicodeDecodeError are ValueErrors
         raise NetspecError(f"cannot read the random state beside the solver state: {e}", file=path,
                            hint="delete this file to resume without it (data order restarts, as in Caffe)") from None
