@@ -19,16 +19,9 @@ from ..errors import NetspecError, UnknownFieldError
 from . import dialects, unknown_fields
 from .located import Mapping, Sequence
 from .text import field_hint, suggest
+from .text_fast import FLOATING, INT_RANGE
 
 
-_INT_RANGE = {
-    FD.TYPE_INT32: (-2**31, 2**31 - 1), FD.TYPE_SINT32: (-2**31, 2**31 - 1),
-    FD.TYPE_SFIXED32: (-2**31, 2**31 - 1), FD.TYPE_UINT32: (0, 2**32 - 1),
-    FD.TYPE_FIXED32: (0, 2**32 - 1), FD.TYPE_INT64: (-2**63, 2**63 - 1),
-    FD.TYPE_SINT64: (-2**63, 2**63 - 1), FD.TYPE_SFIXED64: (-2**63, 2**63 - 1),
-    FD.TYPE_UINT64: (0, 2**64 - 1), FD.TYPE_FIXED64: (0, 2**64 - 1),
-}
-_FLOATING = (FD.TYPE_FLOAT, FD.TYPE_DOUBLE)
 _FLOAT_WORDS = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf, "infinity": math.inf,
                 "-infinity": -math.inf}
 
@@ -87,7 +80,7 @@ class _Filler:
     def set_field(self, message, fd, value, at, layer):
         if fd.is_repeated:
             items = value if isinstance(value, list) else [value]
-            if fd.type in _FLOATING and all(type(v) is float for v in items):
+            if fd.type in FLOATING and all(type(v) is float for v in items):
                 getattr(message, fd.name).extend(items)     # a weight blob: nothing to check per value
                 return
             items_at = getattr(value, "items_at", None) or [at] * len(items)
@@ -138,8 +131,8 @@ def _convert(fd, value):
         if isinstance(value, bool):
             return value
         raise ValueError(f"found {_describe(value)}; expected true or false")
-    if kind in _INT_RANGE:
-        return _integer(value, *_INT_RANGE[kind])
+    if kind in INT_RANGE:
+        return _integer(value, *INT_RANGE[kind])
     if kind in (FD.TYPE_FLOAT, FD.TYPE_DOUBLE):
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)

@@ -20,7 +20,8 @@ from ..utils import closest
 from . import dialects, unknown_fields
 from .. import caffe_pb2
 
-_TOKEN = re.compile(r"""
+# protobuf's tokens, and the space between them
+TOKEN = re.compile(r"""
     (?P<space>(?:\s|\#[^\n]*)+)
   | (?P<ident>[A-Za-z_][0-9A-Za-z_+-]*)
   | (?P<number>(?:[0-9+-]|\.[0-9])[0-9A-Za-z_.+-]*)
@@ -32,7 +33,7 @@ _TOKEN = re.compile(r"""
 def tokens(text):
     """(kind, token, line, column) for each token, 1-based positions; comments skipped."""
     line, line_start = 1, 0
-    for m in _TOKEN.finditer(text):
+    for m in TOKEN.finditer(text):
         kind = m.lastgroup
         if kind != "space":
             yield kind, m.group(), line, m.start() - line_start + 1
@@ -271,7 +272,7 @@ def _token_after(text, line, col):
 def _token_at(source_line, col):
     if not col or col > len(source_line):
         return None
-    m = _TOKEN.match(source_line, col - 1)
+    m = TOKEN.match(source_line, col - 1)
     return m.group() if m and m.lastgroup != "space" else None
 
 

@@ -14,7 +14,7 @@ import re
 
 from google.protobuf.descriptor import FieldDescriptor as FD
 
-from .text import MAX_DEPTH
+from .text import MAX_DEPTH, TOKEN
 
 _GAP = r"\s*(?:\#[^\n]*\s*)*"            # white space and comments
 _IDENT = r"[A-Za-z_][0-9A-Za-z_+-]*"      # protobuf's tokens: an identifier,
@@ -32,20 +32,19 @@ _STEP = re.compile(rf"""{_GAP}(?:
   | (?P<end>\Z))""", re.VERBOSE)
 _ITEM = re.compile(rf"{_GAP}(?:(?P<number>{_NUMBER_TOKEN})|(?P<string>{_STRING})(?!{_GAP}[\"'])|(?P<word>{_IDENT}))"
                    rf"{_GAP}(?P<sep>[,\]])")
-_TOKEN = re.compile(rf"{_GAP}({_IDENT}|{_NUMBER_TOKEN}|\"(?:[^\"\n\\]|\\.)*\"?|'(?:[^'\n\\]|\\.)*'?|.|\Z)", re.DOTALL)
 _LIST_END = re.compile(rf"{_GAP}\]{_GAP}[,;]?")
 _INT = re.compile(r"-?(?:0|[1-9][0-9]*)\Z")
 _FLOAT = r"-?(?:(?:0|[1-9][0-9]*)(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][-+]?[0-9]+)?"
 _FLOAT_TOKEN = re.compile(_FLOAT + r"\Z")
 _FLOAT_VALUE = re.compile(r":[ \t]*(" + _FLOAT + ")")
-_INT_RANGE = {
+INT_RANGE = {                  # the schema's integer types: (lowest, highest)
     FD.TYPE_INT32: (-2**31, 2**31 - 1), FD.TYPE_SINT32: (-2**31, 2**31 - 1),
     FD.TYPE_SFIXED32: (-2**31, 2**31 - 1), FD.TYPE_UINT32: (0, 2**32 - 1),
     FD.TYPE_FIXED32: (0, 2**32 - 1), FD.TYPE_INT64: (-2**63, 2**63 - 1),
     FD.TYPE_SINT64: (-2**63, 2**63 - 1), FD.TYPE_SFIXED64: (-2**63, 2**63 - 1),
     FD.TYPE_UINT64: (0, 2**64 - 1), FD.TYPE_FIXED64: (0, 2**64 - 1),
 }
-_FLOATING = (FD.TYPE_FLOAT, FD.TYPE_DOUBLE)
+FLOATING = (FD.TYPE_FLOAT, FD.TYPE_DOUBLE)
 _RUNS = {}          # field name -> regex of a run of `name: number` lines
 
 
@@ -99,9 +98,9 @@ class _Reader:
     def stop_in_step(self):
         """Stop in a step that does not match: at its fourth token (a step has three, name,
         colon and value; what protobuf refuses in it is before that)."""
-        self.at = self.pos
-        for m in itertools.islice(_TOKEN.finditer(self.text, self.pos), 4):
-            self.at = m.start(1)
+        found = (m.start() for m in TOKEN.finditer(self.text, self.pos) if m.lastgroup != "space")
+        fourth = list(itertools.islice(found, 4))
+        self.at = fourth[3] if len(fourth) == 4 else len(self.text)
         self.stop()
 
     def fill(self, message, closer, depth):
@@ -138,7 +137,7 @@ class _Reader:
             elif fd.is_repeated:
                 values = pending.setdefault(name, [])
                 values.append(self.scalar(fd, kind, m.group(kind)))
-                if fd.type in _FLOATING:
+                if fd.type in FLOATING:
                     self.run(name, values)
             else:
                 if message.HasField(name):
@@ -188,12 +187,12 @@ class _Reader:
 
     def scalar(self, fd, kind, tok):
         kind_of_field = fd.type
-        if kind_of_field in _FLOATING:
+        if kind_of_field in FLOATING:
             if kind == "number" and _FLOAT_TOKEN.match(tok):
                 return float(tok)
-        elif kind_of_field in _INT_RANGE:
+        elif kind_of_field in INT_RANGE:
             if kind == "number" and _INT.match(tok):
-                low, high = _INT_RANGE[kind_of_field]
+                low, high = INT_RANGE[kind_of_field]
                 if low <= int(tok) <= high:
                     return int(tok)
         elif kind_of_field == FD.TYPE_STRING:
