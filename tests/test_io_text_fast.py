@@ -101,6 +101,17 @@ def test_an_error_late_in_a_big_file_is_found_in_the_field_that_has_it():
     assert "kernel_size" in str(e.value) and "convolution_param" in e.value.hint
 
 
+def test_a_forks_block_set_aside_in_a_big_file_does_not_hide_a_later_error():
+    layers = "".join(f'layer {{ name: "l{i}" type: "ReLU" bottom: "x" top: "x" }}\n' for i in range(2000))
+    fork = 'layer { name: "t" type: "Transpose" bottom: "x" top: "y" transpose_param {\n  dim: 1 }\n}\n'
+    loaded = formats.parse_text(layers + fork + layers, pb.NetParameter, "text", "f.prototxt")
+    assert len(loaded.message.layer) == 4001 and "transpose_param" in str(loaded.warnings[0])
+    with pytest.raises(NetspecError) as e:
+        formats.parse_text(layers + fork + layers + 'layer { name: "bad" kernel_size: 3 }\n', pb.NetParameter,
+                           "text", "f.prototxt")
+    assert (e.value.line, e.value.layer) == (4004, "bad")
+
+
 @pytest.mark.parametrize("ext", ["prototxt", "yaml", "json"])
 def test_weights_written_as_text_read_back_the_same(tmp_path, ext):
     """A blob's values go out and come back in bulk, each exactly (1e-05 included: YAML 1.1

@@ -175,8 +175,8 @@ def parse_text(source, cls, fmt, path):
             return _checked(Loaded(message, path, fmt, positions))
         except text_fast.Unsupported as stop:
             excerpt = text_fast.excerpt(source, stop)
-            if excerpt:         # protobuf's parser on that field first: a big file's error in a blink
-                _first_error(*excerpt, cls, path)
+            if excerpt and text_fast.top_level_names(source) <= _fields(cls):
+                _first_error(*excerpt, cls, path)   # that field first: a big file's error in a blink
         return _checked(_parse_protobuf_text(source, cls, path))
     data = _load_structured(source, fmt, path)
     if data is not None and not isinstance(data, dict):
@@ -190,17 +190,21 @@ def parse_text(source, cls, fmt, path):
 
 def _first_error(excerpt, last_line, cls, path):
     """Raise protobuf's error in `excerpt` if it is on `last_line` or before (after that, it
-    may come from the cut)."""
+    may come from the cut or from what the scan did not reach). The file's kind is the caller's
+    to check, on the whole file."""
     try:
-        _parse_protobuf_text(excerpt, cls, path)
+        _parse_protobuf_text(excerpt, cls, path, first_lines=last_line + 1)
     except NetspecError as e:
         if e.line is not None and e.line <= last_line:
             raise
 
 
-def _parse_protobuf_text(source, cls, path):
-    found = text.scan(source, path)
-    _check_kind(found.positions, cls, path)     # a file of another kind is named before parsing
+def _parse_protobuf_text(source, cls, path, first_lines=None):
+    """protobuf's parser with netspec's scan beside it; a scan of the `first_lines` only (and
+    no check of the file's kind) when only an error there matters."""
+    found = text.scan(source, path, first_lines)
+    if first_lines is None:
+        _check_kind(found.positions, cls, path)     # a file of another kind is named before parsing
     message, _, warnings = text.parse(source, cls, path, found)
     return Loaded(message, path, "text", found.positions, warnings)
 

@@ -69,13 +69,16 @@ class Scan:
 MAX_DEPTH = 100     # nets and solvers nest a few levels deep; far deeper means unclosed brackets
 
 
-def scan(text, path=None):
-    """Walk the tokens of a text message, tolerant of errors (the parser reports those)."""
+def scan(text, path=None, last_line=None):
+    """Walk the tokens of a text message (up to `last_line`, if given), tolerant of errors
+    (the parser reports those)."""
     result = Scan()
     stack = [Frame(())]
     last = None                 # the last field name seen: [name, index, spans]
     expecting_value = False
     for kind, tok, line, col in tokens(text):
+        if last_line is not None and line > last_line:
+            break
         frame, span = stack[-1], (line, col, len(tok))
         if kind == "char" and tok in "{<":
             if len(stack) > MAX_DEPTH:

@@ -69,8 +69,9 @@ def parse(text, cls):
 def excerpt(text, stop):
     """(text, line) or None: `text` from the line where the top-level field the reader stopped
     in starts, to the end of the line after the stop (all before blanked, every position kept),
-    and the stop's line. protobuf's first error there is the file's own when it is on that line
-    or before. None when that line starts inside an earlier field."""
+    and the stop's line; the whole of that field at least (what protobuf's parser sets aside, it
+    sets aside to its end). protobuf's first error there is the file's own when it is on the
+    stop's line or before. None when that line starts inside an earlier field."""
     if not stop.start:          # None, or the first field: the whole text then
         return None
     line_start = text.rfind("\n", 0, stop.start) + 1
@@ -79,10 +80,26 @@ def excerpt(text, stop):
         return None
     newlines = text.count("\n", 0, start)
     line = newlines + 1 + text.count("\n", start, stop.at)
-    end = text.find("\n", stop.at)
+    end = text.find("\n", max(stop.at, _field_end(text, start)))
     end = len(text) if end < 0 else text.find("\n", end + 1)
     blank = "\n" * newlines + " " * (start - line_start)
     return blank + (text[start:] if end < 0 else text[start:end + 1]), line
+
+
+_BRACKET = re.compile(r""""(?:[^"\n\\]|\\.)*"?|'(?:[^'\n\\]|\\.)*'?|\#[^\n]*|([{<])|([}>])""")
+
+
+def _field_end(text, start):
+    """Where the top-level field at `start` closes its brackets (the end of the text if never)."""
+    depth = 0
+    for m in _BRACKET.finditer(text, start):
+        if m.group(1):
+            depth += 1
+        elif m.group(2):
+            depth -= 1
+            if depth <= 0:
+                return m.end()
+    return len(text)
 
 
 class _Reader:
