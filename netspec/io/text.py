@@ -210,11 +210,12 @@ def float_texts(values, digits, more_digits, dtype):
     short does not read back (non-finite values come out as nan, inf, -inf either way)."""
     import numpy as np
     values = list(values)
-    texts = [f"{v:.{digits}g}" for v in values]
-    same = np.array(texts, np.float64).astype(dtype) == np.array(values, dtype)
-    for i in np.flatnonzero(~same).tolist():
-        texts[i] = f"{values[i]:.{more_digits}g}"
-    return texts
+    short_form, long_form = f"%.{digits}g", f"%.{more_digits}g"
+    short = [short_form % v for v in values]
+    same = np.fromiter(map(float, short), np.float64, len(short)).astype(dtype) == np.array(values, dtype)
+    if same.all():
+        return short
+    return [s if ok else long_form % v for s, v, ok in zip(short, values, same.tolist())]
 
 
 def c_float_text(value, digits, more_digits, narrow):
