@@ -103,6 +103,23 @@ def test_convolution_gradient(shape, fields, geometry, phase, xp):
     check_layer(make_layer(conv_text(num_output=4, **fields), phase=phase), [x], xp=xp)
 
 
+@pytest.mark.parametrize("group", [1, 2])
+def test_pointwise_convolution_direct_and_through_columns_agree(monkeypatch, group, xp):
+    """A 1x1 convolution runs as W @ x[n] on maps of DIRECT_PIXELS or more and through the
+    (transposing) columns below that: both give the same top and gradients."""
+    import netspec.ops.conv as conv_ops
+    x = np.random.default_rng(19).standard_normal((2, 4, 11, 10))          # 110 pixels
+    text = conv_text(num_output=6, kernel_size=1, group=group)
+    from netspec.ops.windows import Window
+    assert conv_ops._direct(np, Window((1, 1), (1, 1), (0, 0), (1, 1)), x.shape)
+    (direct,) = run(make_layer(text, phase=TRAIN), [x]).y
+    check_layer(make_layer(text, phase=TRAIN), [x], xp=xp)
+    monkeypatch.setattr(conv_ops, "DIRECT_PIXELS", 111)
+    (columns,) = run(make_layer(text, phase=TRAIN), [x]).y
+    np.testing.assert_allclose(columns, direct, rtol=1e-12)
+    check_layer(make_layer(text, phase=TRAIN), [x], xp=xp)
+
+
 @pytest.mark.parametrize("phase", [TRAIN, TEST])
 def test_convolution_in_batch_chunks(monkeypatch, phase, xp):
     """Columns larger than the budget are built a few images at a time (and not kept)."""
