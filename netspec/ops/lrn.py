@@ -6,7 +6,8 @@ WITHIN_CHANNEL (Caffe builds it from Power, AVE Pooling and Eltwise layers): sca
 alpha * AVE-pool(x^2) over an n x n window padded by (n-1)/2 (so the divisor is always n*n);
 y = x * scale^-beta. Caffe's `k` plays no part here.
 
-Both return (y, scale, scale^-beta); backward takes the last two back instead of recomputing.
+Both return (y, scale), y written into `out` when given; backward takes scale back (as Caffe
+keeps scale_) and recomputes scale^-beta: one array kept per layer, not two.
 """
 import numpy
 
@@ -52,18 +53,25 @@ def _within_window(size):
     return Window((size, size), (1, 1), (pre, pre), (1, 1))
 
 
-def lrn_across(xp, x, size, alpha, beta, k):
+def _into(xp, out, a, b):
+    """a * b, into `out` when given."""
+    return xp.multiply(a, b) if out is None else xp.multiply(a, b, out=out)
+
+
+def lrn_across(xp, x, size, alpha, beta, k, out=None):
     gpu = _cuda(xp)
     if gpu:
-        return gpu.lrn_across(x, size, alpha, beta, k)
+        y, scale, _ = gpu.lrn_across(x, size, alpha, beta, k)
+        if out is not None:
+            out[...] = y
+        return y if out is None else out, scale
     scale = channel_window_sum(x * x, size)
     scale *= alpha / size
     scale += k
-    inv = neg_pow(xp, scale, beta)
-    return x * inv, scale, inv
+    return _into(xp, out, x, neg_pow(xp, scale, beta)), scale
 
 
-def lrn_across_backward(xp, x, y, scale, inv, dy, size, alpha, beta):
+def lrn_across_backward(xp, x, y, scale, dy, size, alpha, beta):
     """dx = dy * scale^-beta - (2 alpha beta / n) * x * window-sum(dy * y / scale)."""
     gpu = _cuda(xp)
     if gpu:
@@ -73,19 +81,18 @@ def lrn_across_backward(xp, x, y, scale, inv, dy, size, alpha, beta):
     acc = channel_window_sum(ratio, size)
     acc *= x
     acc *= -2 * alpha * beta / size
-    acc += dy * inv
+    acc += dy * neg_pow(xp, scale, beta)
     return acc
 
 
-def lrn_within(xp, x, size, alpha, beta):
+def lrn_within(xp, x, size, alpha, beta, out=None):
     scale = ave_pool(xp, x * x, _within_window(size), x.shape[2:])
     scale *= alpha
     scale += 1
-    inv = neg_pow(xp, scale, beta)
-    return x * inv, scale, inv
+    return _into(xp, out, x, neg_pow(xp, scale, beta)), scale
 
 
-def lrn_within_backward(xp, x, y, scale, inv, dy, size, alpha, beta):
+def lrn_within_backward(xp, x, y, scale, dy, size, alpha, beta):
     """dx = dy * scale^-beta - 2 alpha beta * x * AVE-pool-backward(dy * y / scale)."""
     spread = ave_pool_backward(xp, dy * y / scale, x.shape[2:], _within_window(size))
-    return dy * inv - (2 * alpha * beta) * x * spread
+    return dy * neg_pow(xp, scale, beta) - (2 * alpha * beta) * x * spread
