@@ -54,7 +54,8 @@ class LRN(Layer):
         p = self.param
         x = bottoms[0].data
         if self.across:
-            _, self._state = lrn_ops.lrn_across(xp, x, p.local_size, p.alpha, p.beta, p.k, out=tops[0].data)
+            _, self._state = lrn_ops.lrn_across(xp, x, p.local_size, p.alpha, p.beta, p.k, out=tops[0].data,
+                                                scale=self._state)
         else:
             _, self._state = lrn_ops.lrn_within(xp, x, p.local_size, p.alpha, p.beta, out=tops[0].data)
 

@@ -28,10 +28,13 @@ _CHUNK_BYTES = 32 << 20
 # a few images the product gains nothing more: 32 MB measured as fast as 128 MB on AlexNet's
 # conv2 and ResNet's conv1, with a quarter of the buffer).
 COLUMN_BYTES = 32 << 20
-# Columns up to this size are kept from forward for backward's weight gradient (TRAIN);
-# bigger ones are built again there, as Caffe does for all: keeping ResNet-50's (batch 8)
-# cost 460 MB for 2% of the step.
+# Forward's im2col columns are kept for backward's weight gradient (TRAIN) only where building
+# them again would cost much: rebuilding costs about 1/(filters per group) of the layer's
+# products, so only convolutions with few filters (LeNet's 20 and 50) keep theirs, and only
+# up to a size. Everywhere else backward rebuilds them, as Caffe does: keeping GoogLeNet's
+# and ResNet-50's (batch 8) cost 75 and 130 MB for about 2% of the step.
 KEPT_COLUMN_BYTES = 16 << 20
+KEPT_FILTERS = 64
 
 
 def _sum_over_batch(xp, a, b):
@@ -54,9 +57,9 @@ def _direct(xp, win, x_shape):
     return win.pointwise and (xp is not numpy or math.prod(x_shape[2:]) >= DIRECT_PIXELS)
 
 
-def keeps_columns(xp, x_shape, win, out_shape, itemsize):
+def keeps_columns(xp, x_shape, win, out_shape, itemsize, filters_per_group):
     """Whether forward's im2col columns (of the whole batch) are worth keeping for backward."""
-    return not _direct(xp, win, x_shape) and \
+    return not _direct(xp, win, x_shape) and filters_per_group <= KEPT_FILTERS and \
         column_bytes(x_shape, win, out_shape, itemsize) <= min(KEPT_COLUMN_BYTES, COLUMN_BYTES)
 
 

@@ -13,6 +13,7 @@ import numpy
 
 from .pooling import ave_pool, ave_pool_backward
 from .windows import Window
+from .workspace import scratch
 
 
 def _cuda(xp):
@@ -22,23 +23,30 @@ def _cuda(xp):
     return None
 
 
-def neg_pow(xp, s, beta):
-    """s ** -beta; Caffe's usual betas through square roots, which are much cheaper than pow."""
-    if beta == 0.75:
-        r = 1 / xp.sqrt(s)
-        return r * xp.sqrt(r, out=xp.empty_like(r))
-    if beta == 0.5:
-        return 1 / xp.sqrt(s)
-    if beta == 1:
-        return 1 / s
-    return s ** -beta
+def neg_pow(xp, s, beta, out=None):
+    """s ** -beta (into `out` when given); Caffe's usual betas through square roots, which are
+    much cheaper than pow."""
+    out = xp.empty_like(s) if out is None else out
+    if beta in (0.75, 0.5):
+        xp.sqrt(s, out=out)
+        xp.divide(1, out, out=out)
+        if beta == 0.75:
+            out *= xp.sqrt(out, out=scratch(xp, "lrn_root", s.shape, s.dtype))
+    elif beta == 1:
+        xp.divide(1, s, out=out)
+    else:
+        xp.power(s, -beta, out=out)
+    return out
 
 
-def channel_window_sum(a, size):
+def channel_window_sum(a, size, out=None):
     """Sum over `size` neighbouring channels (axis 1) centred on each channel; zero beyond."""
     pre = (size - 1) // 2
     c = a.shape[1]
-    out = a.copy()
+    if out is None:
+        out = a.copy()
+    else:
+        out[...] = a
     for d in range(1, size - pre):
         if d < c:
             out[:, :c - d] += a[:, d:]
@@ -58,17 +66,30 @@ def _into(xp, out, a, b):
     return xp.multiply(a, b) if out is None else xp.multiply(a, b, out=out)
 
 
-def lrn_across(xp, x, size, alpha, beta, k, out=None):
+def lrn_across(xp, x, size, alpha, beta, k, out=None, scale=None):
+    """-> (y, scale); `scale`, when given, is a buffer to reuse (last pass's)."""
     gpu = _cuda(xp)
     if gpu:
         y, scale, _ = gpu.lrn_across(x, size, alpha, beta, k)
         if out is not None:
             out[...] = y
         return y if out is None else out, scale
-    scale = channel_window_sum(x * x, size)
+    if scale is None or scale.shape != x.shape or scale.dtype != x.dtype:
+        scale = xp.empty_like(x)
+    square = scratch(xp, "lrn_tmp", x.shape, x.dtype)
+    xp.multiply(x, x, out=square)
+    channel_window_sum(square, size, out=scale)
     scale *= alpha / size
     scale += k
-    return _into(xp, out, x, neg_pow(xp, scale, beta)), scale
+    if out is None or xp.shares_memory(out, x):       # in place: x is read after y is started
+        y = neg_pow(xp, scale, beta)
+        y *= x
+        if out is not None:
+            out[...] = y
+        return (y if out is None else out), scale
+    y = neg_pow(xp, scale, beta, out=out)
+    y *= x
+    return y, scale
 
 
 def lrn_across_backward(xp, x, y, scale, dy, size, alpha, beta):
@@ -76,12 +97,15 @@ def lrn_across_backward(xp, x, y, scale, dy, size, alpha, beta):
     gpu = _cuda(xp)
     if gpu:
         return gpu.lrn_across_backward(x, y, scale, dy, size, alpha, beta)
-    ratio = dy * y
+    ratio = scratch(xp, "lrn_tmp", x.shape, x.dtype)
+    xp.multiply(dy, y, out=ratio)
     ratio /= scale
-    acc = channel_window_sum(ratio, size)
+    acc = channel_window_sum(ratio, size, out=scratch(xp, "lrn_acc", x.shape, x.dtype))
     acc *= x
     acc *= -2 * alpha * beta / size
-    acc += dy * neg_pow(xp, scale, beta)
+    inv = neg_pow(xp, scale, beta, out=ratio)
+    inv *= dy
+    acc += inv
     return acc
 
 
