@@ -21,6 +21,7 @@ from .fillers import fill
 from .graph import param_specs
 from .utils import atomic_write, did_you_mean, format_shape
 from .io import read_weights
+from .memory import shared_diff_arrays
 from .io.blobs import array_to_proto, proto_shape, proto_to_array, shapes_match
 
 @dataclass
@@ -70,14 +71,15 @@ class Net:
     """A net ready to run. model: a path, NetSource or NetParameter; weights: a .caffemodel;
     inputs: {blob: shape} instead of the file's input shapes (a data layer given one is fed
     instead of read); seed: the fillers' and the random layers' seed; dtype: float32, or
-    float64 for gradient checks.
+    float64 for gradient checks; share_diffs: activation diffs that backward never needs at
+    once share memory (the solver's nets; afterwards they hold no blob's own gradient, memory.py).
 
     blobs {name: Blob}, params {layer: [Blob]}, layers, layer_names, inputs, outputs,
     loss (after forward), learnable_params (ParamSlots for the solver), steps (the plan).
     """
 
     def __init__(self, model, weights=None, phase="TEST", backend="numpy", inputs=None, seed=None,
-                 stages=(), level=0, dtype="float32"):
+                 stages=(), level=0, dtype="float32", share_diffs=False):
         from .graph import build_graph, load_source, mark_backward, phase_value
         self.xp = get_xp(backend)
         self.backend = "cupy" if self.xp is not np else "numpy"
@@ -114,6 +116,8 @@ class Net:
         self._mark_fed()
         self.loss_tops = [(self.blobs[t], w) for node in self.nodes
                           for t, w in zip(node.tops, node.loss_weights) if w != 0]
+        self.share_diffs = share_diffs
+        self._share_diffs()
         if weights:
             self.copy_from(weights)
 
@@ -133,20 +137,32 @@ class Net:
         return {name: tuple(int(d) for d in shape) for name, shape in result.blob_shapes.items()}
 
     def _allocate(self):
-        """A Blob for each blob name; arrays made anew only where a shape changed."""
+        """A Blob for each blob name; arrays made anew only where a shape changed. The tops of
+        a layer that shares data (Split) are its bottom's data, as in Caffe (the graph refuses
+        an in-place write to a blob that was split, which would change its siblings too)."""
         xp = self.xp
-        for node in self.nodes:
+        for node, layer in zip(self.nodes, self.layers):
             for name in node.tops:
                 shape = self.shapes[name]
                 blob = self.blobs.get(name)
                 if blob is None:
-                    self.blobs[name] = Blob.zeros(xp, shape, self.dtype)
-                elif blob.shape != shape:
+                    blob = self.blobs[name] = Blob.zeros(xp, shape, self.dtype)
+                elif blob.diff.shape != shape:
                     blob.data, blob.diff = xp.zeros(shape, self.dtype), xp.zeros(shape, self.dtype)
+                if layer.shares_data:
+                    blob.data = self.blobs[node.bottoms[0]].data
 
     def _bind(self):
-        return [Step(node, layer, [self.blobs[b] for b in node.bottoms], [self.blobs[t] for t in node.tops])
-                for node, layer in zip(self.nodes, self.layers)]
+        """The plan's steps; an in-place layer is told where the layer before it keeps a copy
+        of their shared blob (BatchNorm's normalised values for the Scale after it)."""
+        steps, writer = [], {}
+        for node, layer in zip(self.nodes, self.layers):
+            steps.append(Step(node, layer, [self.blobs[b] for b in node.bottoms], [self.blobs[t] for t in node.tops]))
+            in_place = node.tops and node.bottoms and node.bottoms[0] == node.tops[0]
+            before = writer.get(node.tops[0]) if in_place else None
+            layer.kept_input = before.kept_top if before is not None else None
+            writer.update((t, layer) for t in node.tops)
+        return steps
 
     def _bottom_shapes(self, node):
         return [self.shapes[b] for b in node.bottoms]
@@ -194,6 +210,14 @@ class Net:
             step.propagate_down = node.propagate_down
             step.needs_backward = node.needs_backward and (any(node.propagate_down) or any(node.param_propagate_down))
             step.layer.param_propagate_down = node.param_propagate_down
+
+    def _share_diffs(self):
+        """share_diffs: activation diffs that backward never needs at once share buffers (memory.py)."""
+        if not self.share_diffs:
+            return
+        seeded = [t for node in self.nodes for t, w in zip(node.tops, node.loss_weights) if w != 0]
+        for name, diff in shared_diff_arrays(self.xp, self.steps, seeded, self.shapes, self.dtype).items():
+            self.blobs[name].diff = diff
 
     def _mark_fed(self):
         """Layers without bottoms whose tops are all fed (Input layers always) do not run."""
@@ -321,6 +345,7 @@ class Net:
                                         f"but they are {have}", hint="feed inputs of the size the net was made for")
         self.shapes = shapes
         self._allocate()
+        self._share_diffs()
 
     def clear_param_diffs(self):
         for layer in self.layers:

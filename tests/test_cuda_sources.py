@@ -264,8 +264,8 @@ def test_lrn_across_channel_kernels(gpu, channels, size, dtype):
     got = lrn.lrn_across(gpu, x, size, 0.3, 0.75, 2.0)
     for g, w in zip(got, want):
         _close(g, w, dtype)
-    _close(lrn.lrn_across_backward(gpu, x, *got[:2], got[2], dy, size, 0.3, 0.75),
-           lrn.lrn_across_backward(np, x, *want[:2], want[2], dy, size, 0.3, 0.75), dtype)
+    _close(lrn.lrn_across_backward(gpu, x, *got, dy, size, 0.3, 0.75),
+           lrn.lrn_across_backward(np, x, *want, dy, size, 0.3, 0.75), dtype)
 
 
 VISION_LAYERS = [

@@ -103,6 +103,40 @@ def test_convolution_gradient(shape, fields, geometry, phase, xp):
     check_layer(make_layer(conv_text(num_output=4, **fields), phase=phase), [x], xp=xp)
 
 
+def test_columns_kept_for_backward_only_with_few_filters(monkeypatch, xp):
+    """TRAIN keeps forward's columns where rebuilding them would cost a large share of the
+    layer (few filters); otherwise backward rebuilds them. Gradients are the same either way."""
+    import netspec.ops.conv as conv_ops
+    x = np.random.default_rng(20).standard_normal((2, 3, 6, 6))
+    text = conv_text(num_output=4, kernel_size=3, pad=1)
+    kept = make_layer(text, phase=TRAIN)
+    run(kept, [x])
+    assert [c.size for c in kept._state["cols"].values()] == [3 * 9 * 2 * 36]        # C*taps x N*out
+    check_layer(make_layer(text, phase=TRAIN), [x], xp=xp)
+    monkeypatch.setattr(conv_ops, "KEPT_FILTERS", 3)                 # 4 filters are now "many"
+    rebuilt = make_layer(text, phase=TRAIN)
+    run(rebuilt, [x])
+    assert not rebuilt._state["cols"]
+    check_layer(make_layer(text, phase=TRAIN), [x], xp=xp)
+
+
+@pytest.mark.parametrize("group", [1, 2])
+def test_pointwise_convolution_direct_and_through_columns_agree(monkeypatch, group, xp):
+    """A 1x1 convolution runs as W @ x[n] on maps of DIRECT_PIXELS or more and through the
+    (transposing) columns below that: both give the same top and gradients."""
+    import netspec.ops.conv as conv_ops
+    x = np.random.default_rng(19).standard_normal((2, 4, 11, 10))          # 110 pixels
+    text = conv_text(num_output=6, kernel_size=1, group=group)
+    from netspec.ops.windows import Window
+    assert conv_ops._direct(np, Window((1, 1), (1, 1), (0, 0), (1, 1)), x.shape)
+    (direct,) = run(make_layer(text, phase=TRAIN), [x]).y
+    check_layer(make_layer(text, phase=TRAIN), [x], xp=xp)
+    monkeypatch.setattr(conv_ops, "DIRECT_PIXELS", 111)
+    (columns,) = run(make_layer(text, phase=TRAIN), [x]).y
+    np.testing.assert_allclose(columns, direct, rtol=1e-12)
+    check_layer(make_layer(text, phase=TRAIN), [x], xp=xp)
+
+
 @pytest.mark.parametrize("phase", [TRAIN, TEST])
 def test_convolution_in_batch_chunks(monkeypatch, phase, xp):
     """Columns larger than the budget are built a few images at a time (and not kept)."""
@@ -560,3 +594,15 @@ def test_crop_checks_only_the_axes_from_axis_on():
     assert top == (1, 1, 500, 500)
     with pytest.raises(LayerError, match="axis 1: cannot crop 3 from 1"):
         infer(make_layer('name: "c" type: "Crop" crop_param { axis: 1 }'), (1, 1, 510, 510), (1, 3, 500, 500))
+
+
+def test_lrn_in_place_matches_lrn_out_of_place():
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((2, 5, 3, 3))
+    text = 'type: "LRN" lrn_param { local_size: 3 alpha: 0.5 beta: 0.75 k: 2 }'
+    (apart,) = run(make_layer(text + ' bottom: "x" top: "y"'), [x]).y
+    from netspec.ops import lrn as lrn_ops
+    y = x.copy()
+    out, _ = lrn_ops.lrn_across(np, y, 3, 0.5, 0.75, 2.0, out=y)
+    assert out is y
+    np.testing.assert_allclose(y, apart)

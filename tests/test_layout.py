@@ -19,7 +19,7 @@ FLOORS = [
     ("layers",),
     ("graph",),
     ("shapes", "depth", "blocks", "report"),
-    ("net",),
+    ("net", "memory"),
     ("solver",),
     ("training", "parallel"),
     ("onnx", "compare", "draw", "html", "html_report", "curves", "plot", "pycaffe"),

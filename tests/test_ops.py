@@ -125,6 +125,24 @@ def test_stride_1_max_pool_backward_routes_to_the_argmax(pad):
     np.testing.assert_allclose(dx, want)
 
 
+@pytest.mark.parametrize("shape, kernel", [((2, 3, 6, 4), (2, 2)), ((2, 2, 6, 4, 6), (3, 2, 3)), ((1, 2, 6, 6), (3, 3))])
+def test_tiling_max_pool_backward_matches_the_tap_loop(monkeypatch, shape, kernel):
+    """kernel = stride, no pad, exact fit: each tap's share written once; the same dx as the
+    general loop (forced with a non-contiguous dx), ties from a ReLU's zeros included."""
+    rng = np.random.default_rng(5)
+    x = np.maximum(rng.standard_normal(shape), 0)
+    win = window(kernel, kernel, n=len(kernel))
+    out = tuple(s // k for s, k in zip(shape[2:], kernel))
+    y, arg = pooling.max_pool(np, x, win, out)
+    dy = rng.standard_normal(y.shape)
+    assert pooling._tiles(shape[2:], out, win)
+    tiled = pooling.max_pool_backward(np, dy, arg, shape[2:], win, out=np.full(shape, np.nan))
+    looped = np.full(shape[:1] + (shape[1] + 1,) + shape[2:], np.nan)[:, :shape[1]]     # not contiguous
+    pooling.max_pool_backward(np, dy, arg, shape[2:], win, out=looped)
+    np.testing.assert_array_equal(tiled, looped)
+    assert np.count_nonzero(tiled) == np.count_nonzero(dy)     # one element per window gets its gradient
+
+
 def test_max_pool_ties_go_to_the_first_element():
     x = np.array([[[[1., 3., 3.], [3., 0., 3.]]]])
     y, arg = pooling.max_pool(np, x, window((2, 3), 1), (1, 1))

@@ -2,6 +2,7 @@
 """CPU speed of netspec against PyTorch, each framework in a process of its own.
 
   python tools/benchmark.py [--threads 2,1] [--rounds 3] [--iters N] [--only lenet,resnet50] [--quick]
+  python tools/benchmark.py --only alexnet --threads 2 --profile | --products
 
 Every measurement is a fresh process that builds one net, warms up, and times `--iters`
 iterations; netspec and PyTorch processes alternate (the order swaps every round), so that
@@ -174,7 +175,7 @@ def netspec_iteration(name, base):
     import netspec
     param = net_param(name)
     base.append(rss_mb())
-    net = netspec.Net(param, phase="TRAIN", seed=0)
+    net = netspec.Net(param, phase="TRAIN", seed=0, share_diffs=True)      # as `netspec train` runs it
     data, label = inputs(name, net.blobs["data"].shape)
     sgd = SGD(net) if name == "lenet" else None
 
@@ -244,6 +245,54 @@ def worker(args):
         cpu.append(time.process_time() - c0)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps({"times": times, "cpu": cpu, "peak_mb": peak, "base_mb": base[0], "about": about}))
+
+
+def products(args):
+    """Every matrix product of a training step, timed as numpy.matmul and turned ((B^T A^T)^T),
+    beside the orientation ops.gemm picks: the measurements behind its rule."""
+    import numpy as np
+
+    import netspec.layers.common
+    import netspec.ops.conv
+    from netspec.ops import gemm
+    users = (gemm, netspec.ops.conv, netspec.layers.common)
+    seen = {}
+    original = gemm.matmul
+
+    def record(xp, a, b, out=None):
+        seen.setdefault((a.shape, a.strides, b.shape, b.strides), [a, b, 0])[2] += 1
+        return original(xp, a, b, out=out)
+    for module in users:
+        module.matmul = record
+    netspec_iteration(args.net, [])()
+    for module in users:
+        module.matmul = original
+
+    def best_of(fn, n=5):
+        fn()
+        return min(_timed(fn) for _ in range(n)) * 1000
+    totals = {"plain": 0.0, "turned": 0.0, "picked": 0.0}
+    print(f"{'a':>18s} {'b':>18s}  calls  plain ms  turned ms  picked")
+    for a, b, calls in seen.values():
+        out = np.empty(np.broadcast_shapes(a.shape[:-2], b.shape[:-2]) + (a.shape[-2], b.shape[-1]), a.dtype)
+        turned_out = np.empty(out.shape[:-2] + out.shape[:-3:-1], a.dtype)
+
+        def turned():
+            np.matmul(b.swapaxes(-1, -2), a.swapaxes(-1, -2), out=turned_out)
+            out[...] = turned_out.swapaxes(-1, -2)
+        plain, turn = best_of(lambda: np.matmul(a, b, out=out)), best_of(turned)
+        picked = gemm._turned(a, b)
+        totals["plain"] += calls * plain
+        totals["turned"] += calls * turn
+        totals["picked"] += calls * (turn if picked else plain)
+        print(f"{str(a.shape):>18s} {str(b.shape):>18s}  {calls:5d}  {plain:8.2f}  {turn:9.2f}  {'turned' if picked else 'plain'}")
+    print("per step, ms: " + ", ".join(f"{k} {v:.1f}" for k, v in totals.items()))
+
+
+def _timed(fn):
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
 
 
 def profile(args):
@@ -353,6 +402,8 @@ def parse_args():
     p.add_argument("--quick", action="store_true", help="1 round, half the iterations, one thread count")
     p.add_argument("--no-train", dest="train", action="store_false", help="skip the `netspec train` figure")
     p.add_argument("--profile", action="store_true", help="cProfile netspec on the --only net, in this process")
+    p.add_argument("--products", action="store_true",
+                   help="time each matrix product of the --only net both ways (the ops.gemm rule), in this process")
     p.add_argument("--worker", choices=["netspec", "torch"], help=argparse.SUPPRESS)
     p.add_argument("--net", choices=list(NETS), help=argparse.SUPPRESS)
     args = p.parse_args()
@@ -373,11 +424,11 @@ def main():
     if args.worker:
         worker(args)
         return 0
-    if args.profile:
+    if args.profile or args.products:
         for var, value in child_env(args.threads[0]).items():
             os.environ[var] = value
         args.net, args.iters = args.only[0], args.iters or NETS[args.only[0]][2]
-        profile(args)
+        (profile if args.profile else products)(args)
         return 0
     missed = []
     for threads in args.threads:

@@ -175,8 +175,15 @@ class Scale(_Broadcast):
         x = bottoms[0].data
         scale, bias = self._operands(bottoms)
         axis = self.operand_axis(x.shape, scale.shape)
-        # the scale's gradient needs x, which running in place overwrites
-        self._saved_x = norm_ops.kept_copy(xp, getattr(self, "_saved_x", None), x) if tops[0].data is x else None
+        # the scale's gradient needs x, which running in place overwrites: keep it, unless the
+        # layer before already keeps it (BatchNorm's normalised values)
+        self._saved_x = None
+        if tops[0].data is x:
+            kept = self.kept_input() if self.kept_input else None
+            if kept is not None and kept.shape == x.shape and kept.dtype == x.dtype:
+                self._saved_x = kept
+            else:
+                self._saved_x = self._own_x = norm_ops.kept_copy(xp, getattr(self, "_own_x", None), x)
         xp.multiply(x, self.expand(scale.data, axis, x.ndim), out=tops[0].data)
         if bias is not None:
             tops[0].data += self.expand(bias.data, axis, x.ndim)

@@ -69,6 +69,9 @@ class Layer:
                             # (BatchNorm's running statistics); None: every blob learns
     family = "other"        # for drawings: data, conv, pool, norm, fc, neuron, join, loss, metric, other
     source_path = None      # the net file it was read from (set by the graph; a Python layer's module search)
+    shares_data = False     # its tops ARE its bottom's data (Split, as Caffe's ShareData)
+    kept_input = None       # set by the executor on an in-place layer: a callable giving the copy
+                            # of its input that the layer before kept (or None), to keep no second one
 
     def __init__(self, lp, phase=caffe_pb2.TEST):
         self.lp = lp
@@ -141,6 +144,10 @@ class Layer:
         return not (self.loss and bottom_index == self.label_bottom)
 
     # -- compute ---------------------------------------------------------------------------
+    def kept_top(self):
+        """A copy of top 0's data as forward left it, kept for backward, or None."""
+        return None
+
     def forward(self, xp, bottoms, tops):
         """Compute tops[i].data from bottoms[i].data (and self.blobs)."""
         self.fail(f"{self.type} has no forward")

@@ -5,7 +5,7 @@ bottom diffs (and accumulates into parameter diffs). MACs count multiply-accumul
 """
 import numpy as np
 
-from ..ops.gemm import matmul
+from ..ops.gemm import matmul, matmul_add
 from ..utils import format_shape
 from .arrays import as_indices, count, count_or_none, scatter_add
 from ..ops.softmax import softmax
@@ -73,7 +73,7 @@ class InnerProduct(Layer):
         x = bottoms[0].data.reshape(m, k)
         w = self.blobs[0]
         if self.param_wanted(0):
-            w.diff += matmul(xp, x.T, dy) if self.transpose else matmul(xp, dy.T, x)
+            matmul_add(xp, x.T, dy, w.diff) if self.transpose else matmul_add(xp, dy.T, x, w.diff)
         if self.bias_term and self.param_wanted(1):
             self.blobs[1].diff += dy.sum(axis=0)
         if propagate_down[0]:

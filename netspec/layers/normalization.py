@@ -75,8 +75,13 @@ class BatchNorm(Layer):
             var_blob *= self.maf
             var_blob += (m / (m - 1) if m > 1 else 1.0) * var
         # later in-place layers (Scale, ReLU) overwrite the top: keep the normalised values
+        self._top_shape = tops[0].data.shape
         self._normalised = None if self.use_global_stats else \
             norm_ops.kept_copy(xp, getattr(self, "_normalised", None), y)
+
+    def kept_top(self):
+        kept = getattr(self, "_normalised", None)
+        return None if kept is None else kept.reshape(self._top_shape)
 
     def backward(self, xp, tops, propagate_down, bottoms):
         if not propagate_down[0]:

@@ -123,9 +123,12 @@ class Split(Layer):
     def infer(self, bottoms, ctx):
         return [tuple(bottoms[0])] * self.top_count()
 
+    shares_data = True
+
     def forward(self, xp, bottoms, tops):
         for t in tops:
-            t.data[...] = bottoms[0].data
+            if t.data is not bottoms[0].data:
+                t.data[...] = bottoms[0].data
 
     def backward(self, xp, tops, propagate_down, bottoms):
         if not propagate_down[0]:

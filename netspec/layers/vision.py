@@ -54,19 +54,17 @@ class LRN(Layer):
         p = self.param
         x = bottoms[0].data
         if self.across:
-            y, scale, inv = lrn_ops.lrn_across(xp, x, p.local_size, p.alpha, p.beta, p.k)
+            _, self._state = lrn_ops.lrn_across(xp, x, p.local_size, p.alpha, p.beta, p.k, out=tops[0].data,
+                                                scale=self._state)
         else:
-            y, scale, inv = lrn_ops.lrn_within(xp, x, p.local_size, p.alpha, p.beta)
-        tops[0].data[...] = y
-        self._state = (scale, inv)
+            _, self._state = lrn_ops.lrn_within(xp, x, p.local_size, p.alpha, p.beta, out=tops[0].data)
 
     def backward(self, xp, tops, propagate_down, bottoms):
         if not propagate_down[0]:
             return
         p = self.param
-        scale, inv = self._state
         grad = lrn_ops.lrn_across_backward if self.across else lrn_ops.lrn_within_backward
-        bottoms[0].diff[...] = grad(xp, bottoms[0].data, tops[0].data, scale, inv, tops[0].diff,
+        bottoms[0].diff[...] = grad(xp, bottoms[0].data, tops[0].data, self._state, tops[0].diff,
                                     p.local_size, p.alpha, p.beta)
 
 

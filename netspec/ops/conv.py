@@ -1,7 +1,9 @@
 """Convolution and deconvolution, forward and backward, on NumPy or CuPy.
 
 Two paths, chosen by the shapes:
-  * pointwise (1x1, stride 1, no pad): a batched product W @ x[n], no im2col and no copy;
+  * pointwise (1x1, stride 1, no pad) on maps of DIRECT_PIXELS or more: a batched product
+    W @ x[n], no im2col and no copy (smaller maps, ResNet's and GoogLeNet's 7x7, make products
+    too thin: there the columns below, a plain transpose for 1x1, measured 1.2-1.9x faster);
   * general: channel-major im2col (see im2col.py), one product per group, the batch inside
     the columns; depthwise convolution (a group per channel) is G products of (1 x taps) @
     (taps x N*out), not N*G tiny ones.
@@ -22,8 +24,17 @@ from .workspace import scratch
 # Bytes of the stacked (M, K) products summed over the batch at a time (pointwise weight grad).
 _CHUNK_BYTES = 32 << 20
 # Bytes of im2col columns built at a time; a larger batch is convolved in chunks (Caffe
-# builds one image's columns at a time; a whole batch makes one big efficient product).
-COLUMN_BYTES = 128 << 20
+# builds one image's columns at a time; a whole batch makes one big efficient product; past
+# a few images the product gains nothing more: 32 MB measured as fast as 128 MB on AlexNet's
+# conv2 and ResNet's conv1, with a quarter of the buffer).
+COLUMN_BYTES = 32 << 20
+# Forward's im2col columns are kept for backward's weight gradient (TRAIN) only where building
+# them again would cost much: rebuilding costs about 1/(filters per group) of the layer's
+# products, so only convolutions with few filters (LeNet's 20 and 50) keep theirs, and only
+# up to a size. Everywhere else backward rebuilds them, as Caffe does: keeping GoogLeNet's
+# and ResNet-50's (batch 8) cost 75 and 130 MB for about 2% of the step.
+KEPT_COLUMN_BYTES = 16 << 20
+KEPT_FILTERS = 64
 
 
 def _sum_over_batch(xp, a, b):
@@ -38,9 +49,18 @@ def _sum_over_batch(xp, a, b):
     return total
 
 
-def uses_columns(win):
-    """Whether convolution runs through im2col (so a column buffer is worth keeping)."""
-    return not win.pointwise
+DIRECT_PIXELS = 100
+
+
+def _direct(xp, win, x_shape):
+    """A pointwise convolution run as W @ x[n] (always on CuPy, whose products are not thin)."""
+    return win.pointwise and (xp is not numpy or math.prod(x_shape[2:]) >= DIRECT_PIXELS)
+
+
+def keeps_columns(xp, x_shape, win, out_shape, itemsize, filters_per_group):
+    """Whether forward's im2col columns (of the whole batch) are worth keeping for backward."""
+    return not _direct(xp, win, x_shape) and filters_per_group <= KEPT_FILTERS and \
+        column_bytes(x_shape, win, out_shape, itemsize) <= min(KEPT_COLUMN_BYTES, COLUMN_BYTES)
 
 
 def _matmul_into(xp, a, b, out, shape):
@@ -86,7 +106,7 @@ def conv_forward(xp, x, w, b, win, group, out, col=None):
     scratch buffer, a batch chunk at a time."""
     n, c = x.shape[:2]
     o = w.shape[0]
-    if win.pointwise:
+    if _direct(xp, win, x.shape):
         _matmul_into(xp, w.reshape(group, o // group, c // group), x.reshape(n, group, c // group, -1),
                      out, (n, group, o // group, -1))
         _add_bias(out, b)
@@ -141,7 +161,7 @@ def conv_backward(xp, x, w, dy, win, group, col=None, dw=None, db=None, dx=None)
     o = w.shape[0]
     if db is not None:
         db += _bias_grad(dy)
-    if win.pointwise:
+    if _direct(xp, win, x.shape):
         xs = x.reshape(n, group, c // group, -1)
         dys = dy.reshape(n, group, o // group, -1)
         if dw is not None:
@@ -167,8 +187,8 @@ def _columns_backward(xp, x, w, dy, win, group, col, dw, dx):
         if col is None:
             col = im2col(xp, x, win, out_shape, scratch(xp, "col", col_shape(x.shape, win, out_shape), x.dtype))
         dw += matmul(xp, dyt, col.reshape(group, rows, -1).swapaxes(1, 2)).reshape(w.shape)
-    if dx is not None:
-        dcol = scratch(xp, "dcol", col_shape(x.shape, win, out_shape), x.dtype)
+    if dx is not None:      # the scratch columns are spent once dw has them: dcol takes their place
+        dcol = scratch(xp, "col", col_shape(x.shape, win, out_shape), x.dtype)
         wt = w.reshape(group, o // group, rows).swapaxes(1, 2)
         if o == group:      # one filter per group (depthwise): an outer product, cheaper as a broadcast
             xp.multiply(wt, dyt, out=dcol.reshape(group, rows, -1))
@@ -188,7 +208,7 @@ def _columns_backward_last(xp, x, w, dy, win, group, col, dw, dx):
             col = im2col_last(_last(xp, "x_last", x), win, out_shape, scratch(xp, "col", shape, x.dtype))
         dw += matmul(xp, dyl, col.reshape(group, rows, -1).swapaxes(1, 2)).reshape(w.shape)
     if dx is not None:
-        dcol = scratch(xp, "dcol", shape, x.dtype)
+        dcol = scratch(xp, "col", shape, x.dtype)
         wt = w.reshape(group, o // group, rows).swapaxes(1, 2)
         if o == group:
             xp.multiply(wt, dyl, out=dcol.reshape(group, rows, -1))

@@ -1,23 +1,29 @@
 """Matrix products in the orientation BLAS runs best.
 
-OpenBLAS threads a product with few rows and many columns badly (a batch of 10 times a
-4096-wide weight, a 96-filter weight gradient over 30000 columns): computing (B^T A^T)^T
-instead, measured on 2 threads, halved AlexNet's and LeNet's training step. The price is a
-transposed copy of the result, so only products with few rows (< SMALL_ROWS) are turned:
-a big result with a short inner dimension (an InnerProduct's weight gradient) would lose
-more in the copy than BLAS gains. CuPy's cuBLAS needs no such help: there it is a plain matmul.
+OpenBLAS (0.3.31, 1 and 2 threads) runs a product with few rows and a long inner dimension
+(a batch of 10 times a 4096-wide weight, a convolution's weight gradient summed over a
+batch's columns) faster as (B^T A^T)^T; everywhere else the plain product wins, often by 2-3x,
+because the turned one pays a transposed copy of its result. Measured on every product of
+the LeNet, AlexNet, ResNet-50 and GoogLeNet training steps (tools/benchmark.py --products):
+this rule is within 1% of the better orientation for each. CuPy's cuBLAS needs no such help.
 """
 import numpy
 
 from .workspace import scratch
 
-SMALL_ROWS = 512
+FEW_ROWS = 128          # at most this many rows,
+LONG_INNER = 2          # and an inner dimension at least this many times the columns
+
+
+def _turned(a, b):
+    m, k, n = a.shape[-2], a.shape[-1], b.shape[-1]
+    return m <= FEW_ROWS and k >= LONG_INNER * n
 
 
 def matmul(xp, a, b, out=None):
     """a @ b (stacks of matrices too), into `out` when given, else a new array (maybe a
     transposed view)."""
-    if xp is not numpy or a.ndim < 2 or b.ndim < 2 or a.shape[-2] >= min(b.shape[-1], SMALL_ROWS):
+    if xp is not numpy or a.ndim < 2 or b.ndim < 2 or not _turned(a, b):
         return xp.matmul(a, b, out=out)
     bt, at = b.swapaxes(-1, -2), a.swapaxes(-1, -2)
     if out is None:
@@ -26,4 +32,22 @@ def matmul(xp, a, b, out=None):
     product = scratch(xp, "gemm_t", shape, out.dtype)
     numpy.matmul(bt, at, out=product)
     out[...] = product.swapaxes(-1, -2)
+    return out
+
+
+ADD_CHUNK_BYTES = 8 << 20
+
+
+def matmul_add(xp, a, b, out):
+    """out += a @ b (2-d), through a product temporary of at most ADD_CHUNK_BYTES: a weight
+    gradient as big as AlexNet's fc6 (151 MB) then costs no second copy of itself."""
+    rows = max(1, ADD_CHUNK_BYTES // max(b.shape[1] * out.itemsize, 1))
+    if rows >= a.shape[0]:
+        out += matmul(xp, a, b)
+        return out
+    part = scratch(xp, "gemm_add", (rows, b.shape[1]), out.dtype)
+    for start in range(0, a.shape[0], rows):
+        block = part[:min(rows, a.shape[0] - start)]
+        matmul(xp, a[start:start + rows], b, out=block)
+        out[start:start + rows] += block
     return out

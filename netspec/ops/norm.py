@@ -9,6 +9,8 @@ import numpy
 
 from .workspace import scratch
 
+TEMP_BYTES = 4 << 20
+
 
 def channel_dot(xp, a, b):
     """sum over axes 0 and 2 of a * b, per channel: (N, C, S) x (N, C, S) -> (C,)."""
@@ -46,8 +48,12 @@ def batch_norm_backward(xp, dy, y, std, dx):
     m = dy.shape[0] * dy.shape[2]
     mean_dy = dy.mean(axis=(0, 2))[:, None]
     mean_dy_y = (channel_dot(xp, dy, y) / m)[:, None]
-    tmp = scratch(xp, "bn_tmp", y.shape, y.dtype)
-    xp.multiply(y, mean_dy_y, out=tmp)
     xp.subtract(dy, mean_dy, out=dx)
-    dx -= tmp
+    # dx -= y * mean_dy_y, through a temporary of a few items at a time, not one of y's size
+    step = max(1, TEMP_BYTES // max(y[0].nbytes, 1))
+    tmp = scratch(xp, "bn_tmp", (min(step, y.shape[0]),) + y.shape[1:], y.dtype)
+    for start in range(0, y.shape[0], step):
+        part = tmp[:min(step, y.shape[0] - start)]
+        xp.multiply(y[start:start + step], mean_dy_y, out=part)
+        dx[start:start + step] -= part
     dx /= std

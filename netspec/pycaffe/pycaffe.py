@@ -371,7 +371,8 @@ class Solver:
         if self.type is not None:
             sp.type = self.type
         seed = _MODE["seed"]
-        self._trainer = Trainer(sp, backend=_backend(), seed=seed, log=Log(stream=sys.stderr), solver_path=os.fsdecode(filename))
+        self._trainer = Trainer(sp, backend=_backend(), seed=seed, log=Log(stream=sys.stderr),
+                                solver_path=os.fsdecode(filename), share_diffs=False)
         self._net = Net._wrap(self._trainer.net)
         self._test_nets = [Net._wrap(n) for n in self._trainer.test_nets]
 
