@@ -61,3 +61,34 @@ def test_training_iterations_allocate_no_workspace_after_the_first():
         iteration()
     assert workspace.allocations() == before
     assert kept_buffers(net) == kept
+
+
+def _run(threads, monkeypatch, iterations):
+    """Loss and parameter gradients after `iterations`, with work split over `threads`."""
+    from netspec.ops import threads as threads_module
+    monkeypatch.setenv("OPENBLAS_NUM_THREADS", str(threads))
+    monkeypatch.setattr(threads_module, "MIN_BYTES", 0)        # split even this small net's work
+    net = netspec.Net(text_format.Parse(NET, caffe_pb2.NetParameter()), phase="TRAIN", seed=0)
+    rng = np.random.default_rng(0)
+    data = rng.standard_normal((4, 2, 12, 12)).astype(np.float32)
+    label = np.array([0, 1, 2, 1], dtype=np.float32)
+    counts = []
+    for _ in range(iterations):
+        net.clear_param_diffs()
+        net.forward(data=data, label=label)
+        net.backward()
+        counts.append(workspace.allocations())
+    return float(net.blobs["loss"].data), {k: [b.diff.copy() for b in v] for k, v in net.params.items()}, counts
+
+
+def test_work_split_over_threads_gives_the_same_numbers_and_allocates_nothing_later(monkeypatch):
+    loss1, grads1, _ = _run(1, monkeypatch, 2)
+    from netspec.ops import threads as threads_module
+    threads_module._pool = None
+    loss3, grads3, counts = _run(3, monkeypatch, 6)
+    assert threads_module._pool is not None and threads_module._pool._max_workers == 2     # work was split
+    assert counts[2:] == [counts[1]] * 4            # each part keeps its lane's buffers
+    assert loss3 == loss1
+    for name in grads1:
+        for a, b in zip(grads1[name], grads3[name]):
+            np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)

@@ -13,6 +13,7 @@ import numpy as np
 
 from .. import caffe_pb2
 from ..errors import LayerError
+from ..ops.threads import flat_parts
 from .base import Layer, ParamBlob
 from .registry import layer
 
@@ -70,13 +71,13 @@ class ReLU(Neuron):
     def forward(self, xp, bottoms, tops):
         if self.slope == 0:     # the common case, without temporaries
             self._saved_x = None
-            xp.maximum(bottoms[0].data, 0, out=tops[0].data)
+            flat_parts(lambda x, y: xp.maximum(x, 0, out=y), bottoms[0].data, tops[0].data)
         else:
             super().forward(xp, bottoms, tops)
 
     def backward(self, xp, tops, propagate_down, bottoms):
         if self.slope == 0 and propagate_down[0]:
-            xp.multiply(tops[0].diff, tops[0].data > 0, out=bottoms[0].diff)
+            flat_parts(lambda dy, y, dx: xp.multiply(dy, y > 0, out=dx), tops[0].diff, tops[0].data, bottoms[0].diff)
         else:
             super().backward(xp, tops, propagate_down, bottoms)
 

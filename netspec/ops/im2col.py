@@ -13,6 +13,8 @@ import itertools
 
 import numpy
 
+from .threads import each_part, parts
+
 
 def col_shape(x_shape, win, out_shape):
     n, c = x_shape[:2]
@@ -37,6 +39,14 @@ def im2col(xp, x, win, out_shape, out=None):
     if xp is not numpy and len(in_shape) == 2:
         from . import cuda
         return cuda.im2col(x, win, out_shape, out)
+    if xp is numpy:             # channels are independent: a part of them per thread
+        each_part(lambda s: _im2col(x[:, s], win, out_shape, out[s]), parts(x.shape[1], out.nbytes))
+        return out
+    return _im2col(x, win, out_shape, out)
+
+
+def _im2col(x, win, out_shape, out):
+    in_shape = x.shape[2:]
     xt = x.swapaxes(0, 1)
     whole = (slice(None), slice(None))
     filled = set()
@@ -54,12 +64,20 @@ def im2col(xp, x, win, out_shape, out=None):
 def col2im(xp, col, x_shape, win, out=None):
     """The adjoint of im2col: col (C, *kernel, N, *out) -> x-shaped sums, into `out` when given."""
     in_shape = tuple(x_shape[2:])
-    out_shape = col.shape[2 + len(in_shape):]
     if out is None:
         out = xp.empty(tuple(x_shape), dtype=col.dtype)
     if xp is not numpy and len(in_shape) == 2:
         from . import cuda
         return cuda.col2im(col, x_shape, win, out)
+    if xp is numpy:
+        each_part(lambda s: _col2im(col[s], win, out[:, s]), parts(col.shape[0], col.nbytes))
+        return out
+    return _col2im(col, win, out)
+
+
+def _col2im(col, win, out):
+    in_shape = out.shape[2:]
+    out_shape = col.shape[2 + len(in_shape):]
     acc = out.swapaxes(0, 1)
     acc[...] = 0
     whole = (slice(None), slice(None))
@@ -80,6 +98,11 @@ def col_shape_last(x_shape, win, out_shape):
 
 def im2col_last(xl, win, out_shape, out):
     """xl (C, *in, N) -> out (C, *kernel, *out, N), every element written."""
+    each_part(lambda s: _im2col_last(xl[s], win, out_shape, out[s]), parts(xl.shape[0], out.nbytes))
+    return out
+
+
+def _im2col_last(xl, win, out_shape, out):
     in_shape = xl.shape[1:-1]
     filled = set()
     for tap, out_slices, in_slices in win.taps(in_shape, out_shape):
@@ -100,6 +123,11 @@ def im2col_last(xl, win, out_shape, out):
 
 def col2im_last(col, win, acc):
     """The adjoint of im2col_last: col (C, *kernel, *out, N) summed into acc (C, *in, N)."""
+    each_part(lambda s: _col2im_last(col[s], win, acc[s]), parts(col.shape[0], col.nbytes))
+    return acc
+
+
+def _col2im_last(col, win, acc):
     in_shape = acc.shape[1:-1]
     out_shape = col.shape[1 + len(in_shape):-1]
     acc[...] = 0

@@ -20,6 +20,7 @@ import math
 
 import numpy
 
+from .threads import parts, run_blocks
 from .windows import ave_divisor, flat_tap
 from .workspace import scratch
 
@@ -45,13 +46,16 @@ BLOCK_BYTES = 3 << 20
 
 def _by_planes(fn, arrays, plane_bytes):
     """fn(*blocks) over blocks of the flattened N*C planes of `arrays` (all (N, C, *spatial),
-    C-contiguous, written in place); one call with the arrays whole where they are not."""
+    C-contiguous, written in place), the blocks shared out over threads (threads.py); one
+    call with the arrays whole where they are not contiguous."""
     if not all(a.flags.c_contiguous for a in arrays):
         return fn(*arrays)
     planes = [a.reshape((-1, 1) + a.shape[2:]) for a in arrays]
+    count = planes[0].shape[0]
     step = max(1, BLOCK_BYTES // max(plane_bytes, 1))
-    for start in range(0, planes[0].shape[0], step):
-        fn(*(p[start:start + step] for p in planes))
+    threads = len(parts(count, count * plane_bytes))
+    step = min(step, -(-count // threads))          # at least one block a thread
+    run_blocks(fn, [tuple(p[start:start + step] for p in planes) for start in range(0, count, step)])
 
 
 # -- MAX ---------------------------------------------------------------------------------------
@@ -74,8 +78,9 @@ def max_pool(xp, x, win, out_shape, out=None):
         return y, arg.astype(numpy.int32).reshape(y.shape)
     # Small tap indices fit uint8; the update below wraps consistently in either type.
     arg = xp.empty(y.shape, dtype=numpy.uint8 if math.prod(win.kernel) <= 255 else numpy.int32)
+    plane_bytes = math.prod(in_shape) * x.itemsize
     if _flat(win):
-        _max_pool_flat(xp, x, win, y, arg)
+        _by_planes(lambda x, y, arg: _max_pool_flat(xp, x, win, y, arg), (x, y, arg), plane_bytes)
         return y, arg
     taps = win.taps(in_shape, out_shape)
 
@@ -89,7 +94,7 @@ def max_pool(xp, x, win, out_shape, out=None):
             xp.fmax(best, src, out=best)        # fmax: a NaN never wins, as with Caffe's strict >
             # where = index if wins else where, in arithmetic (masked copies are ~10x slower)
             where += wins * (index - where)
-    _by_planes(pool, (x, y, arg), math.prod(in_shape) * x.itemsize)
+    _by_planes(pool, (x, y, arg), plane_bytes)
     return y, arg
 
 
@@ -107,11 +112,12 @@ def max_pool_backward(xp, dy, arg, in_shape, win, out=None):
         flat = dx.reshape(n_c + (-1,))
         xp.put_along_axis(flat, arg.reshape(n_c + (1,)), dy.reshape(n_c + (1,)), axis=-1)
         return dx
+    plane_bytes = math.prod(in_shape) * dy.itemsize
     if _flat(win):
-        _max_pool_backward_flat(xp, dy, arg, win, dx)
+        _by_planes(lambda dy, arg, dx: _max_pool_backward_flat(xp, dy, arg, win, dx), (dy, arg, dx), plane_bytes)
         return dx
     if dx.flags.c_contiguous and _tiles(in_shape, dy.shape[2:], win):
-        _max_pool_backward_tiles(xp, dy, arg, win, dx)
+        _by_planes(lambda dy, arg, dx: _max_pool_backward_tiles(xp, dy, arg, win, dx), (dy, arg, dx), plane_bytes)
         return dx
     taps = win.taps(in_shape, dy.shape[2:])
 
@@ -120,7 +126,7 @@ def max_pool_backward(xp, dy, arg, in_shape, win, out=None):
         for tap, out_slices, in_slices in taps:
             index = flat_tap(tap, win.kernel)
             dx[WHOLE + in_slices] += dy[WHOLE + out_slices] * (arg[WHOLE + out_slices] == index)
-    _by_planes(route, (dy, arg, dx), math.prod(in_shape) * dy.itemsize)
+    _by_planes(route, (dy, arg, dx), plane_bytes)
     return dx
 
 

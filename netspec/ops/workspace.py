@@ -14,11 +14,39 @@ _local = threading.local()
 _allocations = 0        # buffers made or grown so far (tests assert none in the steady state)
 
 
+def _own():
+    """This thread's buffers: its own, or the lane it works in for another (lanes below)."""
+    buffers = getattr(_local, "lane", None)
+    if buffers is None:
+        buffers = getattr(_local, "buffers", None)
+        if buffers is None:
+            buffers = _local.buffers = {}
+    return buffers
+
+
+def lanes(count):
+    """This thread's buffer sets for `count` parallel parts (threads.py): part i always uses
+    lane i, whichever pool thread runs it, so the steady state allocates nothing."""
+    own = _own()
+    extra = own.setdefault("lanes", [])         # kept beside the buffers (keys are tuples)
+    while len(extra) < count - 1:
+        extra.append({})
+    return [own] + extra[:count - 1]
+
+
+def in_lane(buffers, fn, *args):
+    """fn(*args) with scratch() drawing on `buffers`."""
+    saved = getattr(_local, "lane", None)
+    _local.lane = buffers
+    try:
+        return fn(*args)
+    finally:
+        _local.lane = saved
+
+
 def scratch(xp, name, shape, dtype):
     """An uninitialised array of `shape` backed by the reusable buffer `name`."""
-    buffers = getattr(_local, "buffers", None)
-    if buffers is None:
-        buffers = _local.buffers = {}
+    buffers = _own()
     device = 0 if xp is numpy else xp.cuda.runtime.getDevice()
     key = (name, xp.__name__, device, numpy.dtype(dtype).str)
     size = int(numpy.prod(shape, dtype=numpy.int64))
