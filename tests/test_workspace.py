@@ -84,9 +84,13 @@ def _run(threads, monkeypatch, iterations):
 def test_work_split_over_threads_gives_the_same_numbers_and_allocates_nothing_later(monkeypatch):
     loss1, grads1, _ = _run(1, monkeypatch, 2)
     from netspec.ops import threads as threads_module
-    threads_module._pool = None
+    monkeypatch.setattr(threads_module, "_pool_size", 0)
     loss3, grads3, counts = _run(3, monkeypatch, 6)
-    assert threads_module._pool is not None and threads_module._pool._max_workers == 2     # work was split
+    assert threads_module._pool_size == 2                      # work was split over a pool
+    # work split from inside the pool runs there, in order (no thread waits on its own pool)
+    done = []
+    threads_module.run_blocks(lambda i: threads_module.run_blocks(done.append, [(i, ), (i + 10,)]), [(1,), (2,), (3,)])
+    assert sorted(done) == [1, 2, 3, 11, 12, 13]
     assert counts[2:] == [counts[1]] * 4            # each part keeps its lane's buffers
     assert loss3 == loss1
     for name in grads1:

@@ -4,14 +4,16 @@ NumPy's elementwise loops run in one thread, so on two cores a pooling layer use
 machine while PyTorch used all of it. NumPy releases the GIL inside a ufunc's loop, so
 blocks of a few MB run in parallel from a thread pool. The number of threads follows what
 the BLAS is told (OPENBLAS_NUM_THREADS, OMP_NUM_THREADS), else every core: one setting for all.
-Scratch buffers are per thread (workspace.py), so the blocks do not share temporaries.
+Each part draws on scratch buffers of its own (workspace.lanes), so parts share no temporaries.
 """
 import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 from . import workspace
 
-_pool = None
+_pool, _pool_size = None, 0
+_inside = threading.local()     # set in the pool's threads: work they split runs there, in order
 MIN_BYTES = 1 << 20     # below this a second thread costs more than it saves
 
 
@@ -26,15 +28,16 @@ def workers():
 def run_blocks(fn, blocks):
     """fn(*block) for each block (a tuple of arrays); in parallel where there are threads to
     use: part i of n takes blocks i, i+n, ... in lane i of the caller's scratch buffers."""
-    global _pool
+    global _pool, _pool_size
     blocks = list(blocks)
     n = min(workers(), len(blocks))
-    if n <= 1:
+    if n <= 1 or getattr(_inside, "pool", False):       # no waiting on the pool from inside it
         for block in blocks:
             fn(*block)
         return
-    if _pool is None or _pool._max_workers < n - 1:
-        _pool = ThreadPoolExecutor(max_workers=n - 1, thread_name_prefix="netspec")
+    if _pool_size < n - 1:
+        _pool, _pool_size = ThreadPoolExecutor(max_workers=n - 1, thread_name_prefix="netspec",
+                                               initializer=_mark_inside), n - 1
     lanes = workspace.lanes(n)
 
     def part(i):
@@ -44,6 +47,10 @@ def run_blocks(fn, blocks):
     part(0)                                 # the caller's share, in its own buffers
     for future in futures:
         future.result()
+
+
+def _mark_inside():
+    _inside.pool = True
 
 
 def parts(count, nbytes):
