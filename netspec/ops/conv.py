@@ -19,6 +19,7 @@ import numpy
 
 from .gemm import matmul
 from .im2col import col2im, col2im_last, col_shape, col_shape_last, im2col, im2col_last
+from .threads import each_part, parts
 from .workspace import scratch
 
 # Bytes of the stacked (M, K) products summed over the batch at a time (pointwise weight grad).
@@ -80,10 +81,19 @@ def _bias_grad(dy):
     return dy.sum(axis=(0,) + tuple(range(2, dy.ndim)))
 
 
+def _by_channels(xp, fn, channels, nbytes):
+    """fn(s) over channel slices, in parallel on NumPy (threads.py): the transposing copies
+    around the products are whole passes over memory."""
+    each_part(fn, parts(channels, nbytes) if xp is numpy else [slice(None)])
+
+
 def _transposed(xp, name, a):
     """a (N, C, ...) copied into a scratch (C, N, ...) array."""
     t = scratch(xp, name, (a.shape[1], a.shape[0]) + a.shape[2:], a.dtype)
-    t[...] = a.swapaxes(0, 1)
+
+    def copy(s):
+        t[s] = a[:, s].swapaxes(0, 1)
+    _by_channels(xp, copy, a.shape[1], a.nbytes)
     return t
 
 
@@ -130,7 +140,10 @@ def _batch_last(xp, n, out_shape):
 def _last(xp, name, a):
     """a (N, C, *s) copied into a scratch (C, *s, N) array."""
     t = scratch(xp, name, a.shape[1:] + a.shape[:1], a.dtype)
-    t[...] = numpy.moveaxis(a, 0, -1)
+
+    def copy(s):
+        t[s] = numpy.moveaxis(a[:, s], 0, -1)
+    _by_channels(xp, copy, a.shape[1], a.nbytes)
     return t
 
 
@@ -148,10 +161,14 @@ def _columns_forward(xp, x, w, b, win, group, out, col):
         im2col(xp, x, win, out_shape, col)
         matmul(xp, w.reshape(group, o // group, rows), col.reshape(group, rows, -1), out=y)
         y = y.reshape((o, n) + out_shape).swapaxes(0, 1)
-    if b is None:
-        out[...] = y
-    else:                                   # the transpose and the bias in one pass
-        xp.add(y, b.reshape((-1,) + (1,) * len(out_shape)), out=out)
+    bias = None if b is None else b.reshape((-1,) + (1,) * len(out_shape))
+
+    def write(s):                           # the transpose and the bias in one pass
+        if bias is None:
+            out[:, s] = y[:, s]
+        else:
+            xp.add(y[:, s], bias[s], out=out[:, s])
+    _by_channels(xp, write, o, out.nbytes)
 
 
 def conv_backward(xp, x, w, dy, win, group, col=None, dw=None, db=None, dx=None):
@@ -215,7 +232,11 @@ def _columns_backward_last(xp, x, w, dy, win, group, col, dw, dx):
         else:
             matmul(xp, wt, dyl, out=dcol.reshape(group, rows, -1))
         acc = scratch(xp, "x_last", x.shape[1:] + x.shape[:1], x.dtype)
-        dx[...] = numpy.moveaxis(col2im_last(dcol, win, acc), -1, 0)
+        col2im_last(dcol, win, acc)
+
+        def write(s):
+            dx[:, s] = numpy.moveaxis(acc[s], -1, 0)
+        _by_channels(xp, write, acc.shape[0], acc.nbytes)
 
 
 # -- deconvolution (the transpose of convolution) ------------------------------------------------
