@@ -3,6 +3,7 @@ import numpy as np
 
 from .. import caffe_pb2
 from ..ops import norm as norm_ops
+from ..ops.threads import add_all, flat_parts
 from ..utils import format_shape
 from .arrays import count
 from .base import Layer, ParamBlob
@@ -54,9 +55,7 @@ class Eltwise(Layer):
         if self.op == self.P.SUM:
             coeff = list(self.lp.eltwise_param.coeff) or [1.0] * len(xs)
             terms = [x if c == 1 else x * c for x, c in zip(xs, coeff)]
-            xp.add(terms[0], terms[1], out=target)
-            for t in terms[2:]:
-                target += t
+            flat_parts(lambda target, *terms: add_all(xp, terms, target), target, *terms)
         elif self.op == self.P.PROD:
             xp.multiply(xs[0], xs[1], out=target)
             for x in xs[2:]:
@@ -80,8 +79,10 @@ class Eltwise(Layer):
         for i, b in enumerate(bottoms):
             if not propagate_down[i]:
                 continue
-            if self.op == self.P.SUM:
-                b.diff[...] = dy if coeff[i] == 1 else dy * coeff[i]
+            if self.op == self.P.SUM and coeff[i] == 1:
+                flat_parts(lambda dx, dy: dx.__setitem__(Ellipsis, dy), b.diff, dy)
+            elif self.op == self.P.SUM:
+                b.diff[...] = dy * coeff[i]
             elif self.op == self.P.MAX:
                 b.diff[...] = dy * (self._argmax == i)
             elif self.stable_prod_grad:

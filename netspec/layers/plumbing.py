@@ -6,6 +6,7 @@ import math
 
 
 from .. import caffe_pb2
+from ..ops.threads import add_all, flat_parts
 from ..utils import format_shape
 from .arrays import as_indices, count, count_or_none, scatter_add
 from .base import Layer, ParamBlob
@@ -137,9 +138,7 @@ class Split(Layer):
         if len(tops) == 1:
             diff[...] = tops[0].diff
             return
-        xp.add(tops[0].diff, tops[1].diff, out=diff)
-        for t in tops[2:]:
-            diff += t.diff
+        flat_parts(lambda diff, *diffs: add_all(xp, diffs, diff), diff, *(t.diff for t in tops))
 
 
 class _Reshaping(Layer):

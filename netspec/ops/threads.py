@@ -79,3 +79,10 @@ def flat_parts(fn, *arrays):
         return
     flats = [a.reshape(-1) for a in arrays]
     each_part(lambda s: fn(*(f[s] for f in flats)), parts(flats[0].size, flats[0].nbytes))
+
+
+def add_all(xp, terms, out):
+    """out = the sum of two or more arrays (out may be one of them only if it is the first)."""
+    xp.add(terms[0], terms[1], out=out)
+    for t in terms[2:]:
+        out += t
