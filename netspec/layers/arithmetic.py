@@ -185,26 +185,52 @@ class Scale(_Broadcast):
                 self._saved_x = kept
             else:
                 self._saved_x = self._own_x = norm_ops.kept_copy(xp, getattr(self, "_own_x", None), x)
-        xp.multiply(x, self.expand(scale.data, axis, x.ndim), out=tops[0].data)
-        if bias is not None:
-            tops[0].data += self.expand(bias.data, axis, x.ndim)
+        y = tops[0].data
+        s, b = self.expand(scale.data, axis, x.ndim), None if bias is None else self.expand(bias.data, axis, x.ndim)
+
+        def part(c):                # c: a slice of the operand's first axis (channels, per channel)
+            xp.multiply(x[:, c], s[:, c], out=y[:, c])
+            if b is not None:
+                y[:, c] += b[:, c]
+        if self._per_channel(bottoms, x, axis):
+            norm_ops.by_channels(xp, part, x)
+        else:
+            part(slice(None))
+
+    def _per_channel(self, bottoms, x, axis):
+        """A learned scale of one value per channel (after BatchNorm): channels are independent."""
+        return len(bottoms) == 1 and axis == 1 and self.blobs[0].data.ndim == 1 and x.ndim >= 2
 
     def backward(self, xp, tops, propagate_down, bottoms):
         x = self._saved_x if self._saved_x is not None else bottoms[0].data
         dy = tops[0].diff
         scale, bias = self._operands(bottoms)
         axis = self.operand_axis(x.shape, scale.shape)
+        if self._per_channel(bottoms, x, axis):
+            return self._backward_per_channel(xp, x, dy, scale, bias, propagate_down[0], bottoms[0].diff)
         if bias is not None and self.param_wanted(len(self.blobs) - 1):
             bias.diff += self.reduce_to(dy, bias.shape, axis)
         if len(bottoms) == 1:
-            if self.param_wanted(0) and axis == 1 and scale.data.ndim == 1:    # per channel: no dy * x array
-                scale.diff += norm_ops.channel_dot(xp, dy.reshape(dy.shape[:2] + (-1,)), x.reshape(x.shape[:2] + (-1,)))
-            elif self.param_wanted(0):
+            if self.param_wanted(0):
                 scale.diff += self.reduce_to(dy * x, scale.shape, axis)
         elif propagate_down[1]:
             scale.diff[...] = self.reduce_to(dy * x, scale.shape, axis)
         if propagate_down[0]:
             xp.multiply(dy, self.expand(scale.data, axis, x.ndim), out=bottoms[0].diff)
+
+    def _backward_per_channel(self, xp, x, dy, scale, bias, down, dx):
+        """Per channel, parts of the channels at once: the sums first (dx may be dy itself)."""
+        x3, dy3, dx3 = (a.reshape(a.shape[:2] + (-1,)) for a in (x, dy, dx))
+        want_scale, want_bias = self.param_wanted(0), bias is not None and self.param_wanted(len(self.blobs) - 1)
+
+        def part(c):
+            if want_bias:
+                bias.diff[c] += dy3[:, c].sum(axis=(0, 2))
+            if want_scale:          # no dy * x array
+                scale.diff[c] += norm_ops.channel_dot(xp, dy3[:, c], x3[:, c])
+            if down:
+                xp.multiply(dy3[:, c], scale.data[c][:, None], out=dx3[:, c])
+        norm_ops.by_channels(xp, part, x)
 
 
 @layer("Bias")

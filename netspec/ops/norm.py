@@ -33,6 +33,11 @@ def _channel_parts(xp, x):
     return parts(x.shape[1], x.nbytes) if xp is numpy else [slice(None)]
 
 
+def by_channels(xp, fn, x):
+    """fn(channel slice) over parts of x's channels (axis 1), in parallel on NumPy."""
+    each_part(fn, _channel_parts(xp, x))
+
+
 def batch_norm_forward(xp, x, y, eps, mean=None, var=None):
     """y = (x - mean) / sqrt(var + eps) per channel of (N, C, S) arrays (y may be x itself).
     mean/var None: the batch's own statistics (biased variance). -> (mean, var, std (C, 1))."""
