@@ -1,14 +1,18 @@
-"""Activation gradients that share memory during backward, for training.
+"""Activations and their gradients that share memory, for training.
 
-Caffe keeps a diff array for every blob, though backward needs each one only between the
-layer that writes it and the last layer that reads it; PyTorch frees them as it goes, and in
-a ResNet-50 step they are a third of the memory. With share_diffs a Net gives blobs whose
-diffs are never needed at the same time one buffer: a blob's diff lives from its first write
-(a consumer's backward, or the loss seed) to its last read (its producer's backward), and two
-blobs share only when those spans do not meet. A blob whose diff is read before anything
-writes it in a pass (its stale value matters), or that no backward touches, keeps its own.
-After backward such diffs hold another blob's gradient, so this is for the solver only: a
-pycaffe user reading net.blobs[name].diff gets a Net without it, as in Caffe.
+Caffe keeps a data and a diff array for every blob, though backward needs each diff only
+between the layer that writes it and the last layer that reads it, and some data (a sum's
+inputs) not at all after forward; PyTorch frees both as it goes, and in a ResNet-50 step they
+were half of the memory. With share_memory a Net gives blobs whose arrays are never needed at
+the same time one buffer:
+- a diff lives from its first write (a consumer's backward, or the loss seed) to its last
+  read (its producer's backward); a diff read before anything writes it in a pass (its stale
+  value matters), or that no backward touches, keeps its own;
+- a blob's data that no layer's backward reads (Layer.backward_reads) lives from its
+  producer's forward to its last reader's forward; inputs, outputs and losses keep their own.
+Two blobs share only when those spans do not meet. Afterwards such arrays hold another
+blob's values, so this is for the solver only: a pycaffe user reading net.blobs[name] gets a
+Net without it, as in Caffe.
 """
 import math
 
@@ -57,9 +61,36 @@ def share_buffers(spans, sizes):
     return groups
 
 
+def data_spans(steps, keep):
+    """{blob: (first, last)} forward positions of the blobs whose data no backward reads (a
+    BatchNorm -> Scale chain into an Eltwise sum, ResNet's branch2c and branch1): such data is
+    needed only from its producer's forward to its last reader's, as PyTorch frees it.
+    `keep`: blobs whose data the caller reads (inputs, outputs, losses). Split's blobs, whose
+    data is one array, are kept too."""
+    needed, spans = set(keep), {}
+    for position, step in enumerate(steps):
+        node, layer = step.node, step.layer
+        reads_bottoms, reads_tops = (True, True) if layer.shares_data else layer.backward_reads()
+        if reads_bottoms:
+            needed.update(node.bottoms)
+        if reads_tops:
+            needed.update(node.tops)
+        for name in list(node.bottoms) + list(node.tops):
+            spans.setdefault(name, [position, position])[1] = position
+    return {name: tuple(span) for name, span in spans.items() if name not in needed}
+
+
+def shared_data_arrays(xp, steps, keep, shapes, dtype):
+    """{blob: data array} for the blobs of data_spans that can share a buffer."""
+    return _grouped_arrays(xp, data_spans(steps, keep), shapes, dtype)
+
+
 def shared_diff_arrays(xp, steps, seeded, shapes, dtype):
     """{blob: diff array}, views of one zeroed flat buffer per group, for the blobs that share."""
-    spans = diff_spans(steps, seeded)
+    return _grouped_arrays(xp, diff_spans(steps, seeded), shapes, dtype)
+
+
+def _grouped_arrays(xp, spans, shapes, dtype):
     sizes = {name: math.prod(shapes[name]) for name in spans}
     out = {}
     for group in share_buffers(spans, sizes):

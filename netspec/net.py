@@ -21,7 +21,7 @@ from .fillers import fill
 from .graph import param_specs
 from .utils import atomic_write, did_you_mean, format_shape
 from .io import read_weights
-from .memory import shared_diff_arrays
+from .memory import shared_data_arrays, shared_diff_arrays
 from .io.blobs import array_to_proto, proto_shape, proto_to_array, shapes_match
 
 @dataclass
@@ -71,15 +71,15 @@ class Net:
     """A net ready to run. model: a path, NetSource or NetParameter; weights: a .caffemodel;
     inputs: {blob: shape} instead of the file's input shapes (a data layer given one is fed
     instead of read); seed: the fillers' and the random layers' seed; dtype: float32, or
-    float64 for gradient checks; share_diffs: activation diffs that backward never needs at
-    once share memory (the solver's nets; afterwards they hold no blob's own gradient, memory.py).
+    float64 for gradient checks; share_memory: activations and diffs that are never needed at
+    once share memory (the solver's nets; afterwards they hold other blobs' values, memory.py).
 
     blobs {name: Blob}, params {layer: [Blob]}, layers, layer_names, inputs, outputs,
     loss (after forward), learnable_params (ParamSlots for the solver), steps (the plan).
     """
 
     def __init__(self, model, weights=None, phase="TEST", backend="numpy", inputs=None, seed=None,
-                 stages=(), level=0, dtype="float32", share_diffs=False):
+                 stages=(), level=0, dtype="float32", share_memory=False):
         from .graph import build_graph, load_source, mark_backward, phase_value
         self.xp = get_xp(backend)
         self.backend = "cupy" if self.xp is not np else "numpy"
@@ -116,8 +116,8 @@ class Net:
         self._mark_fed()
         self.loss_tops = [(self.blobs[t], w) for node in self.nodes
                           for t, w in zip(node.tops, node.loss_weights) if w != 0]
-        self.share_diffs = share_diffs
-        self._share_diffs()
+        self.share_memory = share_memory
+        self._share_memory()
         if weights:
             self.copy_from(weights)
 
@@ -211,13 +211,16 @@ class Net:
             step.needs_backward = node.needs_backward and (any(node.propagate_down) or any(node.param_propagate_down))
             step.layer.param_propagate_down = node.param_propagate_down
 
-    def _share_diffs(self):
-        """share_diffs: activation diffs that backward never needs at once share buffers (memory.py)."""
-        if not self.share_diffs:
+    def _share_memory(self):
+        """share_memory: activations and diffs never needed at once share buffers (memory.py)."""
+        if not self.share_memory:
             return
         seeded = [t for node in self.nodes for t, w in zip(node.tops, node.loss_weights) if w != 0]
         for name, diff in shared_diff_arrays(self.xp, self.steps, seeded, self.shapes, self.dtype).items():
             self.blobs[name].diff = diff
+        keep = set(self.feedable) | set(self.outputs) | set(seeded)
+        for name, data in shared_data_arrays(self.xp, self.steps, keep, self.shapes, self.dtype).items():
+            self.blobs[name].data = data
 
     def _mark_fed(self):
         """Layers without bottoms whose tops are all fed (Input layers always) do not run."""
@@ -345,7 +348,7 @@ class Net:
                                         f"but they are {have}", hint="feed inputs of the size the net was made for")
         self.shapes = shapes
         self._allocate()
-        self._share_diffs()
+        self._share_memory()
 
     def clear_param_diffs(self):
         for layer in self.layers:

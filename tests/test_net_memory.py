@@ -38,7 +38,7 @@ def _net(tmp_path, text=RESIDUAL, **kw):
 def _step(net):
     rng = np.random.default_rng(0)
     data = rng.standard_normal(net.blobs["data"].shape).astype(np.float32)
-    label = rng.integers(0, 5, size=4).astype(np.float32)
+    label = rng.integers(0, 5, size=net.blobs["label"].shape[0]).astype(np.float32)
     net.clear_param_diffs()
     net.forward(data=data, label=label)
     net.backward()
@@ -91,7 +91,7 @@ def test_scale_gradients_are_the_same_with_the_shared_copy(tmp_path, monkeypatch
 
 
 def test_shared_diffs_give_the_same_loss_and_parameter_gradients(tmp_path):
-    plain, shared_net = _net(tmp_path), _net(tmp_path, share_diffs=True)
+    plain, shared_net = _net(tmp_path), _net(tmp_path, share_memory=True)
     owned = {id(b.diff) for b in plain.blobs.values()}
     assert len(owned) == len(plain.blobs)
     bases = [b.diff.base for b in shared_net.blobs.values() if b.diff.base is not None]
@@ -163,5 +163,42 @@ def test_the_trainer_shares_diffs_and_pycaffe_does_not(tmp_path):
     solver = tmp_path / "solver.prototxt"
     solver.write_text(f'net: "{tmp_path / "net.prototxt"}"\nbase_lr: 0.01\nmax_iter: 1\nlr_policy: "fixed"\nsnapshot_prefix: "s"\n')
     trainer = Trainer(read_solver(str(solver)), solver_path=str(solver), seed=1)
-    assert trainer.net.share_diffs
-    assert not pycaffe.SGDSolver(str(solver)).net._net.share_diffs
+    assert trainer.net.share_memory
+    assert not pycaffe.SGDSolver(str(solver)).net._net.share_memory
+
+
+TWO_SUMS = """
+name: "two_sums"
+layer { name: "data" type: "Input" top: "data" top: "label"
+  input_param { shape { dim: 2 dim: 3 dim: 5 dim: 5 } shape { dim: 2 } } }
+layer { name: "a" type: "Convolution" bottom: "data" top: "a" convolution_param { num_output: 4 kernel_size: 1 weight_filler { type: "xavier" } } }
+layer { name: "b" type: "Convolution" bottom: "data" top: "b" convolution_param { num_output: 4 kernel_size: 1 weight_filler { type: "xavier" } } }
+layer { name: "bn" type: "BatchNorm" bottom: "b" top: "b" }
+layer { name: "sc" type: "Scale" bottom: "b" top: "b" scale_param { bias_term: true } }
+layer { name: "s1" type: "Eltwise" bottom: "a" bottom: "b" top: "s1" }
+layer { name: "c" type: "Convolution" bottom: "s1" top: "c" convolution_param { num_output: 4 kernel_size: 3 pad: 1 weight_filler { type: "xavier" } } }
+layer { name: "d" type: "Convolution" bottom: "s1" top: "d" convolution_param { num_output: 4 kernel_size: 1 weight_filler { type: "xavier" } } }
+layer { name: "s2" type: "Eltwise" bottom: "c" bottom: "d" top: "s2" }
+layer { name: "relu" type: "ReLU" bottom: "s2" top: "s2" }
+layer { name: "ip" type: "InnerProduct" bottom: "s2" top: "ip" inner_product_param { num_output: 5 weight_filler { type: "xavier" } } }
+layer { name: "loss" type: "SoftmaxWithLoss" bottom: "ip" bottom: "label" top: "loss" }
+"""
+
+
+def test_data_no_backward_reads_shares_memory_with_the_same_numbers(tmp_path):
+    # a, b (after BatchNorm and Scale in place) feed only a sum; c and d likewise: their data is
+    # dead once the sum has it, so c and d can reuse a's and b's buffers
+    spans = memory.data_spans(_net(tmp_path, TWO_SUMS).steps, keep={"data", "label", "loss"})
+    assert set(spans) == {"a", "b", "c", "d"}
+    plain, shared = _net(tmp_path, TWO_SUMS), _net(tmp_path, TWO_SUMS, share_memory=True)
+    bases = [id(shared.blobs[n].data.base) for n in "abcd" if shared.blobs[n].data.base is not None]
+    assert len(bases) == 4 and len(set(bases)) == 2                     # two buffers for four blobs
+    for name in ("s1", "s2", "ip"):                                     # what backward reads keeps its own
+        assert shared.blobs[name].data.base is None
+    for _ in range(2):
+        a, b = _step(plain), _step(shared)
+        assert a[0] == b[0]
+        for name in a[1]:
+            for x, y in zip(a[1][name], b[1][name]):
+                np.testing.assert_allclose(x, y, rtol=1e-6, atol=1e-7)
+

@@ -175,7 +175,7 @@ def netspec_iteration(name, base):
     import netspec
     param = net_param(name)
     base.append(rss_mb())
-    net = netspec.Net(param, phase="TRAIN", seed=0, share_diffs=True)      # as `netspec train` runs it
+    net = netspec.Net(param, phase="TRAIN", seed=0, share_memory=True)      # as `netspec train` runs it
     data, label = inputs(name, net.blobs["data"].shape)
     sgd = SGD(net) if name == "lenet" else None
 

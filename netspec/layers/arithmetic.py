@@ -23,6 +23,9 @@ class Eltwise(Layer):
     def describe(self):
         return [self.P.EltwiseOp.Name(self.op)]
 
+    def backward_reads(self):
+        return (True, True) if self.op == self.P.PROD else (False, False)     # SUM: coefficients; MAX: argmax
+
     def setup(self):
         p = self.lp.eltwise_param
         self.op = p.operation
@@ -196,6 +199,10 @@ class Scale(_Broadcast):
             norm_ops.by_channels(xp, part, x)
         else:
             part(slice(None))
+
+    def backward_reads(self):
+        # in place it keeps (or shares) its own copy of x; else x, and a scale bottom
+        return len(self.lp.bottom) > 1 or self.lp.bottom[0] != self.lp.top[0], False
 
     def _per_channel(self, bottoms, x, axis):
         """A learned scale of one value per channel (after BatchNorm): channels are independent."""

@@ -144,6 +144,11 @@ class Layer:
         return not (self.loss and bottom_index == self.label_bottom)
 
     # -- compute ---------------------------------------------------------------------------
+    def backward_reads(self):
+        """(bottoms' data, tops' data): what backward reads of them after forward (the solver's
+        nets let data nobody reads share memory, netspec.memory). Say False only where sure."""
+        return True, True
+
     def kept_top(self):
         """A copy of top 0's data as forward left it, kept for backward, or None."""
         return None

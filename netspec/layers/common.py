@@ -21,6 +21,9 @@ class InnerProduct(Layer):
     weight_layer = True     # counts in the papers' depth; its MACs per item are its connections
     family = "fc"
 
+    def backward_reads(self):
+        return True, False
+
     def describe(self):
         return [f"{self.num_output} out"]
     takes_unknown = True

@@ -76,6 +76,9 @@ class _ConvolutionBase(Layer):
         self._windows = {}
         self._state = {}
 
+    def backward_reads(self):
+        return True, False          # the input (for the weights' gradient), never the output
+
     def describe(self):
         p = self.param
         words = [f"{p.num_output} out"] if self.has_filters else []

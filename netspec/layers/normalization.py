@@ -79,6 +79,9 @@ class BatchNorm(Layer):
         self._normalised = None if self.use_global_stats else \
             norm_ops.kept_copy(xp, getattr(self, "_normalised", None), y)
 
+    def backward_reads(self):
+        return False, False         # its own copy of the normalised values, and the std
+
     def kept_top(self):
         kept = getattr(self, "_normalised", None)
         return None if kept is None else kept.reshape(self._top_shape)

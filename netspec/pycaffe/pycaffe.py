@@ -372,7 +372,7 @@ class Solver:
             sp.type = self.type
         seed = _MODE["seed"]
         self._trainer = Trainer(sp, backend=_backend(), seed=seed, log=Log(stream=sys.stderr),
-                                solver_path=os.fsdecode(filename), share_diffs=False)
+                                solver_path=os.fsdecode(filename), share_memory=False)
         self._net = Net._wrap(self._trainer.net)
         self._test_nets = [Net._wrap(n) for n in self._trainer.test_nets]
 

@@ -82,6 +82,6 @@ def caffe_learnable_params(net):
     return out
 
 
-def make_net(source, state, backend, seed, share_diffs=False):
+def make_net(source, state, backend, seed, share_memory=False):
     return Net(source, phase=state.phase, backend=backend, seed=seed, stages=tuple(state.stage), level=state.level,
-               share_diffs=share_diffs)
+               share_memory=share_memory)

@@ -27,10 +27,10 @@ from .snapshots import restore_snapshot, rng_state, snapshot_prefix, write_snaps
 
 
 class Trainer:
-    """Caffe's Solver loop over a train net and its test nets. share_diffs: the train net's
-    activation diffs share memory (netspec.memory); pycaffe's solvers keep every blob's diff."""
+    """Caffe's Solver loop over a train net and its test nets. share_memory: the train net's
+    activations and diffs share memory (netspec.memory); pycaffe's solvers keep every blob's own."""
 
-    def __init__(self, sp, backend="numpy", seed=None, log=None, solver_path=None, parallel=None, share_diffs=True):
+    def __init__(self, sp, backend="numpy", seed=None, log=None, solver_path=None, parallel=None, share_memory=True):
         self.sp, self.log = sp, log or Log()
         self.parallel, self.root = parallel, parallel is None or parallel.root
         self.solver_path = solver_path
@@ -39,7 +39,7 @@ class Trainer:
         self.log.info(f"Random seed: {self.seed}")
         source, state = train_net_source(sp, solver_path)
         self.log.info(f"Creating training net from {source.path}")
-        self.net = make_net(source, state, backend, parallel.seed(self.seed) if parallel else self.seed, share_diffs)
+        self.net = make_net(source, state, backend, parallel.seed(self.seed) if parallel else self.seed, share_memory)
         if parallel:
             self.log.info(parallel.describe())
         self.test_nets = []
