@@ -39,7 +39,7 @@ def diff_spans(steps, seeded):
 
 def share_buffers(spans, sizes):
     """[[blob, ...], ...]: groups whose spans are pairwise disjoint (closed intervals: a layer
-    reads its top's diff while it writes its bottom's). Greedy by start, each blob into the
+    reads one blob while it writes another). Greedy by start, each blob into the
     free group whose largest member is closest above its size, else the largest free one."""
     groups, ends, biggest = [], [], []
     for name in sorted(spans, key=lambda n: (spans[n][0], -sizes[n])):
