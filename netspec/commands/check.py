@@ -16,12 +16,7 @@ def add_parser(subparsers):
         description="Infer every top's shape, check the net, explain the arithmetic, and count "
                     "parameters, multiply-accumulates, activation memory and receptive fields.")
     p.add_argument("model", metavar="FILE", help="the net (.prototxt, .yaml, .json)")
-    p.add_argument("--input", action="append", default=[], metavar="NAME=N,C,H,W",
-                   help="shape of an input blob, overriding the data layer's (repeatable), e.g. data=10,3,227,227")
-    p.add_argument("--phase", type=str.upper, choices=["TRAIN", "TEST"],
-                   help="net phase (default: the file's state, else TEST)")
-    p.add_argument("--stage", action="append", default=[], help="a net stage (repeatable or comma-separated)")
-    p.add_argument("--level", type=int32, help="net state level (default: the file's state, else 0)")
+    add_net_arguments(p)
     p.add_argument("--explain", action="store_true", help="show the arithmetic behind each shape")
     p.add_argument("--json", action="store_true", help="print one JSON document (schema: docs/check-json.md)")
     p.add_argument("--strict", action="store_true", help="treat warnings as errors")
@@ -35,6 +30,22 @@ def add_parser(subparsers):
     return p
 
 
+def add_net_arguments(p):
+    """The arguments that choose what is checked, shared with `draw`: input shapes and net state."""
+    p.add_argument("--input", action="append", default=[], metavar="NAME=N,C,H,W",
+                   help="shape of an input blob, overriding the data layer's (repeatable), e.g. data=10,3,227,227")
+    p.add_argument("--phase", type=str.upper, choices=["TRAIN", "TEST"],
+                   help="net phase (default: the file's state, else TEST)")
+    p.add_argument("--stage", action="append", default=[], help="a net stage (repeatable or comma-separated)")
+    p.add_argument("--level", type=int32, help="net state level (default: the file's state, else 0)")
+
+
+def checked(args, **options):
+    """The check report of args.model as add_net_arguments' arguments choose."""
+    return check(args.model, inputs=parse_inputs(args.input), phase=args.phase, stages=split_stages(args.stage),
+                 level=args.level, **options)
+
+
 def columns(text):
     names = tuple(c.strip() for c in text.split(",") if c.strip())
     wrong = [c for c in names if c not in COLUMNS]
@@ -45,9 +56,7 @@ def columns(text):
 
 
 def run(args):
-    inputs = parse_inputs(args.input)
-    report = check(args.model, inputs=inputs, phase=args.phase, stages=split_stages(args.stage),
-                   level=args.level, strict=args.strict)
+    report = checked(args, strict=args.strict)
     if args.html:
         from ..html_report import write_html
         write_html(report, args.html)
