@@ -3,7 +3,7 @@ import numpy as np
 
 from .. import caffe_pb2
 from ..ops import norm as norm_ops
-from ..ops.threads import add_all, flat_parts
+from ..ops.threads import add_all, by_parts, flat_parts
 from ..utils import format_shape
 from .arrays import count
 from .base import Layer, ParamBlob
@@ -196,7 +196,7 @@ class Scale(_Broadcast):
             if b is not None:
                 y[:, c] += b[:, c]
         if self._per_channel(bottoms, x, axis):
-            norm_ops.by_channels(xp, part, x)
+            by_parts(xp, part, x.shape[1], x.nbytes)
         else:
             part(slice(None))
 
@@ -237,7 +237,7 @@ class Scale(_Broadcast):
                 scale.diff[c] += norm_ops.channel_dot(xp, dy3[:, c], x3[:, c])
             if down:
                 xp.multiply(dy3[:, c], scale.data[c][:, None], out=dx3[:, c])
-        norm_ops.by_channels(xp, part, x)
+        by_parts(xp, part, x.shape[1], x.nbytes)
 
 
 @layer("Bias")

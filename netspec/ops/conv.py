@@ -19,7 +19,7 @@ import numpy
 
 from .gemm import matmul
 from .im2col import col2im, col2im_last, col_shape, col_shape_last, im2col, im2col_last
-from .threads import each_part, parts
+from .threads import by_parts
 from .workspace import scratch
 
 # Bytes of the stacked (M, K) products summed over the batch at a time (pointwise weight grad).
@@ -81,19 +81,13 @@ def _bias_grad(dy):
     return dy.sum(axis=(0,) + tuple(range(2, dy.ndim)))
 
 
-def _by_channels(xp, fn, channels, nbytes):
-    """fn(s) over channel slices, in parallel on NumPy (threads.py): the transposing copies
-    around the products are whole passes over memory."""
-    each_part(fn, parts(channels, nbytes) if xp is numpy else [slice(None)])
-
-
 def _transposed(xp, name, a):
     """a (N, C, ...) copied into a scratch (C, N, ...) array."""
     t = scratch(xp, name, (a.shape[1], a.shape[0]) + a.shape[2:], a.dtype)
 
     def copy(s):
         t[s] = a[:, s].swapaxes(0, 1)
-    _by_channels(xp, copy, a.shape[1], a.nbytes)
+    by_parts(xp, copy, a.shape[1], a.nbytes)
     return t
 
 
@@ -143,7 +137,7 @@ def _last(xp, name, a):
 
     def copy(s):
         t[s] = numpy.moveaxis(a[:, s], 0, -1)
-    _by_channels(xp, copy, a.shape[1], a.nbytes)
+    by_parts(xp, copy, a.shape[1], a.nbytes)
     return t
 
 
@@ -168,7 +162,7 @@ def _columns_forward(xp, x, w, b, win, group, out, col):
             out[:, s] = y[:, s]
         else:
             xp.add(y[:, s], bias[s], out=out[:, s])
-    _by_channels(xp, write, o, out.nbytes)
+    by_parts(xp, write, o, out.nbytes)
 
 
 def conv_backward(xp, x, w, dy, win, group, col=None, dw=None, db=None, dx=None):
@@ -236,7 +230,7 @@ def _columns_backward_last(xp, x, w, dy, win, group, col, dw, dx):
 
         def write(s):
             dx[:, s] = numpy.moveaxis(acc[s], -1, 0)
-        _by_channels(xp, write, acc.shape[0], acc.nbytes)
+        by_parts(xp, write, acc.shape[0], acc.nbytes)
 
 
 # -- deconvolution (the transpose of convolution) ------------------------------------------------

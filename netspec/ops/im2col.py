@@ -13,7 +13,7 @@ import itertools
 
 import numpy
 
-from .threads import each_part, parts
+from .threads import by_parts
 
 
 def col_shape(x_shape, win, out_shape):
@@ -39,10 +39,9 @@ def im2col(xp, x, win, out_shape, out=None):
     if xp is not numpy and len(in_shape) == 2:
         from . import cuda
         return cuda.im2col(x, win, out_shape, out)
-    if xp is numpy:             # channels are independent: a part of them per thread
-        each_part(lambda s: _im2col(x[:, s], win, out_shape, out[s]), parts(x.shape[1], out.nbytes))
-        return out
-    return _im2col(x, win, out_shape, out)
+    # channels are independent: a part of them per thread
+    by_parts(xp, lambda s: _im2col(x[:, s], win, out_shape, out[s]), x.shape[1], out.nbytes)
+    return out
 
 
 def _im2col(x, win, out_shape, out):
@@ -69,10 +68,8 @@ def col2im(xp, col, x_shape, win, out=None):
     if xp is not numpy and len(in_shape) == 2:
         from . import cuda
         return cuda.col2im(col, x_shape, win, out)
-    if xp is numpy:
-        each_part(lambda s: _col2im(col[s], win, out[:, s]), parts(col.shape[0], col.nbytes))
-        return out
-    return _col2im(col, win, out)
+    by_parts(xp, lambda s: _col2im(col[s], win, out[:, s]), col.shape[0], col.nbytes)
+    return out
 
 
 def _col2im(col, win, out):
@@ -98,7 +95,7 @@ def col_shape_last(x_shape, win, out_shape):
 
 def im2col_last(xl, win, out_shape, out):
     """xl (C, *in, N) -> out (C, *kernel, *out, N), every element written."""
-    each_part(lambda s: _im2col_last(xl[s], win, out_shape, out[s]), parts(xl.shape[0], out.nbytes))
+    by_parts(numpy, lambda s: _im2col_last(xl[s], win, out_shape, out[s]), xl.shape[0], out.nbytes)
     return out
 
 
@@ -123,7 +120,7 @@ def _im2col_last(xl, win, out_shape, out):
 
 def col2im_last(col, win, acc):
     """The adjoint of im2col_last: col (C, *kernel, *out, N) summed into acc (C, *in, N)."""
-    each_part(lambda s: _col2im_last(col[s], win, acc[s]), parts(col.shape[0], col.nbytes))
+    by_parts(numpy, lambda s: _col2im_last(col[s], win, acc[s]), col.shape[0], col.nbytes)
     return acc
 
 

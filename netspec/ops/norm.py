@@ -7,7 +7,7 @@ state allocates nothing big (a fresh 25 MB array costs its page faults every ite
 """
 import numpy
 
-from .threads import each_part, parts
+from .threads import by_parts
 from .workspace import scratch
 
 TEMP_BYTES = 4 << 20
@@ -28,25 +28,13 @@ def kept_copy(xp, buffer, a):
     return buffer
 
 
-def _channel_parts(xp, x):
-    """Channel slices to work on in parallel (channels are independent); one on CuPy."""
-    return parts(x.shape[1], x.nbytes) if xp is numpy else [slice(None)]
-
-
-def by_channels(xp, fn, x):
-    """fn(channel slice) over parts of x's channels (axis 1), in parallel on NumPy."""
-    each_part(fn, _channel_parts(xp, x))
-
-
 def batch_norm_forward(xp, x, y, eps, mean=None, var=None):
     """y = (x - mean) / sqrt(var + eps) per channel of (N, C, S) arrays (y may be x itself).
     mean/var None: the batch's own statistics (biased variance). -> (mean, var, std (C, 1))."""
-    slices = _channel_parts(xp, x)
-    if len(slices) == 1:
-        return _batch_norm_forward(xp, x, y, eps, mean, var)
-    results = each_part(lambda s: _batch_norm_forward(xp, x[:, s], y[:, s], eps, None if mean is None else mean[s],
-                                                      None if var is None else var[s]), slices)
-    return tuple(xp.concatenate([r[i] for r in results]) for i in range(3))
+    # channels are independent: a part of them per thread
+    results = by_parts(xp, lambda s: _batch_norm_forward(xp, x[:, s], y[:, s], eps, None if mean is None else mean[s],
+                                                         None if var is None else var[s]), x.shape[1], x.nbytes)
+    return results[0] if len(results) == 1 else tuple(xp.concatenate([r[i] for r in results]) for i in range(3))
 
 
 def _batch_norm_forward(xp, x, y, eps, mean, var):
@@ -65,7 +53,7 @@ def _batch_norm_forward(xp, x, y, eps, mean, var):
 def batch_norm_backward(xp, dy, y, std, dx):
     """dx = (dy - mean(dy) - mean(dy * y) * y) / std per channel, with y the normalised values
     (dx may be dy itself)."""
-    each_part(lambda s: _batch_norm_backward(xp, dy[:, s], y[:, s], std[s], dx[:, s]), _channel_parts(xp, dy))
+    by_parts(xp, lambda s: _batch_norm_backward(xp, dy[:, s], y[:, s], std[s], dx[:, s]), dy.shape[1], dy.nbytes)
 
 
 def _batch_norm_backward(xp, dy, y, std, dx):

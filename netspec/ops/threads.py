@@ -10,6 +10,8 @@ import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
+import numpy
+
 from . import workspace
 
 _pool, _pool_size = None, 0
@@ -70,10 +72,15 @@ def each_part(fn, slices):
     return results
 
 
+def by_parts(xp, fn, count, nbytes):
+    """[fn(s) for s in slices of `count` independent items (channels, planes)], in parallel on
+    NumPy when the work (`nbytes`) is big; one call with slice(None) on CuPy."""
+    return each_part(fn, parts(count, nbytes) if xp is numpy else [slice(None)])
+
+
 def flat_parts(fn, *arrays):
     """fn(*views) on matching parts of the flattened arrays (same size), in parallel on NumPy;
     fn(*arrays) once on CuPy or where one is not contiguous."""
-    import numpy
     if not all(isinstance(a, numpy.ndarray) and a.flags.c_contiguous for a in arrays):
         fn(*arrays)
         return
