@@ -27,11 +27,12 @@ def _own():
 def lanes(count):
     """This thread's buffer sets for `count` parallel parts (threads.py): part i always uses
     lane i, whichever pool thread runs it, so the steady state allocates nothing."""
-    own = _own()
-    extra = own.setdefault("lanes", [])         # kept beside the buffers (keys are tuples)
+    extra = getattr(_local, "lanes", None)
+    if extra is None:
+        extra = _local.lanes = []
     while len(extra) < count - 1:
         extra.append({})
-    return [own] + extra[:count - 1]
+    return [_own()] + extra[:count - 1]
 
 
 def in_lane(buffers, fn, *args):
