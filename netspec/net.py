@@ -55,16 +55,27 @@ class WeightsPlan:
 
 class Step:
     """One layer of the plan, bound to its Blobs."""
-    __slots__ = ("node", "layer", "bottoms", "tops", "propagate_down", "needs_backward", "feeds_only")
+    __slots__ = ("node", "layer", "bottoms", "tops", "propagate_down", "needs_backward", "feeds_only", "partner")
 
     def __init__(self, node, layer, bottoms, tops):
         self.node, self.layer = node, layer
         self.bottoms, self.tops = bottoms, tops
         self.propagate_down, self.needs_backward, self.feeds_only = [], False, False
+        self.partner = None     # the Scale step of a BatchNorm step run with it, and the other way round
 
     @property
     def name(self):
         return self.layer.name
+
+
+def _partnered(steps):
+    """The steps as groups to run: a step alone, or two partners next to each other."""
+    steps = list(steps)
+    i = 0
+    while i < len(steps):
+        together = i + 1 < len(steps) and steps[i].partner is steps[i + 1]
+        yield steps[i:i + 2] if together else steps[i:i + 1]
+        i += 2 if together else 1
 
 
 class Net:
@@ -154,13 +165,18 @@ class Net:
 
     def _bind(self):
         """The plan's steps; an in-place layer is told where the layer before it keeps a copy
-        of their shared blob (BatchNorm's normalised values for the Scale after it)."""
+        of their shared blob (BatchNorm's normalised values for the Scale after it). A BatchNorm
+        with the batch's statistics and the in-place channel-wise Scale right after it are
+        partners: where both run, they run as one (BatchNorm.forward_scaled)."""
         steps, writer = [], {}
         for node, layer in zip(self.nodes, self.layers):
             steps.append(Step(node, layer, [self.blobs[b] for b in node.bottoms], [self.blobs[t] for t in node.tops]))
             in_place = node.tops and node.bottoms and node.bottoms[0] == node.tops[0]
             before = writer.get(node.tops[0]) if in_place else None
             layer.kept_input = before.kept_top if before is not None else None
+            if len(steps) > 1 and steps[-2].layer is before and before.batch_statistics and layer.type == "Scale" \
+                    and layer.channel_wise(self.shapes[node.bottoms[0]]):
+                steps[-2].partner, steps[-1].partner = steps[-1], steps[-2]
             writer.update((t, layer) for t in node.tops)
         return steps
 
@@ -300,14 +316,25 @@ class Net:
         xp = self.xp
         step = None
         try:
-            for step in steps:
+            for group in _partnered(steps):
+                step = group[0]
                 if forward:
-                    if not step.feeds_only:
+                    if len(group) == 2:             # a BatchNorm and its Scale
+                        step.layer.forward_scaled(xp, step.bottoms, step.tops, group[1].layer)
+                    elif not step.feeds_only:
                         step.layer.forward(xp, step.bottoms, step.tops)
-                elif step.needs_backward:
-                    step.layer.backward(xp, step.tops, step.propagate_down, step.bottoms)
-                    for hook in self.after_backward:
-                        hook(step)
+                    continue
+                if len(group) == 2 and all(s.needs_backward and s.propagate_down[0] for s in group):
+                    scale, norm = group             # backward meets the Scale first
+                    norm.layer.backward_scaled(xp, norm.tops, norm.bottoms, scale.layer)
+                else:
+                    for step in group:
+                        if step.needs_backward:
+                            step.layer.backward(xp, step.tops, step.propagate_down, step.bottoms)
+                for step in group:
+                    if step.needs_backward:
+                        for hook in self.after_backward:
+                            hook(step)
         except LayerError as e:
             raise self._error(step.node, f"{'forward' if forward else 'backward'}: {e.message}", e.hint) from None
         except NetspecError as e:       # a data layer's reader: place it at the layer's line

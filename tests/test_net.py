@@ -437,3 +437,82 @@ def test_the_executor_binds_its_own_layers_and_leaves_the_graph_as_checked(tmp_p
         assert node.layer is not layer
         assert node.layer.blobs == [] and node.layer.rng is None and node.layer.param_propagate_down == []
     assert net.layers[net.layer_names.index("conv1")].blobs
+
+
+def bn_scale_net(bn_in_place=True, conv=True, scale_lr=1, force_backward=True):
+    """conv -> BatchNorm -> in-place Scale (with bias) -> ReLU -> InnerProduct -> loss."""
+    bn_top = "c" if bn_in_place else "bn"
+    x = "c" if conv else "data"
+    return (("force_backward: true\n" if force_backward else "") + """
+layer { name: "data" type: "Input" top: "data" top: "label"
+  input_param { shape { dim: 3 dim: 2 dim: 5 dim: 5 } shape { dim: 3 } } }
+""" + ("""layer { name: "conv" type: "Convolution" bottom: "data" top: "c"
+  convolution_param { num_output: 3 kernel_size: 3 pad: 1 weight_filler { type: "gaussian" std: 0.5 } } }
+""" if conv else "") + f"""
+layer {{ name: "bn" type: "BatchNorm" bottom: "{x}" top: "{bn_top}" }}
+layer {{ name: "sc" type: "Scale" bottom: "{bn_top}" top: "{bn_top}"
+  param {{ lr_mult: {scale_lr} }} param {{ lr_mult: {scale_lr} }}
+  scale_param {{ bias_term: true filler {{ type: "uniform" min: 0.5 max: 2 }} bias_filler {{ type: "gaussian" std: 0.3 }} }} }}
+layer {{ name: "relu" type: "ReLU" bottom: "{bn_top}" top: "{bn_top}" }}
+layer {{ name: "ip" type: "InnerProduct" bottom: "{bn_top}" top: "ip"
+  inner_product_param {{ num_output: 4 weight_filler {{ type: "gaussian" std: 0.5 }} }} }}
+layer {{ name: "loss" type: "SoftmaxWithLoss" bottom: "ip" bottom: "label" top: "loss" }}
+""")
+
+
+def _run_once(net, feeds):
+    net.clear_param_diffs()
+    out = net.forward(**feeds)
+    diffs = net.backward()
+    return out, {k: v.copy() for k, v in diffs.items()}, [(b.data.copy(), b.diff.copy()) for blobs in net.params.values() for b in blobs]
+
+
+@pytest.mark.parametrize("variant", [dict(), dict(bn_in_place=False), dict(conv=False, force_backward=False),
+                                     dict(scale_lr=0, force_backward=False)])
+def test_batchnorm_and_its_scale_run_as_one_with_the_same_numbers(tmp_path, variant):
+    path = write(tmp_path, bn_scale_net(**variant))
+    fused, alone = (Net(path, phase="TRAIN", seed=3, dtype="float64") for _ in range(2))
+    names = [s.name for s in fused.steps]
+    bn, sc = fused.steps[names.index("bn")], fused.steps[names.index("sc")]
+    assert bn.partner is sc and sc.partner is bn
+    for step in alone.steps:
+        step.partner = None         # the reference: each layer on its own
+    rng = np.random.default_rng(0)
+    feeds = {"data": rng.standard_normal((3, 2, 5, 5)) * 2 + 1, "label": np.array([0, 3, 1], float)}
+    for _ in range(2):              # twice: the running statistics and the kept buffers carry over
+        got, want = _run_once(fused, feeds), _run_once(alone, feeds)
+    np.testing.assert_allclose(got[0]["loss"], want[0]["loss"], rtol=1e-12)
+    for k in want[1]:
+        np.testing.assert_allclose(got[1][k], want[1][k], rtol=1e-9, atol=1e-12)
+    for (gd, gg), (wd, wg) in zip(got[2], want[2]):
+        np.testing.assert_allclose(gd, wd, rtol=1e-12)          # BatchNorm's statistics too
+        np.testing.assert_allclose(gg, wg, rtol=1e-9, atol=1e-12)
+    if variant.get("scale_lr") == 0:
+        assert not fused.params["sc"][0].diff.any()
+
+
+def test_batchnorm_and_its_scale_run_as_one_have_the_numeric_gradient(tmp_path):
+    net = Net(write(tmp_path, bn_scale_net()), phase="TRAIN", seed=3, dtype="float64")
+    rng = np.random.default_rng(1)
+    feeds = {"data": rng.standard_normal((3, 2, 5, 5)), "label": np.array([2, 0, 1], float)}
+    net.forward(**feeds)
+    net.clear_param_diffs()
+    diffs = net.backward()
+    assert_gradients_close(diffs["data"], numeric_gradient(net, feeds, feeds["data"]), "d loss / d data")
+    for layer_name in ("conv", "sc"):
+        for j, blob in enumerate(net.params[layer_name]):
+            net.forward(**feeds)
+            analytic = np.array(blob.diff)
+            assert_gradients_close(analytic, numeric_gradient(net, feeds, blob.data), f"{layer_name} param {j}")
+
+
+def test_a_run_that_stops_between_batchnorm_and_its_scale_sees_the_normalised_values(tmp_path):
+    net = Net(write(tmp_path, bn_scale_net(bn_in_place=False)), phase="TRAIN", seed=3, dtype="float64")
+    rng = np.random.default_rng(2)
+    feeds = {"data": rng.standard_normal((3, 2, 5, 5)) * 3 + 2, "label": np.array([2, 0, 1], float)}
+    top = net.forward(end="bn", **feeds)["bn"].copy()
+    np.testing.assert_allclose(top.mean(axis=(0, 2, 3)), 0, atol=1e-12)
+    np.testing.assert_allclose(top.var(axis=(0, 2, 3)), 1, rtol=1e-3)      # eps 1e-5 under the variance
+    gamma, beta = (b.data for b in net.params["sc"])
+    scaled = net.forward(start="sc", end="sc")["bn"]
+    np.testing.assert_allclose(scaled, top * gamma[:, None, None] + beta[:, None, None], rtol=1e-12)

@@ -142,9 +142,9 @@ def test_share_buffers_never_puts_overlapping_spans_together():
     assert len(groups) == 2
 
 
-@pytest.mark.parametrize("temp_bytes", [4 << 20, 2 * 3 * 10 * 8])      # one pass; chunks of 2 items
-def test_batch_norm_backward_in_chunks(monkeypatch, temp_bytes):
-    monkeypatch.setattr(norm_ops, "TEMP_BYTES", temp_bytes)
+@pytest.mark.parametrize("block_bytes", [4 << 20, 2 * 10 * 8])      # one block per item; blocks of 2 channels
+def test_batch_norm_backward_in_blocks(monkeypatch, block_bytes):
+    monkeypatch.setattr(norm_ops, "BLOCK_BYTES", block_bytes)
     rng = np.random.default_rng(4)
     dy, y = rng.standard_normal((5, 3, 10)), rng.standard_normal((5, 3, 10))
     std = rng.uniform(0.5, 2, size=(3, 1))

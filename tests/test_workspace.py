@@ -32,14 +32,14 @@ layer { name: "loss" type: "SoftmaxWithLoss" bottom: "sum" bottom: "label" top: 
 
 
 def kept_buffers(net):
-    """Identities of the arrays layers keep between forward and backward."""
+    """Where the arrays that layers keep between forward and backward hold their values."""
     kept = []
     for layer in net.layers:
         state = getattr(layer, "_state", None)
         if isinstance(state, dict):
-            kept += [id(c) for c in state.get("cols", {}).values()]
-        kept += [id(getattr(layer, name)) for name in ("_normalised", "_saved_x") if hasattr(layer, name)]
-    return kept
+            kept += list(state.get("cols", {}).values())
+        kept += [getattr(layer, name) for name in ("_normalised", "_saved_x") if hasattr(layer, name)]
+    return [a.__array_interface__["data"][0] for a in kept if a is not None]
 
 
 def test_training_iterations_allocate_no_workspace_after_the_first():

@@ -175,6 +175,20 @@ class Scale(_Broadcast):
         bias = self.blobs[-1] if self.lp.scale_param.bias_term else None
         return scale, bias
 
+    def channel_wise(self, shape):
+        """Whether it learns one scale per channel (axis 1) of a bottom of this shape: a
+        BatchNorm's Scale, which the executor may run together with the BatchNorm."""
+        return len(self.lp.bottom) == 1 and len(shape) >= 2 and \
+            self.canonical_axis(self.lp.scale_param.axis, len(shape)) == 1 and self.operand_shape([shape]) == shape[1:2]
+
+    def channel_operands(self):
+        """(scale, bias or None) Blobs of a channel-wise Scale."""
+        return self._operands(())
+
+    def took_input(self, kept):
+        """Forward was done for it (by BatchNorm.forward_scaled): `kept` holds its input."""
+        self._saved_x = kept
+
     def forward(self, xp, bottoms, tops):
         x = bottoms[0].data
         scale, bias = self._operands(bottoms)

@@ -65,19 +65,44 @@ class BatchNorm(Layer):
             factor = factor_blob.reshape(-1)[:1]     # kept on the device: no sync per forward
             scale = 1 / xp.where(factor == 0, xp.inf, factor)     # a zero factor gives 0, as in Caffe
             _, _, self._std = norm_ops.batch_norm_forward(xp, x, y, self.eps, mean_blob * scale, var_blob * scale)
+            self._normalised = None
         else:
             mean, var, self._std = norm_ops.batch_norm_forward(xp, x, y, self.eps)
-            m = x.size // x.shape[1]
-            factor_blob *= self.maf
-            factor_blob += 1
-            mean_blob *= self.maf
-            mean_blob += mean
-            var_blob *= self.maf
-            var_blob += (m / (m - 1) if m > 1 else 1.0) * var
-        # later in-place layers (Scale, ReLU) overwrite the top: keep the normalised values
+            self._update_statistics(x, mean, var)
+            # later in-place layers (Scale, ReLU) overwrite the top: keep the normalised values
+            self._normalised = norm_ops.kept_copy(xp, getattr(self, "_normalised", None), y)
         self._top_shape = tops[0].data.shape
-        self._normalised = None if self.use_global_stats else \
-            norm_ops.kept_copy(xp, getattr(self, "_normalised", None), y)
+
+    def _update_statistics(self, x, mean, var):
+        mean_blob, var_blob, factor_blob = (b.data for b in self.blobs)
+        m = x.size // x.shape[1]
+        factor_blob *= self.maf
+        factor_blob += 1
+        mean_blob *= self.maf
+        mean_blob += mean
+        var_blob *= self.maf
+        var_blob += (m / (m - 1) if m > 1 else 1.0) * var
+
+    # With the batch's statistics, the executor runs this layer and the in-place per-channel
+    # Scale after it (ResNet's pairs) as one: the normalised values go to the copy kept for
+    # backward and, scaled, to the top in the same pass; backward takes the Scale's sums once.
+    def forward_scaled(self, xp, bottoms, tops, scale):
+        x = self._grouped(bottoms[0].data)
+        y = self._grouped(tops[0].data)
+        gamma, beta = scale.channel_operands()
+        z = norm_ops.kept_buffer(xp, getattr(self, "_normalised", None), x)
+        mean, var, self._std = norm_ops.batch_norm_forward(xp, x, z, self.eps, scale=gamma.data,
+                                                           bias=None if beta is None else beta.data, y=y)
+        self._update_statistics(x, mean, var)
+        self._normalised, self._top_shape = z, tops[0].data.shape
+        scale.took_input(self.kept_top())
+
+    def backward_scaled(self, xp, tops, bottoms, scale):
+        gamma, beta = scale.channel_operands()
+        norm_ops.batch_norm_backward(xp, self._grouped(tops[0].diff), self._normalised, self._std,
+                                     self._grouped(bottoms[0].diff), scale=gamma.data,
+                                     dscale=gamma.diff if scale.param_wanted(0) else None,
+                                     dbias=beta.diff if beta is not None and scale.param_wanted(1) else None)
 
     def backward_reads(self):
         return False, False         # its own copy of the normalised values, and the std
