@@ -174,8 +174,8 @@ class Net:
             in_place = node.tops and node.bottoms and node.bottoms[0] == node.tops[0]
             before = writer.get(node.tops[0]) if in_place else None
             layer.kept_input = before.kept_top if before is not None else None
-            if len(steps) > 1 and steps[-2].layer is before and before.batch_statistics and layer.type == "Scale" \
-                    and layer.channel_wise(self.shapes[node.bottoms[0]]):
+            if len(steps) > 1 and steps[-2].layer is before and before.batch_statistics \
+                    and layer.is_channel_scale(self.shapes[node.bottoms[0]]):
                 steps[-2].partner, steps[-1].partner = steps[-1], steps[-2]
             writer.update((t, layer) for t in node.tops)
         return steps

@@ -175,9 +175,7 @@ class Scale(_Broadcast):
         bias = self.blobs[-1] if self.lp.scale_param.bias_term else None
         return scale, bias
 
-    def channel_wise(self, shape):
-        """Whether it learns one scale per channel (axis 1) of a bottom of this shape: a
-        BatchNorm's Scale, which the executor may run together with the BatchNorm."""
+    def is_channel_scale(self, shape):
         return len(self.lp.bottom) == 1 and len(shape) >= 2 and \
             self.canonical_axis(self.lp.scale_param.axis, len(shape)) == 1 and self.operand_shape([shape]) == shape[1:2]
 

@@ -153,6 +153,11 @@ class Layer:
         """A copy of top 0's data as forward left it, kept for backward, or None."""
         return None
 
+    def is_channel_scale(self, shape):
+        """Whether it learns one scale per channel (axis 1) of a bottom of this shape, which a
+        BatchNorm right before it can apply in its own pass (the executor pairs them)."""
+        return False
+
     def forward(self, xp, bottoms, tops):
         """Compute tops[i].data from bottoms[i].data (and self.blobs)."""
         self.fail(f"{self.type} has no forward")
