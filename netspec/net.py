@@ -55,27 +55,32 @@ class WeightsPlan:
 
 class Step:
     """One layer of the plan, bound to its Blobs."""
-    __slots__ = ("node", "layer", "bottoms", "tops", "propagate_down", "needs_backward", "feeds_only", "partner")
+    __slots__ = ("node", "layer", "bottoms", "tops", "propagate_down", "needs_backward", "feeds_only", "group")
 
     def __init__(self, node, layer, bottoms, tops):
         self.node, self.layer = node, layer
         self.bottoms, self.tops = bottoms, tops
         self.propagate_down, self.needs_backward, self.feeds_only = [], False, False
-        self.partner = None     # the Scale step of a BatchNorm step run with it, and the other way round
+        self.group = None       # the steps it runs with as one, itself included, in plan order
 
     @property
     def name(self):
         return self.layer.name
 
 
-def _partnered(steps):
-    """The steps as groups to run: a step alone, or two partners next to each other."""
+def _grouped(steps):
+    """The steps to run, a group whole where all of it is there in a row (in plan order
+    forward, in reverse backward), else step by step."""
     steps = list(steps)
     i = 0
     while i < len(steps):
-        together = i + 1 < len(steps) and steps[i].partner is steps[i + 1]
-        yield steps[i:i + 2] if together else steps[i:i + 1]
-        i += 2 if together else 1
+        group = steps[i].group
+        if group is not None and steps[i:i + len(group)] in (group, group[::-1]):
+            yield steps[i:i + len(group)]
+            i += len(group)
+        else:
+            yield [steps[i]]
+            i += 1
 
 
 class Net:
@@ -166,17 +171,23 @@ class Net:
     def _bind(self):
         """The plan's steps; an in-place layer is told where the layer before it keeps a copy
         of their shared blob (BatchNorm's normalised values for the Scale after it). A BatchNorm
-        with the batch's statistics and the in-place channel-wise Scale right after it are
-        partners: where both run, they run as one (BatchNorm.forward_scaled)."""
+        with the batch's statistics, the in-place channel-wise Scale right after it, and an
+        in-place ReLU right after that, if any, form a group that runs as one where all of it
+        runs (BatchNorm.forward_scaled)."""
         steps, writer = [], {}
         for node, layer in zip(self.nodes, self.layers):
             steps.append(Step(node, layer, [self.blobs[b] for b in node.bottoms], [self.blobs[t] for t in node.tops]))
             in_place = node.tops and node.bottoms and node.bottoms[0] == node.tops[0]
             before = writer.get(node.tops[0]) if in_place else None
             layer.kept_input = before.kept_top if before is not None else None
-            if len(steps) > 1 and steps[-2].layer is before and before.batch_statistics \
-                    and layer.is_channel_scale(self.shapes[node.bottoms[0]]):
-                steps[-2].partner, steps[-1].partner = steps[-1], steps[-2]
+            last = steps[-2] if len(steps) > 1 and steps[-2].layer is before else None
+            if last is not None and before.batch_statistics and layer.is_channel_scale(self.shapes[node.bottoms[0]]):
+                last.group = [last, steps[-1]]
+            elif last is not None and last.group is not None and len(last.group) == 2 and last is last.group[1] \
+                    and layer.is_rectifier():
+                last.group.append(steps[-1])
+            for step in last.group if last is not None and last.group else ():
+                step.group = last.group
             writer.update((t, layer) for t in node.tops)
         return steps
 
@@ -316,17 +327,17 @@ class Net:
         xp = self.xp
         step = None
         try:
-            for group in _partnered(steps):
+            for group in _grouped(steps):
                 step = group[0]
                 if forward:
-                    if len(group) == 2:             # a BatchNorm and its Scale
-                        step.layer.forward_scaled(xp, step.bottoms, step.tops, group[1].layer)
+                    if len(group) > 1:              # a BatchNorm, its Scale (and a ReLU)
+                        step.layer.forward_scaled(xp, step.bottoms, step.tops, group[1].layer, rectify=len(group) == 3)
                     elif not step.feeds_only:
                         step.layer.forward(xp, step.bottoms, step.tops)
                     continue
-                if len(group) == 2 and all(s.needs_backward and s.propagate_down[0] for s in group):
-                    scale, norm = group             # backward meets the Scale first
-                    norm.layer.backward_scaled(xp, norm.tops, norm.bottoms, scale.layer)
+                if len(group) > 1 and all(s.needs_backward and s.propagate_down[0] for s in group):
+                    norm, scale = group[-1], group[-2]      # backward meets them in reverse
+                    norm.layer.backward_scaled(xp, norm.tops, norm.bottoms, scale.layer, rectified=len(group) == 3)
                 else:
                     for step in group:
                         if step.needs_backward:

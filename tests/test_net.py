@@ -439,8 +439,8 @@ def test_the_executor_binds_its_own_layers_and_leaves_the_graph_as_checked(tmp_p
     assert net.layers[net.layer_names.index("conv1")].blobs
 
 
-def bn_scale_net(bn_in_place=True, conv=True, scale_lr=1, force_backward=True):
-    """conv -> BatchNorm -> in-place Scale (with bias) -> ReLU -> InnerProduct -> loss."""
+def bn_scale_net(bn_in_place=True, conv=True, scale_lr=1, force_backward=True, relu=True):
+    """conv -> BatchNorm -> in-place Scale (with bias) -> in-place ReLU -> InnerProduct -> loss."""
     bn_top = "c" if bn_in_place else "bn"
     x = "c" if conv else "data"
     return (("force_backward: true\n" if force_backward else "") + """
@@ -453,8 +453,8 @@ layer {{ name: "bn" type: "BatchNorm" bottom: "{x}" top: "{bn_top}" }}
 layer {{ name: "sc" type: "Scale" bottom: "{bn_top}" top: "{bn_top}"
   param {{ lr_mult: {scale_lr} }} param {{ lr_mult: {scale_lr} }}
   scale_param {{ bias_term: true filler {{ type: "uniform" min: 0.5 max: 2 }} bias_filler {{ type: "gaussian" std: 0.3 }} }} }}
-layer {{ name: "relu" type: "ReLU" bottom: "{bn_top}" top: "{bn_top}" }}
-layer {{ name: "ip" type: "InnerProduct" bottom: "{bn_top}" top: "ip"
+layer {{ name: "relu" type: "ReLU" bottom: "{bn_top}" top: "{bn_top + ('' if relu else '_r')}" }}
+layer {{ name: "ip" type: "InnerProduct" bottom: "{bn_top + ('' if relu else '_r')}" top: "ip"
   inner_product_param {{ num_output: 4 weight_filler {{ type: "gaussian" std: 0.5 }} }} }}
 layer {{ name: "loss" type: "SoftmaxWithLoss" bottom: "ip" bottom: "label" top: "loss" }}
 """)
@@ -468,15 +468,16 @@ def _run_once(net, feeds):
 
 
 @pytest.mark.parametrize("variant", [dict(), dict(bn_in_place=False), dict(conv=False, force_backward=False),
-                                     dict(scale_lr=0, force_backward=False)])
-def test_batchnorm_and_its_scale_run_as_one_with_the_same_numbers(tmp_path, variant):
+                                     dict(scale_lr=0, force_backward=False), dict(relu=False)])
+def test_batchnorm_scale_and_relu_run_as_one_with_the_same_numbers(tmp_path, variant):
     path = write(tmp_path, bn_scale_net(**variant))
     fused, alone = (Net(path, phase="TRAIN", seed=3, dtype="float64") for _ in range(2))
     names = [s.name for s in fused.steps]
-    bn, sc = fused.steps[names.index("bn")], fused.steps[names.index("sc")]
-    assert bn.partner is sc and sc.partner is bn
+    bn, sc, relu = (fused.steps[names.index(name)] for name in ("bn", "sc", "relu"))
+    assert bn.group == ([bn, sc, relu] if variant.get("relu", True) else [bn, sc]) and sc.group is bn.group
+    assert relu.group is (bn.group if variant.get("relu", True) else None)
     for step in alone.steps:
-        step.partner = None         # the reference: each layer on its own
+        step.group = None           # the reference: each layer on its own
     rng = np.random.default_rng(0)
     feeds = {"data": rng.standard_normal((3, 2, 5, 5)) * 2 + 1, "label": np.array([0, 3, 1], float)}
     for _ in range(2):              # twice: the running statistics and the kept buffers carry over
@@ -491,7 +492,7 @@ def test_batchnorm_and_its_scale_run_as_one_with_the_same_numbers(tmp_path, vari
         assert not fused.params["sc"][0].diff.any()
 
 
-def test_batchnorm_and_its_scale_run_as_one_have_the_numeric_gradient(tmp_path):
+def test_batchnorm_scale_and_relu_run_as_one_have_the_numeric_gradient(tmp_path):
     net = Net(write(tmp_path, bn_scale_net()), phase="TRAIN", seed=3, dtype="float64")
     rng = np.random.default_rng(1)
     feeds = {"data": rng.standard_normal((3, 2, 5, 5)), "label": np.array([2, 0, 1], float)}
@@ -506,7 +507,7 @@ def test_batchnorm_and_its_scale_run_as_one_have_the_numeric_gradient(tmp_path):
             assert_gradients_close(analytic, numeric_gradient(net, feeds, blob.data), f"{layer_name} param {j}")
 
 
-def test_a_run_that_stops_between_batchnorm_and_its_scale_sees_the_normalised_values(tmp_path):
+def test_a_run_that_stops_inside_the_group_sees_each_layers_own_top(tmp_path):
     net = Net(write(tmp_path, bn_scale_net(bn_in_place=False)), phase="TRAIN", seed=3, dtype="float64")
     rng = np.random.default_rng(2)
     feeds = {"data": rng.standard_normal((3, 2, 5, 5)) * 3 + 2, "label": np.array([2, 0, 1], float)}
@@ -514,5 +515,7 @@ def test_a_run_that_stops_between_batchnorm_and_its_scale_sees_the_normalised_va
     np.testing.assert_allclose(top.mean(axis=(0, 2, 3)), 0, atol=1e-12)
     np.testing.assert_allclose(top.var(axis=(0, 2, 3)), 1, rtol=1e-3)      # eps 1e-5 under the variance
     gamma, beta = (b.data for b in net.params["sc"])
-    scaled = net.forward(start="sc", end="sc")["bn"]
+    scaled = net.forward(end="sc", **feeds)["bn"].copy()
     np.testing.assert_allclose(scaled, top * gamma[:, None, None] + beta[:, None, None], rtol=1e-12)
+    np.testing.assert_allclose(net.forward(start="relu", end="relu")["bn"], np.maximum(scaled, 0))
+    assert scaled.min() < 0

@@ -155,7 +155,12 @@ class Layer:
 
     def is_channel_scale(self, shape):
         """Whether it learns one scale per channel (axis 1) of a bottom of this shape, which a
-        BatchNorm right before it can apply in its own pass (the executor pairs them)."""
+        BatchNorm right before it can apply in its own pass (the executor groups them)."""
+        return False
+
+    def is_rectifier(self):
+        """Whether it computes max(x, 0) and nothing else (a ReLU of slope 0), which a BatchNorm
+        and Scale right before it can apply in their pass."""
         return False
 
     def forward(self, xp, bottoms, tops):

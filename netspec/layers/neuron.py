@@ -68,6 +68,9 @@ class ReLU(Neuron):
         # With slope >= 0 the sign of y is the sign of x, so y alone tells the gradient.
         self.needs_input = self.slope < 0
 
+    def is_rectifier(self):
+        return self.slope == 0
+
     def forward(self, xp, bottoms, tops):
         if self.slope == 0:     # the common case, without temporaries
             self._saved_x = None

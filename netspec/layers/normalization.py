@@ -83,26 +83,28 @@ class BatchNorm(Layer):
         var_blob *= self.maf
         var_blob += (m / (m - 1) if m > 1 else 1.0) * var
 
-    # With the batch's statistics, the executor runs this layer and the in-place per-channel
-    # Scale after it (ResNet's pairs) as one: the normalised values go to the copy kept for
-    # backward and, scaled, to the top in the same pass; backward takes the Scale's sums once.
-    def forward_scaled(self, xp, bottoms, tops, scale):
+    # With the batch's statistics, the executor runs this layer, the in-place per-channel Scale
+    # after it and the in-place ReLU after that, if there is one (ResNet's triples), as one:
+    # the normalised values go to the copy kept for backward and, scaled (and rectified), to the
+    # top in the same pass; backward takes the Scale's sums once for both gradients.
+    def forward_scaled(self, xp, bottoms, tops, scale, rectify=False):
         x = self._grouped(bottoms[0].data)
         y = self._grouped(tops[0].data)
         gamma, beta = scale.channel_operands()
         z = norm_ops.kept_buffer(xp, getattr(self, "_normalised", None), x)
-        mean, var, self._std = norm_ops.batch_norm_forward(xp, x, z, self.eps, scale=gamma.data,
-                                                           bias=None if beta is None else beta.data, y=y)
+        mean, var, self._std = norm_ops.batch_norm_forward(xp, x, z, self.eps, scale=gamma.data, y=y, rectify=rectify,
+                                                           bias=None if beta is None else beta.data)
         self._update_statistics(x, mean, var)
         self._normalised, self._top_shape = z, tops[0].data.shape
         scale.took_input(self.kept_top())
 
-    def backward_scaled(self, xp, tops, bottoms, scale):
+    def backward_scaled(self, xp, tops, bottoms, scale, rectified=False):
         gamma, beta = scale.channel_operands()
         norm_ops.batch_norm_backward(xp, self._grouped(tops[0].diff), self._normalised, self._std,
                                      self._grouped(bottoms[0].diff), scale=gamma.data,
                                      dscale=gamma.diff if scale.param_wanted(0) else None,
-                                     dbias=beta.diff if beta is not None and scale.param_wanted(1) else None)
+                                     dbias=beta.diff if beta is not None and scale.param_wanted(1) else None,
+                                     y=self._grouped(tops[0].data) if rectified else None)
 
     def backward_reads(self):
         return False, False         # its own copy of the normalised values, and the std
