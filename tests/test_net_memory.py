@@ -142,7 +142,7 @@ def test_share_buffers_never_puts_overlapping_spans_together():
     assert len(groups) == 2
 
 
-@pytest.mark.parametrize("block_bytes", [4 << 20, 2 * 10 * 8])      # one block per item; blocks of 2 channels
+@pytest.mark.parametrize("block_bytes", [4 << 20, 2 * 3 * 10 * 8])      # one block; blocks of 2 items
 def test_batch_norm_backward_in_blocks(monkeypatch, block_bytes):
     monkeypatch.setattr(norm_ops, "BLOCK_BYTES", block_bytes)
     rng = np.random.default_rng(4)
