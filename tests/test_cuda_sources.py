@@ -311,3 +311,24 @@ def test_vision_layers_pass_the_harness_on_the_cupy_path(gpu, text, shape):
     rng = np.random.default_rng(5)
     x = rng.permutation(np.prod(shape)).reshape(shape) / np.prod(shape)
     check_layer('name: "l" bottom: "x" top: "y" ' + text, [x], xp=gpu)
+
+
+@pytest.mark.parametrize("rectify", [False, True])
+def test_batch_norm_group_kernels_on_the_cupy_path(gpu, rectify, monkeypatch):
+    """BatchNorm with its Scale (and ReLU) as one, on the CuPy path (one block) against NumPy's
+    blocks (of 2 items)."""
+    from netspec.ops import norm
+    monkeypatch.setattr(norm, "BLOCK_BYTES", 2 * 3 * 14 * 8)
+    rng = np.random.default_rng(7)
+    x, dy = rng.standard_normal((5, 3, 14)) * 2 + 1, rng.standard_normal((5, 3, 14))
+    scale, bias = rng.uniform(0.5, 2, 3), rng.standard_normal(3)
+    results = []
+    for xp in (gpu, np):
+        z, y, d = np.empty_like(x), np.empty_like(x), dy.copy()
+        stats = norm.batch_norm_forward(xp, x, z, 1e-5, scale=scale, bias=bias, y=y, rectify=rectify)
+        dscale, dbias = np.zeros(3), np.zeros(3)
+        norm.batch_norm_backward(xp, d, z, stats[2], d, scale=scale, dscale=dscale, dbias=dbias,
+                                 y=y if rectify else None)
+        results.append(list(stats) + [z, y, d, dscale, dbias])
+    for got, want in zip(*results):
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)

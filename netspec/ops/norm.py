@@ -16,7 +16,7 @@ import numpy
 from .threads import by_parts
 from .workspace import scratch
 
-BLOCK_BYTES = 4 << 20     # items at a time in the blocked passes: temporaries stay this small
+BLOCK_BYTES = 4 << 20     # NumPy: items at a time in the blocked passes, so temporaries stay small
 
 
 def channel_dot(xp, a, b):
@@ -43,8 +43,9 @@ def kept_buffer(xp, buffer, like):
 
 def _blocks(xp, a):
     """(items, all channels) slices cutting an (N, C, S) array into blocks of about
-    BLOCK_BYTES, at least one item each."""
-    per = max(1, BLOCK_BYTES // max(a[0].nbytes, 1))
+    BLOCK_BYTES, at least one item each; one block on CuPy, where every pass over a block is a
+    kernel launch (its temporary, one array's size, is a reused scratch buffer)."""
+    per = max(1, BLOCK_BYTES // max(a[0].nbytes, 1)) if xp is numpy else a.shape[0]
     return [(slice(i, i + per), slice(None)) for i in range(0, a.shape[0], per)]
 
 
