@@ -180,14 +180,13 @@ class Net:
             in_place = node.tops and node.bottoms and node.bottoms[0] == node.tops[0]
             before = writer.get(node.tops[0]) if in_place else None
             layer.kept_input = before.kept_top if before is not None else None
-            last = steps[-2] if len(steps) > 1 and steps[-2].layer is before else None
-            if last is not None and before.batch_statistics and layer.is_channel_scale(self.shapes[node.bottoms[0]]):
-                last.group = [last, steps[-1]]
-            elif last is not None and last.group is not None and len(last.group) == 2 and last is last.group[1] \
-                    and layer.is_rectifier():
-                last.group.append(steps[-1])
-            for step in last.group if last is not None and last.group else ():
-                step.group = last.group
+            step, last = steps[-1], steps[-2] if len(steps) > 1 else None
+            if before is not None and last.layer is before:     # in place, right after its blob's writer
+                if before.batch_statistics and layer.is_channel_scale(self.shapes[node.bottoms[0]]):
+                    last.group = step.group = [last, step]
+                elif last.group is not None and len(last.group) == 2 and last.group[-1] is last and layer.is_rectifier():
+                    last.group.append(step)
+                    step.group = last.group
             writer.update((t, layer) for t in node.tops)
         return steps
 

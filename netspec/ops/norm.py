@@ -42,11 +42,11 @@ def kept_buffer(xp, buffer, like):
 
 
 def _blocks(xp, a):
-    """(items, all channels) slices cutting an (N, C, S) array into blocks of about
-    BLOCK_BYTES, at least one item each; one block on CuPy, where every pass over a block is a
-    kernel launch (its temporary, one array's size, is a reused scratch buffer)."""
+    """Item slices cutting an (N, C, S) array into blocks of about BLOCK_BYTES, at least one
+    item each; one block on CuPy, where every pass over a block is a kernel launch (its
+    temporary, one array's size, is a reused scratch buffer)."""
     per = max(1, BLOCK_BYTES // max(a[0].nbytes, 1)) if xp is numpy else a.shape[0]
-    return [(slice(i, i + per), slice(None)) for i in range(0, a.shape[0], per)]
+    return [slice(i, i + per) for i in range(0, a.shape[0], per)]
 
 
 def batch_norm_forward(xp, x, z, eps, mean=None, var=None, scale=None, bias=None, y=None, rectify=False):
@@ -74,12 +74,12 @@ def _batch_norm_forward(xp, x, z, eps, mean, var, scale, bias, y, rectify):
         return mean, var, std
     scale = scale[:, None]
     bias = None if bias is None else bias[:, None]
-    for i, c in _blocks(xp, z):
-        zb, yb = z[i, c], y[i, c]
-        zb /= std[c]
-        xp.multiply(zb, scale[c], out=yb)
+    for items in _blocks(xp, z):
+        zb, yb = z[items], y[items]
+        zb /= std
+        xp.multiply(zb, scale, out=yb)
         if bias is not None:
-            yb += bias[c]
+            yb += bias
         if rectify:
             xp.maximum(yb, 0, out=yb)
     return mean, var, std
@@ -104,11 +104,11 @@ def _batch_norm_backward(xp, dy, z, std, dx, scale, dscale, dbias, y):
         sum_dy, sum_dy_z = dy.sum(axis=(0, 2)), channel_dot(xp, dy, z)
     else:                       # the ReLU's gradient, and the sums of what it leaves, a block at a time
         sum_dy, sum_dy_z = xp.zeros(dy.shape[1], dy.dtype), xp.zeros(dy.shape[1], dy.dtype)
-        for i, c in blocks:
-            dyb = dy[i, c]
-            xp.multiply(dyb, y[i, c] > 0, out=dyb)
-            sum_dy[c] += dyb.sum(axis=(0, 2))
-            sum_dy_z[c] += channel_dot(xp, dyb, z[i, c])
+        for items in blocks:
+            dyb = dy[items]
+            xp.multiply(dyb, y[items] > 0, out=dyb)
+            sum_dy += dyb.sum(axis=(0, 2))
+            sum_dy_z += channel_dot(xp, dyb, z[items])
     if dscale is not None:
         dscale += sum_dy_z
     if dbias is not None:
@@ -116,10 +116,10 @@ def _batch_norm_backward(xp, dy, z, std, dx, scale, dscale, dbias, y):
     k = (1 if scale is None else scale[:, None]) / std
     k_z, k_1 = k * (sum_dy_z / m)[:, None], k * (sum_dy / m)[:, None]
     tmp = scratch(xp, "bn_tmp", dy[blocks[0]].shape, dy.dtype)
-    for i, c in blocks:         # dx = k dy - k_z z - k_1, a block at a time
-        dxb = dx[i, c]
-        t = tmp[:dxb.shape[0], :dxb.shape[1]]
-        xp.multiply(z[i, c], k_z[c], out=t)
-        xp.multiply(dy[i, c], k[c], out=dxb)
+    for items in blocks:        # dx = k dy - k_z z - k_1, a block at a time
+        dxb = dx[items]
+        t = tmp[:len(dxb)]
+        xp.multiply(z[items], k_z, out=t)
+        xp.multiply(dy[items], k, out=dxb)
         dxb -= t
-        dxb -= k_1[c]
+        dxb -= k_1
