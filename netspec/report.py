@@ -5,7 +5,6 @@ reader wants (per-layer rows, totals, parameters and MACs grouped by layer type,
 out, errors and warnings apart), prints it as a table, and gives it as one JSON document
 whose schema is documented in docs/check-json.md.
 """
-import json
 from dataclasses import dataclass, field
 from math import prod
 
@@ -94,6 +93,7 @@ class Report:
         }
 
     def to_json(self, indent=2):
+        import json     # here: the table needs none of it
         return json.dumps(self.to_dict(), indent=indent)
 
     # -- text -------------------------------------------------------------------------------
@@ -222,14 +222,22 @@ def field_text(f):
     return f"{format_shape(f.size)} /{stride}"
 
 
-def _cells(r, t, shape, in_place):
-    """The cells of one top's row: a layer's figures, each column's text."""
-    out = format_shape(shape) + (" (in place)" if in_place else "") if t else "-"
-    return {"output": out, "params": human(r.param_count) if r.param_count else "",
-            "trainable": human(trainable(r)) if r.param_count else "",
-            "param_memory": human(BYTES_PER_PARAM * r.param_count, "B") if r.param_count else "",
-            "macs": human(r.macs) if r.macs else "", "memory": human(r.memory, "B") if r.memory else "",
-            "receptive_field": field_text(r.receptive_fields.get(t))}
+# A layer's figures: column -> its text for a layer's result r (on the row of its first top).
+_FIGURES = {
+    "params": lambda r: human(r.param_count) if r.param_count else "",
+    "trainable": lambda r: human(trainable(r)) if r.param_count else "",
+    "param_memory": lambda r: human(BYTES_PER_PARAM * r.param_count, "B") if r.param_count else "",
+    "macs": lambda r: human(r.macs) if r.macs else "",
+    "memory": lambda r: human(r.memory, "B") if r.memory else "",
+}
+
+
+def _cells(r, t, shape, in_place, figures):
+    """The cells of one top's row: its output and receptive field, and the figures asked for."""
+    cells = {c: _FIGURES[c](r) for c in figures if c in _FIGURES}
+    cells["output"] = format_shape(shape) + (" (in place)" if in_place else "") if t else "-"
+    cells["receptive_field"] = field_text(r.receptive_fields.get(t))
+    return cells
 
 
 def _rows(r, columns, indent=""):
@@ -237,7 +245,7 @@ def _rows(r, columns, indent=""):
     tops = list(zip(r.node.tops, r.top_shapes)) or [("", None)]
     rows = []
     for k, (t, s) in enumerate(tops):
-        cells = _cells(r, t, s, r.node.in_place(k))
+        cells = _cells(r, t, s, r.node.in_place(k), columns if k == 0 else ())
         if len(tops) > 1:
             cells["output"] = f"{t}: {cells['output']}"
         if k == 0:

@@ -23,9 +23,10 @@ SEARCH_WORK = 20000          # and how many layer rules it may run in all (a bou
 MULTIPLIERS = ("lr_mult", "decay_mult")      # a shared blob's: the first sharer giving one sets it
 
 
-@dataclass
+@dataclass(frozen=True)
 class ReceptiveField:
-    """What one output position sees of the net's input, per spatial axis."""
+    """What one output position sees of the net's input, per spatial axis (never changed once
+    made: a layer that keeps each position where it is passes its bottom's on)."""
     size: tuple
     stride: tuple
     whole: bool = False      # the output has no spatial axes left: it sees the whole input
@@ -452,6 +453,8 @@ def _field_of_top(shape, known, first, window):
     same = [f for f in known if len(f.size) == len(shape) - 2]
     if not same:
         return _whole(known)
+    if len(same) == 1:          # BatchNorm, ReLU ... and Eltwise of one spatial operand
+        return same[0]
     size = tuple(max(axis) for axis in zip(*(f.size for f in same)))
     stride = tuple(max(axis) for axis in zip(*(f.stride for f in same)))
     return ReceptiveField(size, stride, extent=same[0].extent)

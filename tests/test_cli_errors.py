@@ -274,7 +274,7 @@ def test_an_os_error_on_a_named_file_is_a_user_error(files, capsys, monkeypatch)
     def run_command(args):
         raise FileNotFoundError(2, "No such file or directory", "nowhere/train.log")
     parser = cli.build_parser()
-    monkeypatch.setattr(cli, "build_parser", lambda: parser)
+    monkeypatch.setattr(cli, "build_parser", lambda names: parser)
     parser._subparsers._group_actions[0].choices["check"].set_defaults(run=run_command)
     code, _, err = run(capsys, "check", files / "net.prototxt")
     assert code == 2

@@ -4,7 +4,6 @@ protobuf's own parser does the parsing; a light token scan beside it finds where
 top-level field (every `layer`) starts, the name of each layer, and fork dialects, which
 the parser cannot report.
 """
-import difflib
 import itertools
 import math
 import re
@@ -365,6 +364,7 @@ def field_hint(desc, name):
 
 def suggest(name, names):
     """A hint naming the closest valid names (always some, so the user sees what is valid)."""
+    import difflib      # here, as in utils.closest: only a mistake needs it
     near = closest(name, names) or difflib.get_close_matches(name, names, n=3, cutoff=0.0)
     return "did you mean " + " or ".join(f"'{n}'" for n in near) + "?"
 

@@ -4,7 +4,6 @@ block is set aside so the rest of the file parses, and the layer alone is in err
 The graph turns each DroppedField into an error on its layer (its outputs unknown, every
 independent layer still checked); `netspec upgrade` refuses to write a file that lost one.
 """
-import difflib
 import re
 
 TYPO = 0.85        # this close to a known field name, an unknown one is taken for a misspelling
@@ -34,6 +33,7 @@ def droppable(message_name, field_name, known_fields, layer_type=None):
     type's parameters, however close it comes to a known name."""
     if message_name != "caffe.LayerParameter" or not field_name.endswith("_param"):
         return False
+    import difflib      # here, as in utils.closest: only an unknown field needs it
     return (field_name == own_param(layer_type)
             or not difflib.get_close_matches(field_name, list(known_fields), n=1, cutoff=TYPO))
 

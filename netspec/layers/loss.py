@@ -17,7 +17,7 @@ from .base import Layer
 from .registry import layer
 
 Mode = caffe_pb2.LossParameter
-FLT_MIN = float(np.finfo(np.float32).tiny)   # Caffe clamps softmax probabilities here before log
+FLT_MIN = 1.1754943508222875e-38    # float(np.finfo(np.float32).tiny): Caffe clamps softmax probabilities here before log
 LOG_THRESHOLD = 1e-20                        # Caffe's kLOG_THRESHOLD
 
 

@@ -13,11 +13,9 @@ warning, so that `netspec check` still checks the rest.
 """
 import contextlib
 import importlib
-import importlib.abc
 import importlib.util
 import os
 import sys
-import traceback
 
 import numpy as np
 
@@ -240,8 +238,10 @@ CAFFE_MODULES = {
 }
 
 
-class _CaffeFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
-    """An import hook: `import caffe...` gives the netspec module of CAFFE_MODULES."""
+class _CaffeFinder:
+    """An import hook: `import caffe...` gives the netspec module of CAFFE_MODULES. (The import
+    system asks only for these methods; importlib.abc's bases would load importlib.resources
+    and pathlib into every command.)"""
 
     def find_spec(self, name, path=None, target=None):
         if name not in CAFFE_MODULES:
@@ -281,6 +281,7 @@ def caffe_alias():
 
 def _user_failure(what, error):
     """'what raised Kind: message', with the traceback lines of the user's code (not netspec's)."""
+    import traceback
     frames = [f for f in traceback.extract_tb(error.__traceback__)
               if not os.path.abspath(f.filename).startswith(_NETSPEC_DIR + os.sep)]
     lines = "".join(traceback.format_list(frames)).rstrip()

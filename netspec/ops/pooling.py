@@ -38,7 +38,7 @@ def _is_global(in_shape, out_shape, win):
     return tuple(win.kernel) == tuple(in_shape) and not any(win.pad) and all(o == 1 for o in out_shape)
 
 
-FLT_LOWEST = float(numpy.finfo(numpy.float32).min)
+FLT_LOWEST = -3.4028234663852886e38     # float(numpy.finfo(numpy.float32).min): Caffe's -FLT_MAX
 
 # Bytes of input planes per block on NumPy (measured best near 2-4 MB: the cache, not BLAS).
 BLOCK_BYTES = 3 << 20

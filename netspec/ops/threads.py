@@ -8,7 +8,6 @@ Each part draws on scratch buffers of its own (workspace.lanes), so parts share 
 """
 import os
 import threading
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy
 
@@ -38,6 +37,7 @@ def run_blocks(fn, blocks):
             fn(*block)
         return
     if _pool_size < n - 1:
+        from concurrent.futures import ThreadPoolExecutor     # here: a command that never computes needs none
         _pool, _pool_size = ThreadPoolExecutor(max_workers=n - 1, thread_name_prefix="netspec",
                                                initializer=_mark_inside), n - 1
     lanes = workspace.lanes(n)
