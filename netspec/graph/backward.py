@@ -1,8 +1,6 @@
 """Which layers, bottoms and parameters need backward, decided as Caffe's Net::Init decides
 them: pure functions of the graph's nodes (each carries its tops' loss weights and its
 Layer, or None)."""
-from dataclasses import dataclass, field
-
 from .. import caffe_pb2
 
 
@@ -11,12 +9,12 @@ def param_specs(lp, count):
     return [lp.param[j] if j < len(lp.param) else caffe_pb2.ParamSpec() for j in range(count)]
 
 
-@dataclass
 class BackwardPlan:
-    layer: list = field(default_factory=list)    # layer i runs backward
-    bottoms: list = field(default_factory=list)  # bottoms[i][k]: layer i writes bottom k's diff
-    params: list = field(default_factory=list)   # params[i][j]: layer i's blob j gets a gradient
-    reaches_loss: list = field(default_factory=list)   # layer i's output reaches a nonzero loss weight
+    def __init__(self):
+        self.layer = []             # layer i runs backward
+        self.bottoms = []           # bottoms[i][k]: layer i writes bottom k's diff
+        self.params = []            # params[i][j]: layer i's blob j gets a gradient
+        self.reaches_loss = []      # layer i's output reaches a nonzero loss weight
 
 
 def plan_backward(nodes, force_backward=False):
