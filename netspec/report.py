@@ -301,10 +301,9 @@ def _text(report, explain, depth=None, columns=DEFAULT_COLUMNS):
     header = [COLUMNS[c][0] for c in columns]
     right = [COLUMNS[c][1] for c in columns]
     entries = _table(report, explain, depth, columns)
-    widths = [max([len(header[c])] + [len(row[c]) for rows, _ in entries for row in rows])
-              for c in range(len(header))]
-    line = lambda cells: "  ".join(  # noqa: E731
-        c.rjust(w) if right[i] else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
+    widths = [max(map(len, column)) for column in zip(header, *(row for rows, _ in entries for row in rows))]
+    pads = [str.rjust if r else str.ljust for r in right]
+    line = lambda cells: "  ".join([pad(c, w) for pad, c, w in zip(pads, cells, widths)]).rstrip()  # noqa: E731
     yield line(header)
     yield line(["-" * w for w in widths])
     for rows, notes in entries:
