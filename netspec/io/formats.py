@@ -3,7 +3,6 @@ import contextlib
 import errno
 import os
 import re
-import shlex
 
 from ..errors import NetspecError
 from ..utils import PROTO_LIMIT, atomic_write, read_regular
@@ -341,6 +340,7 @@ def _check_folder(path):
                            hint=f"name a file inside it, e.g. {os.path.join(path, 'out.prototxt')}")
     folder = os.path.dirname(path)
     if folder and not os.path.isdir(folder):
+        import shlex    # here: only this error needs it
         raise NetspecError(f"cannot write: the folder '{folder}' does not exist", file=path,
                            hint=f"create it first (mkdir -p {shlex.quote(folder)}), or write elsewhere")
 
