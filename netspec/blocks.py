@@ -7,15 +7,14 @@ of units between two points where a single blob carries everything on (an Incept
 a ResNet bottleneck); runs of blocks with the same structure can be folded into one.
 """
 import os
-from dataclasses import dataclass, field
 
 
-@dataclass
 class Unit:
-    head: object                                  # shapes.LayerResult drawn as the node
-    folded: list = field(default_factory=list)    # in-place LayerResults on its top
-    inputs: list = field(default_factory=list)    # (blob as the file names it, source Unit or None, shape)
-    index: int = 0
+    def __init__(self, head, index):
+        self.head = head            # shapes.LayerResult drawn as the node
+        self.folded = []            # in-place LayerResults on its top
+        self.inputs = []            # (blob as the file names it, source Unit or None, shape)
+        self.index = index
 
     @property
     def layers(self):
@@ -31,9 +30,9 @@ class Unit:
         return (self.head.type, tuple(r.type for r in self.folded), wiring)
 
 
-@dataclass
 class Block:
-    units: list
+    def __init__(self, units):
+        self.units = units
 
     @property
     def name(self):
@@ -65,7 +64,7 @@ def units(layers):
         if len(node.bottoms) == 1 and len(node.tops) == 1 and node.in_place(0) and maker is not None:
             maker.folded.append(r)
             continue
-        unit = Unit(r, index=len(out))
+        unit = Unit(r, len(out))
         unit.inputs = [(origin.get(b, b), made_by.get(b), s) for b, s in zip(node.bottoms, r.bottom_shapes)]
         out.append(unit)
         for t in node.tops:

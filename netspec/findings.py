@@ -1,20 +1,19 @@
 """Findings: the errors and warnings that the graph and the shape pass collect, each placed
 at a layer, a file and a line, with a fix where one is known. Shared by both floors, so it
 lives below them."""
-from dataclasses import dataclass
-
 from .errors import NetspecError
 
 
-@dataclass
 class Issue:
     """One error or warning, with where it happened and, when known, a fix."""
-    message: str
-    layer: str = None
-    type: str = None
-    line: int = None
-    file: str = None
-    hint: str = None
+    __slots__ = ("message", "layer", "type", "line", "file", "hint")
+
+    def __init__(self, message, layer=None, type=None, line=None, file=None, hint=None):   # noqa: A002
+        self.message, self.layer, self.type = message, layer, type
+        self.line, self.file, self.hint = line, file, hint
+
+    def __repr__(self):         # what a failed `assert not result.errors` shows
+        return "Issue(" + ", ".join(f"{k}={getattr(self, k)!r}" for k in Issue.__slots__) + ")"
 
     def where(self):
         place = ":".join(str(p) for p in (self.file, self.line) if p is not None)

@@ -5,7 +5,6 @@ reader wants (per-layer rows, totals, parameters and MACs grouped by layer type,
 out, errors and warnings apart), prints it as a table, and gives it as one JSON document
 whose schema is documented in docs/check-json.md.
 """
-from dataclasses import dataclass, field
 from math import prod
 
 from .blocks import blocks, units
@@ -23,22 +22,23 @@ COLUMNS = {"name": ("layer", False), "type": ("type", False), "output": ("output
 DEFAULT_COLUMNS = ("name", "type", "output", "params", "macs", "memory", "receptive_field")
 
 
-@dataclass
 class Report:
-    path: str
-    phase: int
-    stages: tuple
-    level: int
-    layers: list                    # shapes.LayerResult, in execution order (implicit Splits too)
-    excluded: list                  # (layer name, reason)
-    inputs: dict                    # blob -> shape of every source top (data and Input layers)
-    outputs: list                   # blobs nobody reads
-    found_errors: list              # Issues
-    found_warnings: list            # Issues
-    notices: list = field(default_factory=list)   # what the reader upgraded (legacy forms, dialects)
-    strict: bool = False
-    totals: dict = field(default_factory=dict)
-    by_type: list = field(default_factory=list)
+    def __init__(self, *, path, phase, stages, level, layers, excluded, inputs, outputs, found_errors,
+                 found_warnings, notices, strict, totals, by_type):
+        self.path = path
+        self.phase = phase
+        self.stages = stages
+        self.level = level
+        self.layers = layers                # shapes.LayerResult, in execution order (implicit Splits too)
+        self.excluded = excluded            # (layer name, reason)
+        self.inputs = inputs                # blob -> shape of every source top (data and Input layers)
+        self.outputs = outputs              # blobs nobody reads
+        self.found_errors = found_errors    # Issues
+        self.found_warnings = found_warnings
+        self.notices = notices              # what the reader upgraded (legacy forms, dialects)
+        self.strict = strict
+        self.totals = totals
+        self.by_type = by_type
 
     # -- verdict ----------------------------------------------------------------------------
     @property
@@ -301,10 +301,9 @@ def _text(report, explain, depth=None, columns=DEFAULT_COLUMNS):
     header = [COLUMNS[c][0] for c in columns]
     right = [COLUMNS[c][1] for c in columns]
     entries = _table(report, explain, depth, columns)
-    widths = [max([len(header[c])] + [len(row[c]) for rows, _ in entries for row in rows])
-              for c in range(len(header))]
-    line = lambda cells: "  ".join(  # noqa: E731
-        c.rjust(w) if right[i] else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
+    widths = [max(map(len, column)) for column in zip(header, *(row for rows, _ in entries for row in rows))]
+    pads = [str.rjust if r else str.ljust for r in right]
+    line = lambda cells: "  ".join([pad(c, w) for pad, c, w in zip(pads, cells, widths)]).rstrip()  # noqa: E731
     yield line(header)
     yield line(["-" * w for w in widths])
     for rows, notes in entries:

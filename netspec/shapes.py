@@ -5,7 +5,6 @@ arrays are made. A layer that fails becomes an error naming file:line, layer and
 the pass goes on where it can (tops of a failed layer are unknown, and layers that read them
 are skipped quietly), so every independent error is reported at once, as ONNX does.
 """
-from dataclasses import dataclass, field
 from functools import partial
 from math import prod
 
@@ -23,36 +22,40 @@ SEARCH_WORK = 20000          # and how many layer rules it may run in all (a bou
 MULTIPLIERS = ("lr_mult", "decay_mult")      # a shared blob's: the first sharer giving one sets it
 
 
-@dataclass(frozen=True)
 class ReceptiveField:
     """What one output position sees of the net's input, per spatial axis (never changed once
     made: a layer that keeps each position where it is passes its bottom's on)."""
-    size: tuple
-    stride: tuple
-    whole: bool = False      # the output has no spatial axes left: it sees the whole input
-    extent: tuple = ()       # the spatial size of the input it is measured against
+    __slots__ = ("size", "stride", "whole", "extent")
+
+    def __init__(self, size, stride, whole=False, extent=()):
+        self.size = size
+        self.stride = stride
+        self.whole = whole          # the output has no spatial axes left: it sees the whole input
+        self.extent = extent        # the spatial size of the input it is measured against
 
     def to_dict(self):
         return {"size": list(self.size), "stride": list(self.stride), "whole_input": self.whole}
 
 
-@dataclass
 class LayerResult:
-    node: object
-    bottom_shapes: list
-    top_shapes: list                     # a tuple per top, or None when unknown
-    notes: list = field(default_factory=list)
-    warnings: list = field(default_factory=list)
-    errors: list = field(default_factory=list)          # Issues
-    param_shapes: list = field(default_factory=list)
-    param_count: int = 0                 # learnable values this layer adds (shared ones once);
-                                         # None when a blob's shape holds an unknown dimension
-    counted: bool = True                 # macs and memory counted (False: unknown dimensions)
-    shared: list = field(default_factory=list)          # (blob index, spec name, first owner)
-    macs: int = 0
-    memory: int = 0                      # bytes of new activations (in-place and Split tops: 0)
-    receptive_fields: dict = field(default_factory=dict)   # top -> ReceptiveField or None
-    unknown: object = None               # the Issue saying why the tops' shapes are unknown (ShapeUnknown)
+    """One node's part of the shape pass: its shapes, words, findings and costs."""
+
+    def __init__(self, node, bottom_shapes, top_shapes):
+        self.node = node
+        self.bottom_shapes = bottom_shapes
+        self.top_shapes = top_shapes        # a tuple per top, or None when unknown
+        self.notes = []
+        self.warnings = []
+        self.errors = []                    # Issues
+        self.param_shapes = []
+        self.param_count = 0                # learnable values this layer adds (shared ones once);
+                                            # None when a blob's shape holds an unknown dimension
+        self.counted = True                 # macs and memory counted (False: unknown dimensions)
+        self.shared = []                    # (blob index, spec name, first owner)
+        self.macs = 0
+        self.memory = 0                     # bytes of new activations (in-place and Split tops: 0)
+        self.receptive_fields = {}          # top -> ReceptiveField or None
+        self.unknown = None                 # the Issue saying why the tops' shapes are unknown (ShapeUnknown)
 
     @property
     def name(self):
@@ -67,15 +70,15 @@ class LayerResult:
         return dict(zip(self.node.tops, self.top_shapes))
 
 
-@dataclass
 class ShapeResult(Findings):
-    graph: object
-    layers: list                         # LayerResult per graph node, in execution order
-    blob_shapes: dict                    # blob -> shape tuple (known ones)
-    errors: list                         # Issues, in file order (whole-net ones last)
-    warnings: list
-    stats: dict = field(default_factory=dict)   # totals: params, macs, memory
-    sources: dict = field(default_factory=dict)  # node index -> what its source layer read
+    def __init__(self, graph, layers, blob_shapes, errors, warnings, sources):
+        self.graph = graph
+        self.layers = layers                # LayerResult per graph node, in execution order
+        self.blob_shapes = blob_shapes      # blob -> shape tuple (known ones)
+        self.errors = errors                # Issues, in file order (whole-net ones last)
+        self.warnings = warnings
+        self.stats = {}                     # totals: params, macs, memory
+        self.sources = sources              # node index -> what its source layer read
 
     @property
     def ok(self):
@@ -101,7 +104,7 @@ def infer_shapes(graph, inputs=None, *, stats=True, suggest=True, require_source
     for r in results:
         warnings += [node_issue(graph, r.node, w) for w in r.warnings] + ([r.unknown] if r.unknown else [])
     warnings += _wiring_warnings(graph)
-    result = ShapeResult(graph, results, shapes, errors, warnings, sources=sources)
+    result = ShapeResult(graph, results, shapes, errors, warnings, sources)
     _check_params(result)
     if stats:
         _count(result)

@@ -75,9 +75,10 @@ def in_new_process(code, cwd):
 
 
 @pytest.mark.parametrize("argv", [["net.prototxt", "--explain"], [str(RESNET_18), "--json"], [str(RESNET_18)]])
-def test_check_loads_neither_numpy_nor_the_other_commands(files, argv):
+def test_check_loads_neither_numpy_nor_dataclasses_nor_the_other_commands(files, argv):
+    """dataclasses brings inspect, ast and dis: ~20 ms of every start, so check's path has none."""
     code = (f"import sys; from netspec.cli import main; code = main(['check', *{argv!r}]); "
-            "print(code, [m for m in ('numpy._core', 'numpy.core') if m in sys.modules], "
+            "print(code, [m for m in ('numpy._core', 'numpy.core', 'dataclasses') if m in sys.modules], "
             "sorted(m for m in sys.modules if m.startswith('netspec.commands.')))")
     assert in_new_process(code, files) == "0 [] ['netspec.commands.caffe_flags', 'netspec.commands.check']"
 

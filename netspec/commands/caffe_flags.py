@@ -1,8 +1,6 @@
 """Caffe's command-line spellings: `caffe train -solver s.prototxt -gpu 0` pasted with `caffe`
 replaced by `netspec` runs unchanged. gflags takes `-flag value`, `-flag=value` and `--flag`;
 here each of Caffe's flag names becomes the option netspec spells with two dashes."""
-import shlex
-
 from ..errors import NetspecError
 
 # Caffe's flags of train, test, time and device_query -> netspec's options
@@ -67,6 +65,7 @@ def gpu_ids(text, count):
 
 def cpu_command(args):
     """The exact command line that runs this one on the CPU: -gpu dropped, --backend numpy added."""
+    import shlex        # here: every command reads this module, few print a command line
     argv = list(getattr(args, "argv", None) or [])
     words, skip = [], False
     for i, word in enumerate(argv):

@@ -1,8 +1,6 @@
 """Which layers, bottoms and parameters need backward, decided as Caffe's Net::Init decides
 them: pure functions of the graph's nodes (each carries its tops' loss weights and its
 Layer, or None)."""
-from dataclasses import dataclass, field
-
 from .. import caffe_pb2
 
 
@@ -11,12 +9,15 @@ def param_specs(lp, count):
     return [lp.param[j] if j < len(lp.param) else caffe_pb2.ParamSpec() for j in range(count)]
 
 
-@dataclass
+_DEFAULT_LEARNS = caffe_pb2.ParamSpec().lr_mult > 0      # a blob the file gives no ParamSpec
+
+
 class BackwardPlan:
-    layer: list = field(default_factory=list)    # layer i runs backward
-    bottoms: list = field(default_factory=list)  # bottoms[i][k]: layer i writes bottom k's diff
-    params: list = field(default_factory=list)   # params[i][j]: layer i's blob j gets a gradient
-    reaches_loss: list = field(default_factory=list)   # layer i's output reaches a nonzero loss weight
+    def __init__(self):
+        self.layer = []             # layer i runs backward
+        self.bottoms = []           # bottoms[i][k]: layer i writes bottom k's diff
+        self.params = []            # params[i][j]: layer i's blob j gets a gradient
+        self.reaches_loss = []      # layer i's output reaches a nonzero loss weight
 
 
 def plan_backward(nodes, force_backward=False):
@@ -32,11 +33,16 @@ def plan_backward(nodes, force_backward=False):
     plan = BackwardPlan()
     blob_needs = set()
     for node in nodes:
-        down = list(node.lp.propagate_down)
-        wanted = [b in blob_needs and (down[k] if k < len(down) else True) for k, b in enumerate(node.bottoms)]
+        needed = [b in blob_needs for b in node.bottoms]
+        if any(needed):
+            down = node.lp.propagate_down
+            wanted = [need and (down[k] if k < len(down) else True) for k, need in enumerate(needed)]
+        else:
+            wanted = needed
         count = len(node.layer.param_blobs(None)) if node.layer is not None else 0
-        params = [spec.lr_mult > 0 for spec in param_specs(node.lp, count)]
-        needs = any(b in blob_needs for b in node.bottoms) or any(params)
+        given = [spec.lr_mult > 0 for spec in node.lp.param[:count]] if count else []
+        params = given + [_DEFAULT_LEARNS] * (count - len(given))
+        needs = any(needed) or any(params)
         if needs:
             blob_needs.update(node.tops)
         plan.layer.append(needs)

@@ -8,7 +8,6 @@ collected as Issues, all of them, and the graph is built as far as it can be, so
 pass can go on and report everything together; Graph.check() raises the first one.
 """
 from collections import Counter
-from dataclasses import dataclass, field
 
 from .. import caffe_pb2
 from ..errors import LayerError, NetspecError
@@ -20,24 +19,25 @@ from ..utils import closest
 from .backward import mark_backward
 from .state import exclusion, net_state, unused_stages
 
-@dataclass
 class Node:
     """One layer of the graph in execution order (an implicit Split is a node too)."""
-    index: int
-    lp: caffe_pb2.LayerParameter
-    layer: object                      # the Layer instance, or None when it could not be made
-    bottoms: list
-    tops: list
-    line: int = None
-    loss_weights: list = field(default_factory=list)   # one float per top
-    needs_backward: bool = False
-    propagate_down: list = field(default_factory=list)  # one bool per bottom: it gets a diff
-    param_propagate_down: list = field(default_factory=list)  # one bool per parameter blob
-    reaches_loss: bool = False         # its output reaches a nonzero loss weight
-    split: bool = False                # inserted by the graph, not written in the file
-    anonymous: list = field(default_factory=list)   # tops Caffe makes for a loss layer given none
-    cls: type = None                   # the layer type's class, None when the type is unknown
-    miscounted: bool = False           # wrong number of bottoms or tops: reported, never shaped or run
+
+    def __init__(self, index, lp, layer, bottoms, tops, line=None, loss_weights=None, *, split=False, cls=None):
+        self.index = index
+        self.lp = lp                        # caffe_pb2.LayerParameter
+        self.layer = layer                  # the Layer instance, or None when it could not be made
+        self.bottoms = bottoms
+        self.tops = tops
+        self.line = line
+        self.loss_weights = loss_weights if loss_weights is not None else []   # one float per top
+        self.needs_backward = False
+        self.propagate_down = []            # one bool per bottom: it gets a diff
+        self.param_propagate_down = []      # one bool per parameter blob
+        self.reaches_loss = False           # its output reaches a nonzero loss weight
+        self.split = split                  # inserted by the graph, not written in the file
+        self.anonymous = []                 # tops Caffe makes for a loss layer given none
+        self.cls = cls                      # the layer type's class, None when the type is unknown
+        self.miscounted = False             # wrong number of bottoms or tops: reported, never shaped or run
 
     @property
     def name(self):
@@ -52,22 +52,24 @@ class Node:
         return j < len(self.bottoms) and j < len(self.tops) and self.tops[j] == self.bottoms[j]
 
 
-@dataclass
 class Graph(Findings):
-    nodes: list
-    excluded: list                     # (layer name, reason) for layers the net state leaves out
-    inputs: list                       # blobs the caller feeds (tops of Input layers)
-    outputs: list                      # blobs nobody reads after they are made
-    errors: list
-    warnings: list
-    notices: list = field(default_factory=list)   # what the reader upgraded or read from a dialect
-    stage_warning: Issue = None        # stages asked for that no rule of the net names
-    phase: int = caffe_pb2.TEST
-    stages: tuple = ()
-    level: int = 0
-    path: str = None
-    name: str = ""
-    force_backward: bool = False
+    """The nodes in execution order, what the net state left out, and the wiring's findings."""
+
+    def __init__(self, notices, *, phase, stages, level, path, name, force_backward):
+        self.nodes = []
+        self.excluded = []                  # (layer name, reason) for layers the net state leaves out
+        self.inputs = []                    # blobs the caller feeds (tops of Input layers)
+        self.outputs = []                   # blobs nobody reads after they are made
+        self.errors = []                    # Issues
+        self.warnings = []
+        self.notices = notices              # what the reader upgraded or read from a dialect
+        self.stage_warning = None           # an Issue: stages asked for that no rule of the net names
+        self.phase = phase
+        self.stages = stages
+        self.level = level
+        self.path = path
+        self.name = name
+        self.force_backward = force_backward
 
     def node(self, name):
         return by_name(self.nodes, name)
@@ -100,7 +102,7 @@ def build_graph(source, phase=None, stages=(), level=None, insert_splits=True, i
     dropped = {w.layer: w for w in source.warnings if hasattr(w, "field_name")}   # io.unknown_fields
     inputs = inputs or {}
     state = net_state(param, phase, stages, level)
-    graph = Graph([], [], [], [], [], [], notices, phase=state.phase, stages=tuple(state.stage),
+    graph = Graph(notices, phase=state.phase, stages=tuple(state.stage),
                   level=state.level, path=path, name=param.name,
                   force_backward=param.force_backward)
     graph.stage_warning = unused_stages(param, stages, path)

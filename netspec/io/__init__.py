@@ -7,7 +7,6 @@ legacy forms on load, as Caffe does, with a warning saying what changed. Errors 
 NetspecErrors naming file, line and column; writes are atomic.
 """
 import os
-from dataclasses import dataclass, field
 
 from .. import caffe_pb2
 from ..errors import NetspecError
@@ -23,13 +22,14 @@ __all__ = [
 ]
 
 
-@dataclass
 class NetSource:
     """A loaded net: the upgraded NetParameter, where it came from, and each layer's line."""
-    param: caffe_pb2.NetParameter
-    path: str = None
-    lines: list = field(default_factory=list)   # lines[i]: 1-based source line of param.layer[i], or None
-    warnings: list = field(default_factory=list)  # what was upgraded or read from a fork dialect
+
+    def __init__(self, param, path=None, lines=None, warnings=None):
+        self.param = param                  # caffe_pb2.NetParameter
+        self.path = path
+        self.lines = lines if lines is not None else []         # lines[i]: 1-based source line of param.layer[i], or None
+        self.warnings = warnings if warnings is not None else []  # what was upgraded or read from a fork dialect
 
     def line_of(self, index):
         return self.lines[index] if index < len(self.lines) else None

@@ -3,8 +3,6 @@ import contextlib
 import errno
 import os
 import re
-import shlex
-from dataclasses import dataclass, field
 
 from ..errors import NetspecError
 from ..utils import PROTO_LIMIT, atomic_write, read_regular
@@ -65,14 +63,15 @@ def decode_text(data, path):
                                 ".binaryproto, .solverstate)") from None
 
 
-@dataclass
 class Loaded:
     """A message as read, before any upgrade, with where its top-level fields start."""
-    message: object
-    path: str
-    format: str
-    positions: dict = field(default_factory=dict)
-    warnings: list = field(default_factory=list)
+
+    def __init__(self, message, path, format, positions, warnings=None):    # noqa: A002
+        self.message = message
+        self.path = path
+        self.format = format
+        self.positions = positions
+        self.warnings = warnings if warnings is not None else []
 
 
 def load(path, cls, fmt=None, data=None):
@@ -341,6 +340,7 @@ def _check_folder(path):
                            hint=f"name a file inside it, e.g. {os.path.join(path, 'out.prototxt')}")
     folder = os.path.dirname(path)
     if folder and not os.path.isdir(folder):
+        import shlex    # here: only this error needs it
         raise NetspecError(f"cannot write: the folder '{folder}' does not exist", file=path,
                            hint=f"create it first (mkdir -p {shlex.quote(folder)}), or write elsewhere")
 

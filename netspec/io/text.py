@@ -9,7 +9,6 @@ import math
 import re
 import struct
 import warnings as warnings_module
-from dataclasses import dataclass, field
 
 from google.protobuf import text_encoding, text_format
 from google.protobuf.descriptor import FieldDescriptor as FD
@@ -42,13 +41,14 @@ def tokens(text):
             line_start = m.start() + m.group().rfind("\n") + 1
 
 
-@dataclass
 class Frame:
     """One open message while scanning: its field path and per-field occurrence counts."""
-    path: tuple
-    counts: dict = field(default_factory=dict)
-    list_field: str = None          # inside `field: [ ... ]`
-    list_start: bool = False        # no item of that list seen yet
+
+    def __init__(self, path):
+        self.path = path
+        self.counts = {}
+        self.list_field = None          # inside `field: [ ... ]`
+        self.list_start = False         # no item of that list seen yet
 
     def occurrence(self, name):
         index = self.counts.get(name, 0)
@@ -56,13 +56,14 @@ class Frame:
         return index
 
 
-@dataclass
 class Scan:
     """What the token scan learned: where top-level fields start, layer names, dialect uses."""
-    positions: dict = field(default_factory=dict)     # top-level field -> [(line, col)]
-    names: dict = field(default_factory=dict)         # (field, index) -> layer name
-    types: dict = field(default_factory=dict)         # (field, index) -> layer type string
-    scalars: list = field(default_factory=list)       # (path, field, value token, token spans)
+
+    def __init__(self):
+        self.positions = {}     # top-level field -> [(line, col)]
+        self.names = {}         # (field, index) -> layer name
+        self.types = {}         # (field, index) -> layer type string
+        self.scalars = []       # (path, field, value token, token spans)
 
 
 MAX_DEPTH = 100     # nets and solvers nest a few levels deep; far deeper means unclosed brackets

@@ -46,6 +46,17 @@ INT_RANGE = {                  # the schema's integer types: (lowest, highest)
 }
 FLOATING = (FD.TYPE_FLOAT, FD.TYPE_DOUBLE)
 _RUNS = {}          # field name -> regex of a run of `name: number` lines
+_TABLES = {}        # message descriptor -> its fields as the reader asks about them (see _table)
+
+
+def _table(descriptor):
+    """{field name: (descriptor, is a message, is repeated, type)}: what the reader asks of
+    each field at every step, asked of protobuf once per message type."""
+    table = _TABLES.get(descriptor)
+    if table is None:
+        table = _TABLES[descriptor] = {name: (fd, fd.message_type is not None, fd.is_repeated, fd.type)
+                                       for name, fd in descriptor.fields_by_name.items()}
+    return table
 
 
 class Unsupported(Exception):
@@ -123,11 +134,12 @@ class _Reader:
     def fill(self, message, closer, depth):
         if depth > MAX_DEPTH:
             self.stop()
-        fields = message.DESCRIPTOR.fields_by_name
+        fields = _table(message.DESCRIPTOR)
         pending = {}                # repeated scalars, appended at once at the end
         text = self.text
+        match = _STEP.match
         while True:
-            m = _STEP.match(text, self.pos)
+            m = match(text, self.pos)
             if m is None:
                 self.stop_in_step()
             kind = m.lastgroup
@@ -141,30 +153,31 @@ class _Reader:
             if depth == 0:
                 self.field_start = self.at = m.start("name")
                 self.top.append((name, self.at))
-            fd = fields.get(name)
-            if fd is None or (fd.message_type is None) == (kind == "open"):
+            field = fields.get(name)
+            if field is None or field[1] != (kind == "open"):
                 self.stop()
+            fd, _, repeated, type_ = field
             self.pos = m.end()
             if kind == "open":
-                self.child(message, fd, m.group(kind), depth)
+                self.child(message, fd, repeated, m.group(kind), depth)
             elif kind == "list":
-                if not fd.is_repeated:
+                if not repeated:
                     self.stop()
                 self.items(fd, pending.setdefault(name, []))
-            elif fd.is_repeated:
+            elif repeated:
                 values = pending.setdefault(name, [])
-                values.append(self.scalar(fd, kind, m.group(kind)))
-                if fd.type in FLOATING:
+                values.append(self.scalar(fd, type_, kind, m.group(kind)))
+                if type_ in FLOATING:
                     self.run(name, values)
             else:
                 if message.HasField(name):
                     self.stop(depth > 0)
-                setattr(message, name, self.scalar(fd, kind, m.group(kind)))
+                setattr(message, name, self.scalar(fd, type_, kind, m.group(kind)))
         for name, values in pending.items():
             getattr(message, name).extend(values)
 
-    def child(self, message, fd, opener, depth):
-        if fd.is_repeated:
+    def child(self, message, fd, repeated, opener, depth):
+        if repeated:
             child = getattr(message, fd.name).add()
         else:
             if message.HasField(fd.name):
@@ -182,7 +195,7 @@ class _Reader:
                 self.stop_in_step()
             kind = m.lastgroup if m.lastgroup != "sep" else next(
                 k for k in ("number", "string", "word") if m.group(k) is not None)
-            values.append(self.scalar(fd, kind, m.group(kind)))
+            values.append(self.scalar(fd, fd.type, kind, m.group(kind)))
             if m.group("sep") == "]":
                 self.pos = m.start("sep")
                 end = _LIST_END.match(self.text, self.pos)
@@ -202,8 +215,7 @@ class _Reader:
             values.extend(map(float, _FLOAT_VALUE.findall(self.text, m.start(), m.end())))
             self.pos = m.end()
 
-    def scalar(self, fd, kind, tok):
-        kind_of_field = fd.type
+    def scalar(self, fd, kind_of_field, kind, tok):
         if kind_of_field in FLOATING:
             if kind == "number" and _FLOAT_TOKEN.match(tok):
                 return float(tok)
