@@ -170,10 +170,10 @@ class Net:
 
     def _bind(self):
         """The plan's steps; an in-place layer is told where the layer before it keeps a copy
-        of their shared blob (BatchNorm's normalised values for the Scale after it). A BatchNorm
-        with the batch's statistics, the in-place channel-wise Scale right after it, and an
-        in-place ReLU right after that, if any, form a group that runs as one where all of it
-        runs (BatchNorm.forward_scaled)."""
+        of their shared blob (BatchNorm's normalised values for the Scale after it). A layer and
+        the in-place layers right after it that it can run in its own passes (Layer.fuses: a
+        BatchNorm with the batch's statistics, its Scale and ReLU) form a group that runs as one
+        where all of it runs."""
         steps, writer = [], {}
         for node, layer in zip(self.nodes, self.layers):
             steps.append(Step(node, layer, [self.blobs[b] for b in node.bottoms], [self.blobs[t] for t in node.tops]))
@@ -182,11 +182,10 @@ class Net:
             layer.kept_input = before.kept_top if before is not None else None
             step, last = steps[-1], steps[-2] if len(steps) > 1 else None
             if before is not None and last.layer is before:     # in place, right after its blob's writer
-                if before.batch_statistics and layer.is_channel_scale(self.shapes[node.bottoms[0]]):
-                    last.group = step.group = [last, step]
-                elif last.group is not None and len(last.group) == 2 and last.group[-1] is last and layer.is_rectifier():
-                    last.group.append(step)
-                    step.group = last.group
+                group = (last.group or [last]) + [step]
+                if group[0].layer.fuses([s.layer for s in group[1:]], self.shapes[node.bottoms[0]]):
+                    for s in group:
+                        s.group = group
             writer.update((t, layer) for t in node.tops)
         return steps
 
@@ -329,14 +328,15 @@ class Net:
             for group in _grouped(steps):
                 step = group[0]
                 if forward:
-                    if len(group) > 1:              # a BatchNorm, its Scale (and a ReLU)
-                        step.layer.forward_scaled(xp, step.bottoms, step.tops, group[1].layer, rectify=len(group) == 3)
+                    if len(group) > 1:
+                        step.layer.forward_fused(xp, step.bottoms, step.tops, [s.layer for s in group[1:]])
                     elif not step.feeds_only:
                         step.layer.forward(xp, step.bottoms, step.tops)
                     continue
                 if len(group) > 1 and all(s.needs_backward and s.propagate_down[0] for s in group):
-                    norm, scale = group[-1], group[-2]      # backward meets them in reverse
-                    norm.layer.backward_scaled(xp, norm.tops, norm.bottoms, scale.layer, rectified=len(group) == 3)
+                    head = group[-1]                # backward meets them in reverse
+                    head.layer.backward_fused(xp, head.tops, head.propagate_down, head.bottoms,
+                                              [s.layer for s in group[-2::-1]])
                 else:
                     for step in group:
                         if step.needs_backward:

@@ -184,7 +184,7 @@ class Scale(_Broadcast):
         return self._operands(())
 
     def took_input(self, kept):
-        """Forward was done for it (by BatchNorm.forward_scaled): `kept` holds its input."""
+        """Forward was done for it (by BatchNorm.forward_fused): `kept` holds its input."""
         self._saved_x = kept
 
     def forward(self, xp, bottoms, tops):

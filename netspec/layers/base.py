@@ -163,6 +163,11 @@ class Layer:
         and Scale right before it can apply in their pass."""
         return False
 
+    def fuses(self, followers, shape):
+        """Whether it runs `followers`, the layers right after it in place on its top (of this
+        shape), in its own passes: forward_fused and backward_fused (the executor groups them)."""
+        return False
+
     def forward(self, xp, bottoms, tops):
         """Compute tops[i].data from bottoms[i].data (and self.blobs)."""
         self.fail(f"{self.type} has no forward")

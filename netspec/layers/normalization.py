@@ -87,7 +87,12 @@ class BatchNorm(Layer):
     # after it and the in-place ReLU after that, if there is one (ResNet's triples), as one:
     # the normalised values go to the copy kept for backward and, scaled (and rectified), to the
     # top in the same pass; backward takes the Scale's sums once for both gradients.
-    def forward_scaled(self, xp, bottoms, tops, scale, rectify=False):
+    def fuses(self, followers, shape):
+        return self.batch_statistics and followers[0].is_channel_scale(shape) and \
+            (len(followers) == 1 or len(followers) == 2 and followers[1].is_rectifier())
+
+    def forward_fused(self, xp, bottoms, tops, followers):
+        scale, rectify = followers[0], len(followers) == 2
         x = self._grouped(bottoms[0].data)
         y = self._grouped(tops[0].data)
         gamma, beta = scale.channel_operands()
@@ -98,7 +103,8 @@ class BatchNorm(Layer):
         self._normalised, self._top_shape = z, tops[0].data.shape
         scale.took_input(self.kept_top())
 
-    def backward_scaled(self, xp, tops, bottoms, scale, rectified=False):
+    def backward_fused(self, xp, tops, propagate_down, bottoms, followers):
+        scale, rectified = followers[0], len(followers) == 2
         gamma, beta = scale.channel_operands()
         norm_ops.batch_norm_backward(xp, self._grouped(tops[0].diff), self._normalised, self._std,
                                      self._grouped(bottoms[0].diff), scale=gamma.data,
