@@ -137,6 +137,23 @@ def test_pointwise_convolution_direct_and_through_columns_agree(monkeypatch, gro
     check_layer(make_layer(text, phase=TRAIN), [x], xp=xp)
 
 
+@pytest.mark.parametrize("pad,group", [(1, 1), (0, 2)])
+def test_convolution_through_winograd(monkeypatch, pad, group, xp):
+    """A 3x3 stride-1 convolution through F(2x2, 3x3) (made to run on a small layer) matches
+    the naive loop and has the numeric gradient; it keeps no im2col columns."""
+    from netspec.ops import winograd
+    monkeypatch.setattr(winograd, "MIN_CHANNELS", 1)
+    monkeypatch.setattr(winograd, "MIN_SIZE", 1)
+    x = np.random.default_rng(21).standard_normal((2, 4, 5, 6))
+    layer = make_layer(conv_text(num_output=4, kernel_size=3, pad=pad, group=group), phase=TRAIN)
+    (y,) = run(layer, [x], xp).y
+    w = np.asarray(layer.blobs[0].data if xp is np else layer.blobs[0].data.get())
+    b = np.asarray(layer.blobs[1].data if xp is np else layer.blobs[1].data.get())
+    np.testing.assert_allclose(y, naive_conv(x, w, b, (1, 1), (pad, pad), (1, 1), group), rtol=1e-10, atol=1e-10)
+    assert not layer._state["cols"]             # no im2col columns kept that nothing would read
+    check_layer(make_layer(conv_text(num_output=4, kernel_size=3, pad=pad, group=group), phase=TRAIN), [x], xp=xp)
+
+
 @pytest.mark.parametrize("phase", [TRAIN, TEST])
 def test_convolution_in_batch_chunks(monkeypatch, phase, xp):
     """Columns larger than the budget are built a few images at a time (and not kept)."""

@@ -237,3 +237,76 @@ def test_conv_batch_last_columns_match_the_batch_inner_layout(monkeypatch, shape
     for other in results[1:]:
         for got, want in zip(other, results[0]):
             np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-10)
+
+
+# -- Winograd F(2x2, 3x3) --------------------------------------------------------------------------
+@pytest.mark.parametrize("shape,o,pad,group,bias", [
+    ((2, 4, 8, 8), 6, (1, 1), 1, True),              # even map: whole 2x2 blocks
+    ((3, 3, 7, 9), 5, (1, 1), 1, True),              # odd edges: the last blocks cut
+    ((2, 4, 6, 5), 4, (0, 2), 2, False),             # no pad on one axis, 2 on the other; groups
+    ((1, 2, 4, 4), 3, (2, 2), 1, True),              # pad that leaves border tiles all padding
+])
+def test_winograd_matches_the_columns(monkeypatch, shape, o, pad, group, bias):
+    """F(2x2, 3x3) gives the im2col path's forward and gradients (weights accumulated onto
+    what is there), whole and in batch chunks, to float64 rounding."""
+    from netspec.ops import conv, winograd
+    rng = np.random.default_rng(7)
+    win = Window((3, 3), (1, 1), pad, (1, 1))
+    x = rng.standard_normal(shape)
+    w = rng.standard_normal((o, shape[1] // group, 3, 3))
+    b = rng.standard_normal(o) if bias else None
+    out_shape = win.out_shape(shape[2:])
+    dy = rng.standard_normal((shape[0], o) + out_shape)
+    dw0 = rng.standard_normal(w.shape)
+
+    def both():
+        y, dw, dx = np.full((shape[0], o) + out_shape, np.nan), dw0.copy(), np.full(shape, np.nan)
+        conv.conv_forward(np, x, w, b, win, group, y)
+        conv.conv_backward(np, x, w, dy, win, group, dw=dw, dx=dx)
+        return y, dw, dx
+    monkeypatch.setattr(winograd, "MIN_CHANNELS", 1)
+    monkeypatch.setattr(winograd, "MIN_SIZE", 1)
+    assert winograd.suits(np, shape, w.shape, win, group)
+    fast = both()
+    monkeypatch.setattr(winograd, "TILE_BYTES", 1)                  # one image at a time
+    chunked = both()
+    monkeypatch.setattr(winograd, "MIN_CHANNELS", 10 ** 6)
+    want = both()
+    for got in (fast, chunked):
+        for a, e in zip(got, want):
+            np.testing.assert_allclose(a, e, rtol=1e-10, atol=1e-10)
+
+
+def test_winograd_gradients_one_at_a_time(monkeypatch):
+    """Backward asked for dx alone or dw alone writes only that."""
+    from netspec.ops import conv, winograd
+    monkeypatch.setattr(winograd, "MIN_CHANNELS", 1)
+    monkeypatch.setattr(winograd, "MIN_SIZE", 1)
+    rng = np.random.default_rng(8)
+    win = Window((3, 3), (1, 1), (1, 1), (1, 1))
+    x, w, dy = rng.standard_normal((2, 3, 5, 6)), rng.standard_normal((4, 3, 3, 3)), rng.standard_normal((2, 4, 5, 6))
+    dw, dx = np.zeros_like(w), np.full(x.shape, np.nan)
+    conv.conv_backward(np, x, w, dy, win, 1, dw=dw, dx=dx)
+    dw_alone, dx_alone = np.zeros_like(w), np.full(x.shape, np.nan)
+    conv.conv_backward(np, x, w, dy, win, 1, dw=dw_alone)
+    conv.conv_backward(np, x, w, dy, win, 1, dx=dx_alone)
+    np.testing.assert_allclose(dw_alone, dw, rtol=1e-12)
+    np.testing.assert_allclose(dx_alone, dx, rtol=1e-12)
+
+
+@pytest.mark.parametrize("x_shape,o,kernel,stride,dilation,group,xp_name,expected", [
+    ((8, 128, 28, 28), 128, (3, 3), (1, 1), (1, 1), 1, "numpy", True),
+    ((10, 384, 13, 13), 384, (3, 3), (1, 1), (1, 1), 2, "numpy", True),      # 192 per group
+    ((8, 64, 56, 56), 64, (3, 3), (1, 1), (1, 1), 1, "numpy", True),
+    ((8, 48, 56, 56), 64, (3, 3), (1, 1), (1, 1), 1, "numpy", False),        # few channels
+    ((8, 512, 7, 7), 512, (3, 3), (1, 1), (1, 1), 1, "numpy", False),        # small map
+    ((8, 128, 28, 28), 128, (3, 3), (2, 2), (1, 1), 1, "numpy", False),      # strided
+    ((8, 128, 28, 28), 128, (3, 3), (1, 1), (2, 2), 1, "numpy", False),      # dilated
+    ((8, 128, 28, 28), 128, (5, 5), (1, 1), (1, 1), 1, "numpy", False),      # 5x5
+    ((8, 128, 28, 28), 128, (3, 3), (1, 1), (1, 1), 1, "cupy", False),       # NumPy only
+])
+def test_winograd_runs_where_it_pays(x_shape, o, kernel, stride, dilation, group, xp_name, expected):
+    from netspec.ops import winograd
+    xp = np if xp_name == "numpy" else object()
+    win = Window(kernel, stride, (1, 1), dilation)
+    assert winograd.suits(xp, x_shape, (o, x_shape[1] // group) + kernel, win, group) is expected

@@ -202,8 +202,8 @@ class Convolution(_ConvolutionBase):
         for i, (bottom, top) in enumerate(zip(bottoms, tops)):
             x, out = self._as_ncs(bottom.data, axis), self._as_ncs(top.data, axis)
             col = None
-            filters = w.shape[0] // self.param.group
-            if self.phase == TRAIN and conv_ops.keeps_columns(xp, x.shape, win, out.shape[2:], x.itemsize, filters):
+            if self.phase == TRAIN and conv_ops.keeps_columns(xp, x.shape, w.shape, win, self.param.group,
+                                                               out.shape[2:], x.itemsize):
                 # Keep this layer's columns for backward (TRAIN), in a buffer reused every pass.
                 shape = col_shape(x.shape, win, out.shape[2:])
                 col = cols.get(i)
