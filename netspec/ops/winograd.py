@@ -19,9 +19,10 @@ at 2 threads 0.74-0.94 of im2col's time on the same layers. Slower with 48 chann
 
 F(4x4, 3x3) would cut the products 4x (measured 0.59-0.70 of im2col's time on 28x28 and
 56x56 maps), but its larger transform constants raise the float32 error to about 1e-5 of the
-largest value, ten times a reordered sum's: not taken. CuPy keeps its own paths. The tiles,
-products and relaid copies use the scratch buffers of the im2col path's columns, product and
-copies (conv.py), which are already that big: a few megabytes of memory of its own.
+largest value, ten times a reordered sum's: not taken. CuPy keeps its own paths. The tiles
+are transformed in place, and they, the products and the relaid copies use the scratch
+buffers of the im2col path's columns, product and copies (conv.py), which are mostly that
+big already.
 """
 import math
 from functools import lru_cache
@@ -37,6 +38,7 @@ MIN_SIZE = 12
 # Bytes of transformed tiles (of the input or of the output) made at a time; a larger
 # batch runs in chunks, as the im2col columns do.
 TILE_BYTES = 32 << 20
+BLOCK_BYTES = 1 << 20   # the in-place transforms' columns at a time
 
 
 def suits(xp, x_shape, w_shape, win, group):
@@ -78,6 +80,18 @@ def _weights(w):
     return u
 
 
+def _transform(k, a):
+    """a[...] = k @ a for (P, L) arrays, in blocks of columns through a small buffer: the
+    transformed tiles take no buffer of their own."""
+    step = max(1, BLOCK_BYTES // (a.shape[0] * a.itemsize))
+    flat = scratch(numpy, "wino_block", (a.shape[0] * step,), a.dtype)
+    for start in range(0, a.shape[1], step):
+        part = a[:, start:start + step]
+        block = flat[:part.size].reshape(part.shape)
+        numpy.matmul(k, part, out=block)
+        part[...] = block
+
+
 def _tiles(x, pad, out_shape):
     """V = B^T d B of every input tile: (16, C, N * tiles)."""
     n, c, h, w = x.shape
@@ -98,9 +112,8 @@ def _tiles(x, pad, out_shape):
             for b in range(4):
                 d[a, b, s] = p[:, :, a:a + 2 * th:2, b:b + 2 * tw:2]
     by_parts(numpy, gather, c, d.nbytes)
-    v = scratch(numpy, "wino_v", (16, c, n * th * tw), x.dtype)
-    matmul(numpy, kb, d.reshape(16, -1), out=v.reshape(16, -1))
-    return v
+    _transform(kb, d.reshape(16, -1))
+    return d.reshape(16, c, n * th * tw)
 
 
 def _grouped(a, group):
@@ -139,12 +152,11 @@ def _forward(x, u, b, pad, group, out):
 
 def conv_backward(x, w, dy, pad, group, dw=None, dx=None):
     """Accumulate dw (where given) and write dx (where given) for conv_forward's convolution."""
-    u = None if dx is None else _grouped(_weights(w), group).swapaxes(2, 3)
     for part in _chunks(x, dy.shape[2:], w.shape[0]):
-        _backward(x[part], w, dy[part], u, pad, group, dw, None if dx is None else dx[part])
+        _backward(x[part], w, dy[part], pad, group, dw, None if dx is None else dx[part])
 
 
-def _backward(x, w, dy, ut, pad, group, dw, dx):
+def _backward(x, w, dy, pad, group, dw, dx):
     n, c, h, wd = x.shape
     o = dy.shape[1]
     kb, kg, ka = _transforms(x.dtype)
@@ -160,25 +172,24 @@ def _backward(x, w, dy, ut, pad, group, dw, dx):
     by_parts(numpy, gather, o, dy.nbytes)
     dm = scratch(numpy, "conv_y", (16, o, n * th * tw), x.dtype)
     matmul(numpy, ka.T, dyt.reshape(4, -1), out=dm.reshape(16, -1))
+    if dx is not None:                      # first, while U is in its buffer
+        ut = _grouped(_weights(w), group).swapaxes(2, 3)
+        dd = scratch(numpy, "col", (4, 4, c, n, th, tw), x.dtype)
+        matmul(numpy, ut, _grouped(dm, group), out=_grouped(dd.reshape(16, c, -1), group))
+        _transform(kb.T, dd.reshape(16, -1))
+        acc = scratch(numpy, "x_last", (c, n, 2 * th + 2, 2 * tw + 2), x.dtype)
+        (ph, pw) = pad
+
+        def scatter(s):                     # overlapping tiles: each position's sum, then the crop
+            a_s = acc[s]
+            a_s[...] = 0
+            for a in range(4):
+                for b in range(4):
+                    a_s[:, :, a:a + 2 * th:2, b:b + 2 * tw:2] += dd[a, b, s]
+            dx[:, s] = a_s[:, :, ph:ph + h, pw:pw + wd].swapaxes(0, 1)
+        by_parts(numpy, scatter, c, dd.nbytes)
     if dw is not None:
         v = _tiles(x, pad, dy.shape[2:])
-        du = scratch(numpy, "wino_du", (16,) + w.shape[:2], x.dtype)
+        du = scratch(numpy, "wino_u", (16,) + w.shape[:2], x.dtype)
         matmul(numpy, _grouped(dm, group), _grouped(v, group).swapaxes(2, 3), out=_grouped(du, group))
         matmul_add(numpy, du.reshape(16, -1).T, kg, dw.reshape(-1, 9))
-    if dx is None:
-        return
-    dv = scratch(numpy, "wino_v", (16, c, n * th * tw), x.dtype)
-    matmul(numpy, ut, _grouped(dm, group), out=_grouped(dv, group))
-    dd = scratch(numpy, "col", (4, 4, c, n, th, tw), x.dtype)
-    matmul(numpy, kb.T, dv.reshape(16, -1), out=dd.reshape(16, -1))
-    acc = scratch(numpy, "x_last", (c, n, 2 * th + 2, 2 * tw + 2), x.dtype)
-    (ph, pw) = pad
-
-    def scatter(s):                         # overlapping tiles: each position's sum, then the crop
-        a_s = acc[s]
-        a_s[...] = 0
-        for a in range(4):
-            for b in range(4):
-                a_s[:, :, a:a + 2 * th:2, b:b + 2 * tw:2] += dd[a, b, s]
-        dx[:, s] = a_s[:, :, ph:ph + h, pw:pw + wd].swapaxes(0, 1)
-    by_parts(numpy, scatter, c, dd.nbytes)
