@@ -61,9 +61,14 @@ def _transforms(dtype):
 def _chunks(x, out_shape, o):
     """Batch slices whose transformed tiles fit TILE_BYTES."""
     n, c = x.shape[:2]
-    per_item = 16 * max(c, o) * math.prod(-(-s // 2) for s in out_shape) * x.itemsize
+    per_item = 16 * max(c, o) * math.prod(_tile_counts(out_shape)) * x.itemsize
     step = max(1, TILE_BYTES // per_item)
     return [slice(start, min(start + step, n)) for start in range(0, n, step)]
+
+
+def _tile_counts(out_shape):
+    """Tiles along each axis: one per 2x2 block of outputs, the last one cut at an odd edge."""
+    return tuple(-(-s // 2) for s in out_shape)
 
 
 def _blocks(out_shape):
@@ -95,7 +100,7 @@ def _transform(k, a):
 def _tiles(x, pad, out_shape):
     """V = B^T d B of every input tile: (16, C, N * tiles)."""
     n, c, h, w = x.shape
-    th, tw = (-(-s // 2) for s in out_shape)
+    th, tw = _tile_counts(out_shape)
     kb, _, _ = _transforms(x.dtype)
     (ph, pw) = pad
     padded = scratch(numpy, "x_last", (c, n, 2 * th + 2, 2 * tw + 2), x.dtype)
@@ -132,7 +137,7 @@ def _forward(x, u, b, pad, group, out):
     n, o = x.shape[0], out.shape[1]
     _, _, ka = _transforms(x.dtype)
     v = _tiles(x, pad, out.shape[2:])
-    th, tw = (-(-s // 2) for s in out.shape[2:])
+    th, tw = _tile_counts(out.shape[2:])
     m = scratch(numpy, "conv_y", (16, o, n * th * tw), x.dtype)
     matmul(numpy, u, _grouped(v, group), out=_grouped(m, group))
     y = scratch(numpy, "dy_t", (4, m[0].size), x.dtype)
@@ -160,7 +165,7 @@ def _backward(x, w, dy, pad, group, dw, dx):
     n, c, h, wd = x.shape
     o = dy.shape[1]
     kb, kg, ka = _transforms(x.dtype)
-    th, tw = (-(-s // 2) for s in dy.shape[2:])
+    th, tw = _tile_counts(dy.shape[2:])
     dyt = scratch(numpy, "dy_t", (2, 2, o, n, th, tw), x.dtype)
 
     def gather(s):
